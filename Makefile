@@ -1,0 +1,52 @@
+# Tapeflow: `make demo` runs the platform on a local cluster, `make test` runs every test.
+SHELL := /bin/bash
+PG_CONFIG ?= /usr/lib/postgresql/15/bin/pg_config
+TAPEFLOW_HOME ?= $(CURDIR)/.tapeflow
+export TAPEFLOW_HOME
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo --sudo)
+EXT_SOURCES := $(shell find pg_extension analytics -name '*.rs' -o -name Cargo.toml -o -name '*.control' | grep -v target) Cargo.toml
+
+.PHONY: demo test stop psql dburl deps extension binaries db lint bench
+
+deps:
+	@bash scripts/install-deps.sh
+
+# Rebuilds and reinstalls the extension only when its sources changed.
+$(TAPEFLOW_HOME)/extension.stamp: $(EXT_SOURCES)
+	@echo "==> building and installing the tapeflow extension"
+	cd pg_extension && cargo pgrx install --release --pg-config $(PG_CONFIG) $(SUDO)
+	@mkdir -p $(TAPEFLOW_HOME) && touch $@
+
+extension: deps $(TAPEFLOW_HOME)/extension.stamp
+
+binaries: deps
+	cargo build --release --bin tapeflow-feed --bin tapeflow-exec --bin tapeflow-web
+
+db: extension
+	@bash scripts/cluster.sh start
+	@bash scripts/db-refresh-extension.sh
+	@bash scripts/migrate.sh
+	@bash scripts/db-refresh-extension.sh "$$(bash scripts/cluster.sh url)" --stamp
+
+demo: db binaries
+	@bash scripts/demo.sh start
+
+stop:
+	@bash scripts/demo.sh stop
+	@bash scripts/cluster.sh stop
+
+psql:
+	@psql "$$(bash scripts/cluster.sh url)"
+
+dburl:
+	@bash scripts/cluster.sh url
+
+lint:
+	cargo fmt --all -- --check
+	cargo clippy --workspace --all-targets -- -D warnings
+
+test: db binaries
+	@bash scripts/test.sh
+
+bench: db
+	@bash bench/run.sh

@@ -1,0 +1,16 @@
+//! Tapeflow's analytics: pure Rust, no database, no async. The PostgreSQL extension, the
+//! feeders and the backtests all call into this crate so that each formula exists once.
+
+pub mod atr;
+pub mod candle;
+pub mod classify;
+pub mod flow;
+pub mod footprint;
+pub mod ground_truth;
+pub mod profile;
+pub mod side;
+pub mod state;
+pub mod strategy;
+
+pub use candle::{Candle, Micros, TradeError};
+pub use side::{Side, SideSource};

@@ -1,0 +1,59 @@
+//! Database plumbing shared by Tapeflow's daemons: where the database is, connecting with
+//! backoff, a LISTEN stream that survives reconnects, and batched COPY of ticks.
+
+pub mod config;
+pub mod copy;
+pub mod listen;
+
+pub use config::database_url;
+pub use listen::{listen, ListenEvent};
+
+use std::time::Duration;
+use tokio_postgres::{Client, NoTls};
+
+/// Connects, retrying with exponential backoff (capped at 10 s) until `give_up_after`.
+pub async fn connect(url: &str, give_up_after: Duration) -> anyhow::Result<Client> {
+    let started = tokio::time::Instant::now();
+    let mut delay = Duration::from_millis(100);
+    loop {
+        match tokio_postgres::connect(url, NoTls).await {
+            Ok((client, connection)) => {
+                tokio::spawn(async move {
+                    if let Err(e) = connection.await {
+                        tracing::warn!(error = %e, "database connection closed");
+                    }
+                });
+                return Ok(client);
+            }
+            Err(e) if started.elapsed() < give_up_after => {
+                tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "cannot connect to database");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(10));
+            }
+            Err(e) => return Err(anyhow::anyhow!("cannot connect to {}: {e}", redact(url))),
+        }
+    }
+}
+
+/// The URL without its password, for logs and errors.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.find('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let creds = &url[s + 3..at];
+            match creds.find(':') {
+                Some(c) => format!("{}{}:***{}", &url[..s + 3], &creds[..c], &url[at..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn redacts_password_only() {
+        assert_eq!(super::redact("postgresql://u:secret@h:1/d"), "postgresql://u:***@h:1/d");
+        assert_eq!(super::redact("postgresql://u@h:1/d"), "postgresql://u@h:1/d");
+    }
+}

@@ -1,0 +1,79 @@
+//! LISTEN that survives disconnects.
+//!
+//! Notifications sent while a listener is disconnected are lost, so every (re)connect is
+//! reported as `ListenEvent::Connected`: consumers re-read whatever state they track.
+
+use futures_util::StreamExt;
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio_postgres::{AsyncMessage, NoTls};
+
+#[derive(Debug, Clone)]
+pub enum ListenEvent {
+    /// (Re)connected and listening: re-read state, notifications may have been missed.
+    Connected,
+    Notification { channel: String, payload: String },
+}
+
+/// Listens on `channels` in a background task, reconnecting with backoff; events arrive on
+/// the returned receiver until it is dropped.
+pub fn listen(url: String, channels: Vec<String>) -> mpsc::Receiver<ListenEvent> {
+    let (tx, rx) = mpsc::channel(4096);
+    tokio::spawn(async move {
+        let mut delay = Duration::from_millis(200);
+        loop {
+            match run_once(&url, &channels, &tx).await {
+                Ok(()) => return, // receiver dropped
+                Err(e) => {
+                    tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "LISTEN connection lost");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(5));
+                }
+            }
+            if tx.is_closed() {
+                return;
+            }
+        }
+    });
+    rx
+}
+
+async fn run_once(url: &str, channels: &[String], tx: &mpsc::Sender<ListenEvent>) -> anyhow::Result<()> {
+    let (client, mut connection) = tokio_postgres::connect(url, NoTls).await?;
+    let (msg_tx, mut msg_rx) = mpsc::unbounded_channel();
+    let driver = tokio::spawn(async move {
+        let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
+        while let Some(m) = messages.next().await {
+            match m {
+                Ok(AsyncMessage::Notification(n)) => {
+                    let _ = msg_tx.send(Ok((n.channel().to_string(), n.payload().to_string())));
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    let _ = msg_tx.send(Err(e));
+                    return;
+                }
+            }
+        }
+    });
+    let sql: String = channels.iter().map(|c| format!("LISTEN \"{}\";", c.replace('"', ""))).collect();
+    client.batch_execute(&sql).await?;
+    if tx.send(ListenEvent::Connected).await.is_err() {
+        driver.abort();
+        return Ok(());
+    }
+    let result = loop {
+        match msg_rx.recv().await {
+            Some(Ok((channel, payload))) => {
+                if tx.send(ListenEvent::Notification { channel, payload }).await.is_err() {
+                    break Ok(());
+                }
+            }
+            Some(Err(e)) => break Err(anyhow::anyhow!("{e}")),
+            None => break Err(anyhow::anyhow!("connection closed")),
+        }
+    };
+    driver.abort();
+    drop(client);
+    result
+}

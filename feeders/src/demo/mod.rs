@@ -1,0 +1,2 @@
+pub mod market;
+pub mod watchlist;

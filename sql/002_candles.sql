@@ -1,0 +1,188 @@
+-- One-minute candle summaries, the timeframes built from them, and live announcements.
+--
+-- Plain PostgreSQL: tapeflow.bars_1m is a table kept current by statement-level triggers on
+-- ticks (transition tables give the statement's rows, so a 10,000-row COPY costs one
+-- aggregate query, not 10,000 trigger calls). With TimescaleDB it is a continuous aggregate
+-- over the same tapeflow.candle_agg. Either way queries read tapeflow.bars_1m.
+
+CREATE OR REPLACE FUNCTION tapeflow.minute(ts timestamptz) RETURNS timestamptz
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    RETURN date_bin('1 minute', ts, timestamptz '2000-01-01 00:00+00');
+
+DO $$
+BEGIN
+    IF EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'timescaledb') THEN
+        IF to_regclass('tapeflow.bars_1m') IS NULL THEN
+            CREATE MATERIALIZED VIEW tapeflow.bars_1m WITH (timescaledb.continuous, timescaledb.materialized_only = false) AS
+                SELECT symbol, time_bucket('1 minute', time) AS bucket,
+                       tapeflow.candle_agg(time, price, size, side) AS candle
+                FROM tapeflow.ticks GROUP BY symbol, time_bucket('1 minute', time)
+                WITH NO DATA;
+            PERFORM add_continuous_aggregate_policy('tapeflow.bars_1m',
+                start_offset => interval '3 days', end_offset => interval '1 minute',
+                schedule_interval => interval '1 minute');
+        END IF;
+    ELSE
+        CREATE TABLE IF NOT EXISTS tapeflow.bars_1m (
+            symbol text NOT NULL,
+            bucket timestamptz NOT NULL,
+            candle tapeflow.candle NOT NULL,
+            PRIMARY KEY (symbol, bucket)
+        );
+    END IF;
+END $$;
+COMMENT ON TABLE tapeflow.bars_1m IS 'One-minute candle summaries per symbol; every timeframe is a rollup() of these.';
+
+-- Announces the newest changed minute of each symbol touched by a statement.
+CREATE OR REPLACE FUNCTION tapeflow.announce_candles(changed tapeflow.bars_1m[]) RETURNS void
+    LANGUAGE sql AS $$
+    SELECT count(pg_notify('tapeflow_candles', json_build_object(
+               'symbol', c.symbol, 'bucket', c.bucket,
+               'open', tapeflow.open(c.candle), 'high', tapeflow.high(c.candle),
+               'low', tapeflow.low(c.candle), 'close', tapeflow.close(c.candle),
+               'volume', tapeflow.volume(c.candle), 'buy_volume', tapeflow.buy_volume(c.candle),
+               'sell_volume', tapeflow.sell_volume(c.candle), 'trades', tapeflow.trades(c.candle))::text))
+    FROM (SELECT DISTINCT ON (symbol) * FROM unnest(changed) ORDER BY symbol, bucket DESC) c;
+$$;
+
+CREATE OR REPLACE FUNCTION tapeflow.ticks_inserted() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+    changed tapeflow.bars_1m[];
+BEGIN
+    IF to_regclass('tapeflow.bars_1m') IS NOT NULL AND
+       (SELECT relkind FROM pg_class WHERE oid = 'tapeflow.bars_1m'::regclass) = 'r' THEN
+        WITH agg AS (
+            SELECT symbol, tapeflow.minute(time) AS bucket, tapeflow.candle_agg(time, price, size, side) AS candle
+            FROM new_rows GROUP BY 1, 2
+        ), up AS (
+            INSERT INTO tapeflow.bars_1m AS b (symbol, bucket, candle)
+            SELECT symbol, bucket, candle FROM agg
+            ON CONFLICT (symbol, bucket) DO UPDATE SET candle = tapeflow.candle_merge(b.candle, EXCLUDED.candle)
+            RETURNING b.*
+        )
+        SELECT array_agg(up) INTO changed FROM up;
+    ELSE
+        -- Continuous aggregate: read the affected minutes back through its real-time view.
+        SELECT array_agg(b) INTO changed FROM tapeflow.bars_1m b
+        JOIN (SELECT symbol, max(tapeflow.minute(time)) AS bucket FROM new_rows GROUP BY 1) n USING (symbol, bucket);
+    END IF;
+    PERFORM tapeflow.announce_candles(changed);
+    RETURN NULL;
+END $$;
+
+-- Deletes and updates are rare (corrections); the affected minutes are recomputed from ticks.
+CREATE OR REPLACE FUNCTION tapeflow.ticks_changed() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF (SELECT relkind FROM pg_class WHERE oid = 'tapeflow.bars_1m'::regclass) <> 'r' THEN
+        RETURN NULL;
+    END IF;
+    CREATE TEMP TABLE IF NOT EXISTS tapeflow_touched (symbol text, bucket timestamptz) ON COMMIT DROP;
+    TRUNCATE tapeflow_touched;
+    INSERT INTO tapeflow_touched SELECT DISTINCT symbol, tapeflow.minute(time) FROM old_rows;
+    IF TG_OP = 'UPDATE' THEN
+        INSERT INTO tapeflow_touched SELECT DISTINCT symbol, tapeflow.minute(time) FROM new_rows;
+    END IF;
+    DELETE FROM tapeflow.bars_1m b USING tapeflow_touched t WHERE b.symbol = t.symbol AND b.bucket = t.bucket;
+    INSERT INTO tapeflow.bars_1m (symbol, bucket, candle)
+    SELECT k.symbol, tapeflow.minute(k.time), tapeflow.candle_agg(k.time, k.price, k.size, k.side)
+    FROM tapeflow.ticks k JOIN (SELECT DISTINCT * FROM tapeflow_touched) t
+      ON k.symbol = t.symbol AND k.time >= t.bucket AND k.time < t.bucket + interval '1 minute'
+    GROUP BY 1, 2;
+    RETURN NULL;
+END $$;
+
+DO $$
+BEGIN
+    IF EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'timescaledb') THEN
+        -- Hypertables do not support transition tables; announcements come from ingest_ticks().
+        NULL;
+    ELSE
+        DROP TRIGGER IF EXISTS ticks_inserted ON tapeflow.ticks;
+        CREATE TRIGGER ticks_inserted AFTER INSERT ON tapeflow.ticks
+            REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION tapeflow.ticks_inserted();
+        DROP TRIGGER IF EXISTS ticks_deleted ON tapeflow.ticks;
+        CREATE TRIGGER ticks_deleted AFTER DELETE ON tapeflow.ticks
+            REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION tapeflow.ticks_changed();
+        DROP TRIGGER IF EXISTS ticks_updated ON tapeflow.ticks;
+        CREATE TRIGGER ticks_updated AFTER UPDATE ON tapeflow.ticks
+            REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION tapeflow.ticks_changed();
+    END IF;
+END $$;
+
+-- Interval of a timeframe name.
+CREATE OR REPLACE FUNCTION tapeflow.timeframe_interval(timeframe text) RETURNS interval
+    LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE AS $$
+BEGIN
+    RETURN CASE timeframe
+        WHEN '1m' THEN interval '1 minute' WHEN '5m' THEN interval '5 minutes'
+        WHEN '15m' THEN interval '15 minutes' WHEN '30m' THEN interval '30 minutes'
+        WHEN '1h' THEN interval '1 hour' WHEN '1d' THEN interval '1 day'
+        ELSE NULL END;
+END $$;
+
+-- The start of the bar containing ts. Intraday bars are aligned to the session open in the
+-- symbol's timezone (a 1h bar of a US stock runs 09:30-10:30 ET, as on trading terminals);
+-- daily bars are the trading day in that timezone.
+CREATE OR REPLACE FUNCTION tapeflow.bar_start(ts timestamptz, timeframe text, tz text, session_open time)
+    RETURNS timestamptz LANGUAGE sql STABLE PARALLEL SAFE AS $$
+    SELECT CASE WHEN timeframe = '1d'
+        THEN date_trunc('day', ts AT TIME ZONE tz) AT TIME ZONE tz
+        ELSE date_bin(tapeflow.timeframe_interval(timeframe), ts AT TIME ZONE tz,
+                      date_trunc('day', ts AT TIME ZONE tz) + session_open) AT TIME ZONE tz
+    END;
+$$;
+
+CREATE OR REPLACE FUNCTION tapeflow.candles(
+    symbol text, timeframe text, "from" timestamptz, "to" timestamptz)
+RETURNS TABLE ("time" timestamptz, open double precision, high double precision, low double precision,
+               close double precision, volume double precision, buy_volume double precision,
+               sell_volume double precision, trades bigint, vwap double precision)
+LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    s tapeflow.symbols;
+BEGIN
+    IF tapeflow.timeframe_interval(timeframe) IS NULL THEN
+        RAISE EXCEPTION 'unknown timeframe %', coalesce(timeframe, 'NULL')
+            USING HINT = 'use one of 1m, 5m, 15m, 30m, 1h, 1d';
+    END IF;
+    SELECT * INTO s FROM tapeflow.symbols WHERE symbols.symbol = candles.symbol;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'unknown symbol %', coalesce(candles.symbol, 'NULL')
+            USING HINT = 'see tapeflow.symbols';
+    END IF;
+    RETURN QUERY
+    SELECT r.t, tapeflow.open(r.c), tapeflow.high(r.c), tapeflow.low(r.c), tapeflow.close(r.c),
+           tapeflow.volume(r.c), tapeflow.buy_volume(r.c), tapeflow.sell_volume(r.c),
+           tapeflow.trades(r.c), tapeflow.vwap(r.c)
+    FROM (
+        SELECT tapeflow.bar_start(b.bucket, timeframe, s.timezone, s.session_open) AS t,
+               tapeflow.rollup(b.candle) AS c
+        FROM tapeflow.bars_1m b
+        WHERE b.symbol = candles.symbol
+          AND b.bucket >= tapeflow.bar_start("from", timeframe, s.timezone, s.session_open)
+          AND b.bucket < "to"
+        GROUP BY 1
+    ) r
+    ORDER BY r.t;
+END $$;
+COMMENT ON FUNCTION tapeflow.candles(text, text, timestamptz, timestamptz) IS
+'Bars of a symbol for timeframe 1m, 5m, 15m, 30m, 1h or 1d whose start lies in [from, to), rolled up from tapeflow.bars_1m. Errors: unknown symbol, unknown timeframe.';
+
+-- Recomputes every one-minute summary from ticks (after a bulk load with triggers disabled,
+-- or after the extension was recreated). Returns the number of minutes written.
+CREATE OR REPLACE FUNCTION tapeflow.rebuild_rollups() RETURNS bigint LANGUAGE plpgsql AS $$
+DECLARE
+    n bigint;
+BEGIN
+    IF (SELECT relkind FROM pg_class WHERE oid = 'tapeflow.bars_1m'::regclass) <> 'r' THEN
+        CALL refresh_continuous_aggregate('tapeflow.bars_1m', NULL, NULL);
+        SELECT count(*) INTO n FROM tapeflow.bars_1m;
+        RETURN n;
+    END IF;
+    TRUNCATE tapeflow.bars_1m;
+    INSERT INTO tapeflow.bars_1m (symbol, bucket, candle)
+    SELECT symbol, tapeflow.minute(time), tapeflow.candle_agg(time, price, size, side)
+    FROM tapeflow.ticks GROUP BY 1, 2;
+    GET DIAGNOSTICS n = ROW_COUNT;
+    RETURN n;
+END $$;

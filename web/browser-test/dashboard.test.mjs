@@ -1,0 +1,104 @@
+// Headless-browser test of the dashboard against a running tapeflow-web (or
+// the mock server): the page loads, shows symbols and a chart, and receives
+// live updates over SSE.
+//
+//   TAPEFLOW_WEB_URL=http://127.0.0.1:8080 node --test web/browser-test/
+// Env: TAPEFLOW_WEB_URL (default http://127.0.0.1:8080), TAPEFLOW_SCREENSHOT
+// (default ../target/dashboard.png from web/), CHROMIUM_PATH (default
+// /usr/bin/chromium; browsers are never downloaded).
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdir } from 'node:fs/promises';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { chromium } from 'playwright-core';
+
+const webDir = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const baseUrl = process.env.TAPEFLOW_WEB_URL || 'http://127.0.0.1:8080';
+const screenshot = path.resolve(process.env.TAPEFLOW_SCREENSHOT || path.join(webDir, '..', 'target', 'dashboard.png'));
+const LIVE_TIMEOUT = 20_000;
+
+let browser;
+before(async () => {
+  browser = await chromium.launch({
+    executablePath: process.env.CHROMIUM_PATH || '/usr/bin/chromium',
+    headless: true,
+    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
+      '--disable-component-update', '--disable-sync'],
+  });
+});
+after(() => browser?.close());
+
+/** A page that records uncaught errors and failed requests, which fail the test. */
+async function openPage() {
+  const page = await browser.newPage({ viewport: { width: 1440, height: 860 } });
+  const problems = [];
+  page.on('pageerror', (err) => problems.push(`page error: ${err.message}`));
+  page.on('requestfailed', (req) => {
+    // The SSE request is aborted when the page closes; that is not a fault.
+    if (!req.url().endsWith('/events')) problems.push(`request failed: ${req.url()} ${req.failure()?.errorText}`);
+  });
+  page.on('response', (res) => {
+    if (res.status() >= 400) problems.push(`HTTP ${res.status()}: ${res.url()}`);
+  });
+  return { page, problems };
+}
+
+test('dashboard shows the watchlist and chart and receives live updates', { timeout: 60_000 }, async (t) => {
+  const { page, problems } = await openPage();
+  try {
+    const res = await page.goto(baseUrl, { waitUntil: 'domcontentloaded' });
+    assert.ok(res?.ok(), `GET ${baseUrl} answered ${res?.status()}`);
+
+    await page.waitForSelector('#watchlist tbody tr[data-symbol]', { timeout: 15_000 });
+    const rows = await page.locator('#watchlist tbody tr[data-symbol]').count();
+    assert.ok(rows > 0, 'the watchlist has rows');
+    await page.waitForSelector('#chart canvas', { timeout: 15_000 });
+
+    await page.waitForFunction(() => Number(document.querySelector('#live-count')?.textContent) > 0, null,
+      { timeout: LIVE_TIMEOUT }).catch(() => {
+      throw new Error(`no live update within ${LIVE_TIMEOUT / 1000} s (status: see screenshot)`);
+    });
+    assert.equal(await page.locator('#status').getAttribute('data-state'), 'connected');
+
+    const selected = page.locator('#watchlist tr.selected');
+    assert.equal(await selected.count(), 1, 'one symbol is selected');
+    const symbol = await selected.getAttribute('data-symbol');
+    const lastText = await selected.locator('[data-field="last"]').textContent();
+    const last = Number(lastText.replace(/,/g, ''));
+    assert.ok(Number.isFinite(last), `last price of ${symbol} is a number, got "${lastText}"`);
+    assert.equal(await page.locator('#chart-symbol').textContent(), symbol, 'the chart shows the selected symbol');
+
+    // Let the chart finish drawing before the picture.
+    await page.waitForFunction(() => document.querySelector('#chart-message')?.hidden !== false
+      || !/Loading/.test(document.querySelector('#chart-message').textContent), null, { timeout: 10_000 });
+    const bars = await page.locator('#chart').getAttribute('data-bars');
+    t.diagnostic(`${rows} symbols; ${symbol} last ${last}; ${bars} bars drawn`);
+    assert.deepEqual(problems, [], 'no page errors or failed requests');
+  } finally {
+    await mkdir(path.dirname(screenshot), { recursive: true });
+    await page.screenshot({ path: screenshot }).catch(() => {});
+    await page.close();
+  }
+});
+
+test('signals page lists signals and switches back to the dashboard', { timeout: 30_000 }, async () => {
+  const { page, problems } = await openPage();
+  try {
+    await page.goto(`${baseUrl}/#/signals`, { waitUntil: 'domcontentloaded' });
+    await page.waitForSelector('#signals-table', { state: 'visible', timeout: 15_000 });
+    assert.ok(await page.locator('#chart').isHidden(), 'the dashboard is hidden on the signals page');
+    // Rows are optional (a fresh database has none), the empty note then shows.
+    await page.waitForFunction(() => document.querySelector('#signals-table tbody tr')
+      || !document.querySelector('#signals-empty').hidden, null, { timeout: 15_000 });
+    await page.click('nav a[data-route="dashboard"]');
+    await page.waitForSelector('#chart canvas', { state: 'visible', timeout: 15_000 });
+    assert.deepEqual(problems, [], 'no page errors or failed requests');
+  } finally {
+    const signalsShot = screenshot.replace(/(\.png)?$/, '-signals.png');
+    await page.goto(`${baseUrl}/#/signals`).catch(() => {});
+    await page.waitForTimeout(500);
+    await page.screenshot({ path: signalsShot }).catch(() => {});
+    await page.close();
+  }
+});

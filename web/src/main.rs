@@ -1,0 +1,21 @@
+//! tapeflow-web: serves the dashboard, a JSON API over the database, and `/events`, one
+//! Server-Sent-Events stream fed by a single LISTEN connection.
+
+use tapeflow_web::{app, AppState, Config};
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .init();
+    let config = Config::from_env();
+    let state = AppState::start(&config).await?;
+    let listener = tokio::net::TcpListener::bind(&config.addr).await?;
+    tracing::info!(addr = %listener.local_addr()?, "tapeflow-web listening");
+    axum::serve(listener, app(state))
+        .with_graceful_shutdown(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await?;
+    Ok(())
+}

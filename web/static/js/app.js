@@ -1,0 +1,244 @@
+// Dashboard entry point: routing, selection, and wiring the live stream to
+// the watchlist, the chart and the signals log.
+import * as api from './api.js';
+import { TIMEFRAMES, normalizeCandle } from './bars.js';
+import { ChartView } from './chart.js';
+import { decimalsFor, fmtClock, getZone, setZone, ZONES } from './format.js';
+import { connectLive } from './live.js';
+import { SignalLog } from './signals.js';
+import { Watchlist } from './watchlist.js';
+
+const $ = (sel) => document.querySelector(sel);
+const DAY = 86400e3;
+const HOUR = 3600e3;
+
+const sel = { symbol: null, tf: localStorage.getItem('tapeflow.tf') ?? '5m' };
+if (!TIMEFRAMES[sel.tf]) sel.tf = '5m';
+setZone(localStorage.getItem('tapeflow.zone') ?? 'ET');
+
+const watchlist = new Watchlist($('#watchlist'), (symbol) => selectSymbol(symbol));
+const chart = new ChartView($('#chart'), $('#legend'));
+const log = new SignalLog({ table: $('#signals-table'), filter: $('#signals-filter'), empty: $('#signals-empty'),
+  count: $('#signals-count') });
+
+// ---- routing: #/signals, or #/SYMBOL[/TF] for the dashboard ----
+
+function route() {
+  const [view, tf] = location.hash.replace(/^#\/?/, '').split('/').map(decodeURIComponent);
+  const signals = view === 'signals';
+  $('#view-dashboard').hidden = signals;
+  $('#view-signals').hidden = !signals;
+  for (const a of document.querySelectorAll('nav a')) {
+    a.classList.toggle('active', a.dataset.route === (signals ? 'signals' : 'dashboard'));
+  }
+  // Before the watchlist is known, loadSymbols picks the hash's symbol up.
+  if (!signals && view && watchlist.symbols.length) select(view, TIMEFRAMES[tf] ? tf : sel.tf);
+}
+
+function writeHash() {
+  // replaceState: switching symbols should not flood the back button.
+  history.replaceState(null, '', `#/${encodeURIComponent(sel.symbol)}/${sel.tf}`);
+}
+
+function selectSymbol(symbol) {
+  select(symbol, sel.tf);
+}
+
+function select(symbol, tf) {
+  if (symbol === sel.symbol && tf === sel.tf) return;
+  if (!watchlist.symbols.includes(symbol)) return; // e.g. a stale link
+  sel.symbol = symbol;
+  sel.tf = tf;
+  localStorage.setItem('tapeflow.tf', tf);
+  localStorage.setItem('tapeflow.symbol', symbol);
+  watchlist.select(symbol);
+  for (const b of document.querySelectorAll('#tf-buttons button')) {
+    b.setAttribute('aria-pressed', String(b.dataset.tf === tf));
+  }
+  $('#chart-symbol').textContent = symbol;
+  $('#chart-name').textContent = watchlist.info(symbol)?.name ?? '';
+  if (!location.hash.startsWith('#/signals')) writeHash();
+  loadChart();
+}
+
+// ---- data loading ----
+
+let loadSeq = 0;
+let pending = null; // live minutes of the selected symbol that arrive while loading
+
+async function loadChart() {
+  const seq = ++loadSeq;
+  const { symbol, tf } = sel;
+  pending = [];
+  showMessage('Loading…');
+  try {
+    const now = Date.now();
+    // `to` is a little in the future to tolerate clock skew with the server.
+    const to = new Date(now + HOUR);
+    const signalsReq = api.fetchSignals(symbol, 200).catch(() => []);
+    let bars = await api.fetchCandles(symbol, tf, new Date(now - (tf === '1d' ? 90 : 1) * DAY), to);
+    // After a weekend or a holiday the last day is empty: look further back.
+    if (!bars.length && tf !== '1d') bars = await api.fetchCandles(symbol, tf, new Date(now - 7 * DAY), to);
+    bars = bars.map(normalizeCandle);
+    // The 1m candles of the newest bar let live minutes update it exactly.
+    const last = bars[bars.length - 1];
+    const minutes = last && tf !== '1m'
+      ? (await api.fetchCandles(symbol, '1m', new Date(last.time * 1000), to)).map(normalizeCandle)
+      : [];
+    const signals = await signalsReq;
+    if (seq !== loadSeq) return; // the user moved on meanwhile
+    const decimals = Math.max(decimalsFor(bars.slice(-200).map((b) => b.close)),
+      decimalsFor([watchlist.info(symbol)?.last].map(Number)));
+    chart.load({ symbol, tf, bars, minutes, signals, decimals });
+    for (const c of pending) chart.applyMinute(c);
+    showMessage(bars.length ? '' : `No ${tf} candles for ${symbol} yet — waiting for live data.`);
+  } catch (err) {
+    if (seq !== loadSeq) return;
+    chart.clear();
+    showMessage(`Could not load ${symbol}: ${err.message}`);
+  } finally {
+    if (seq === loadSeq) pending = null;
+  }
+}
+
+function showMessage(text) {
+  const el = $('#chart-message');
+  el.textContent = text;
+  el.hidden = !text;
+}
+
+async function loadSymbols() {
+  const list = await api.fetchSymbols();
+  watchlist.setSymbols(list);
+  log.setSymbols(list.map((s) => s.symbol));
+  $('#watchlist-count').textContent = String(list.length);
+  if (!list.length) {
+    showMessage('No symbols yet. Start a feeder to add some.');
+    return;
+  }
+  const [hashSymbol, hashTf] = location.hash.replace(/^#\/?/, '').split('/').map(decodeURIComponent);
+  const wanted = [sel.symbol, hashSymbol, localStorage.getItem('tapeflow.symbol')]
+    .find((s) => s && list.some((i) => i.symbol === s)) ?? list[0].symbol;
+  if (wanted !== sel.symbol) select(wanted, TIMEFRAMES[hashTf] ? hashTf : sel.tf);
+  else $('#chart-name').textContent = watchlist.info(wanted)?.name ?? '';
+}
+
+async function loadSignals() {
+  let list;
+  try {
+    list = await api.fetchSignals(null, 200);
+  } catch {
+    // A server that insists on a symbol: ask for each one.
+    const each = await Promise.all(watchlist.symbols.map((s) => api.fetchSignals(s, 50).catch(() => [])));
+    list = each.flat();
+  }
+  log.setAll(list);
+}
+
+/** Re-read everything shown: at start, and after the stream reconnects. */
+async function resync() {
+  const seq = loadSeq;
+  try {
+    await loadSymbols();
+  } catch (err) {
+    showMessage(`Could not load symbols: ${err.message}`);
+    return;
+  }
+  // Reload the chart unless selecting a symbol just did.
+  if (sel.symbol && seq === loadSeq) loadChart();
+  loadSignals().catch((err) => console.warn('signals:', err.message));
+}
+
+// ---- live events ----
+
+let liveCount = 0;
+
+function onEvent(name, data) {
+  liveCount += 1;
+  $('#live-count').textContent = String(liveCount);
+  if (name === 'candle') {
+    const c = normalizeCandle(data);
+    watchlist.applyCandle(data.symbol, c);
+    if (data.symbol === sel.symbol) {
+      if (pending) pending.push(c);
+      else chart.applyMinute(c);
+    }
+  } else if (name === 'state') {
+    watchlist.applyState(data);
+  } else if (name === 'signal') {
+    onSignal(data);
+  }
+}
+
+/** The event only names the signal; fetch its full row (levels, reason). */
+async function onSignal(ev) {
+  let signal;
+  try {
+    signal = (await api.fetchSignals(ev.symbol, 20)).find((s) => s.id === ev.id);
+  } catch {
+    // fall through to the event's own fields
+  }
+  signal ??= { ...ev, time: ev.time ?? new Date().toISOString(), status: ev.status ?? 'new' };
+  log.add(signal);
+  if (signal.symbol === sel.symbol && chart.symbol === sel.symbol) {
+    chart.setSignals([...(chart.signals ?? []).filter((s) => s.id !== signal.id), signal]);
+  }
+}
+
+function onStatus(state) {
+  const el = $('#status');
+  el.dataset.state = state;
+  el.textContent = state;
+}
+
+// ---- chrome: timeframe buttons, zone toggle, clock ----
+
+$('#tf-buttons').addEventListener('click', (e) => {
+  const tf = e.target.closest('button[data-tf]')?.dataset.tf;
+  if (tf && sel.symbol) select(sel.symbol, tf);
+});
+
+function showZone() {
+  $('#tz-toggle').textContent = getZone();
+  $('#tz-label').textContent = getZone() === 'ET' ? `ET (${ZONES.ET})` : 'UTC';
+}
+
+$('#tz-toggle').addEventListener('click', () => {
+  setZone(getZone() === 'ET' ? 'UTC' : 'ET');
+  localStorage.setItem('tapeflow.zone', getZone());
+  showZone();
+  chart.refreshTimeFormat();
+  log.render();
+  tick();
+});
+
+function tick() {
+  $('#clock').textContent = `${fmtClock(Date.now() / 1000)} ${getZone()}`;
+}
+
+// Returning to a backgrounded tab: browsers may have throttled or dropped
+// the stream, so refresh what is shown.
+let hiddenSince = 0;
+document.addEventListener('visibilitychange', () => {
+  if (document.visibilityState === 'visible' && hiddenSince && Date.now() - hiddenSince > 60e3) resync();
+  hiddenSince = document.visibilityState === 'hidden' ? Date.now() : 0;
+});
+
+// The snapshot is re-read now and then: live candles cannot tell the volume
+// of the minute in progress when it was taken, nor when a new session resets
+// the day's volume and change. Live events still drive all updates between.
+setInterval(() => {
+  if (document.visibilityState === 'visible') loadSymbols().catch(() => {});
+}, 60e3);
+
+showZone();
+tick();
+setInterval(tick, 1000);
+window.addEventListener('hashchange', route);
+route();
+// Connect before the first load, so nothing published meanwhile is missed.
+connectLive({ onEvent, onStatus, onResync: resync });
+resync();
+
+// For poking at the state from the browser console.
+window.tapeflow = { sel, chart, watchlist, log };

@@ -1,0 +1,199 @@
+// Candlestick + volume chart of one symbol, on TradingView lightweight-charts
+// (loaded as a classic script: window.LightweightCharts).
+import { BarSeries, floorTo, toSec } from './bars.js';
+import { fmtDate, fmtDateTime, fmtPrice, fmtTick, fmtVolume } from './format.js';
+
+const UP = '#26a69a';
+const DOWN = '#ef5350';
+const UP_VOL = 'rgba(38,166,154,.5)';
+const DOWN_VOL = 'rgba(239,83,80,.5)';
+// Signal statuses after which its entry/stop/target levels are no longer drawn.
+const CLOSED = new Set(['closed', 'cancelled', 'canceled', 'rejected', 'expired', 'failed']);
+
+// Volume is coloured by who was aggressive: buyers (buy volume ≥ sell
+// volume) or sellers. Without a buy/sell split, by the candle's direction.
+const volumeBar = (b) => ({
+  time: b.time,
+  value: b.volume,
+  color: (b.buy != null || b.sell != null ? (b.buy ?? 0) >= (b.sell ?? 0) : b.close >= b.open) ? UP_VOL : DOWN_VOL,
+});
+
+export class ChartView {
+  constructor(container, legend) {
+    this.container = container;
+    this.legend = legend;
+    this.series = null; // BarSeries
+    this.decimals = 2;
+    this.priceLines = [];
+    const LC = window.LightweightCharts;
+    this.chart = LC.createChart(container, {
+      autoSize: true,
+      layout: { background: { type: 'solid', color: '#0f131a' }, textColor: '#8b949e', fontSize: 11 },
+      grid: { vertLines: { color: '#161b23' }, horzLines: { color: '#161b23' } },
+      crosshair: { mode: LC.CrosshairMode.Normal },
+      rightPriceScale: { borderColor: '#222a35', scaleMargins: { top: 0.08, bottom: 0.26 } },
+      timeScale: { borderColor: '#222a35', rightOffset: 4 },
+    });
+    this.#applyTimeFormat();
+    this.candles = this.chart.addCandlestickSeries({
+      upColor: UP, downColor: DOWN, borderVisible: false, wickUpColor: UP, wickDownColor: DOWN,
+    });
+    this.volume = this.chart.addHistogramSeries({
+      priceScaleId: 'volume', priceFormat: { type: 'volume' }, lastValueVisible: false, priceLineVisible: false,
+    });
+    this.chart.priceScale('volume').applyOptions({ scaleMargins: { top: 0.8, bottom: 0 } });
+    this.chart.subscribeCrosshairMove((p) => this.#showLegend(p.time));
+  }
+
+  /** Show a freshly loaded history. `minutes` are the 1m candles of its
+   *  newest bar (unused at 1m), `signals` the symbol's recent signals. */
+  load({ symbol, tf, bars, minutes, signals, decimals }) {
+    this.symbol = symbol;
+    this.tf = tf;
+    this.series = new BarSeries(tf, bars);
+    if (tf !== '1m') this.series.seed(minutes);
+    this.decimals = decimals;
+    this.candles.applyOptions({ priceFormat: { type: 'price', precision: decimals, minMove: 10 ** -decimals } });
+    this.#setAll();
+    this.chart.timeScale().applyOptions({ timeVisible: tf !== '1d', secondsVisible: false });
+    // The most recent ~150 bars rather than a whole day squeezed in; a short
+    // history at a readable width rather than stretched across the pane.
+    const n = this.series.bars.length;
+    const time = this.chart.timeScale();
+    if (n > 150) time.setVisibleLogicalRange({ from: n - 150, to: n + 4 });
+    else if (n > 40) time.fitContent();
+    else {
+      time.applyOptions({ barSpacing: 14 });
+      time.scrollToRealTime();
+    }
+    this.setSignals(signals);
+  }
+
+  clear() {
+    this.series = null;
+    this.candles.setData([]);
+    this.volume.setData([]);
+    this.setSignals([]);
+    this.#mark();
+    this.#showLegend();
+  }
+
+  /** Apply one live 1-minute candle (normalized) of the shown symbol. */
+  applyMinute(c) {
+    if (!this.series) return;
+    const count = this.series.bars.length;
+    const change = this.series.apply(c);
+    if (!change) return;
+    if (change.op === 'update') {
+      this.candles.update(change.bar);
+      this.volume.update(volumeBar(change.bar));
+    } else {
+      this.#setAll();
+    }
+    // A new bar can make a signal's marker placeable.
+    if (this.series.bars.length !== count) this.#drawMarkers();
+    this.#mark();
+    if (!this.hovering) this.#showLegend();
+  }
+
+  /** Draw signals as markers, and the levels of the latest open entry. */
+  setSignals(signals = []) {
+    this.signals = signals;
+    this.#drawMarkers();
+    this.#clearPriceLines();
+    const latest = [...signals].sort((a, b) => toSec(b.time) - toSec(a.time) || b.id - a.id)[0];
+    if (latest?.kind !== 'entry' || CLOSED.has(latest.status)) return;
+    const levels = [['entry', latest.entry, '#58a6ff', 0], ['stop', latest.stop, DOWN, 2], ['target', latest.target, UP, 2]];
+    for (const [title, price, color, lineStyle] of levels) {
+      if (price == null) continue;
+      this.priceLines.push(this.candles.createPriceLine({ price: Number(price), color, lineStyle, lineWidth: 1, title }));
+    }
+  }
+
+  #drawMarkers() {
+    const bars = this.series?.bars ?? [];
+    if (!bars.length) return this.candles.setMarkers([]);
+    const step = this.series.step;
+    const [first, last] = [bars[0].time, bars[bars.length - 1].time];
+    const markers = (this.signals ?? [])
+      .map((s) => ({ s, time: floorTo(toSec(s.bar ?? s.time), step) }))
+      // Markers must sit on drawn bars; later ones appear with their bar.
+      .filter(({ time }) => time >= first && time <= last)
+      .sort((a, b) => a.time - b.time || a.s.id - b.s.id)
+      .map(({ s, time }) => {
+        const buy = s.side === 'buy';
+        if (s.kind === 'exit') {
+          return { time, position: buy ? 'belowBar' : 'aboveBar', shape: 'circle', color: '#d2a8ff', text: 'EXIT' };
+        }
+        return buy
+          ? { time, position: 'belowBar', shape: 'arrowUp', color: UP, text: 'BUY' }
+          : { time, position: 'aboveBar', shape: 'arrowDown', color: DOWN, text: 'SELL' };
+      });
+    this.candles.setMarkers(markers);
+  }
+
+  /** Re-render time labels after the display zone changed. */
+  refreshTimeFormat() {
+    this.#applyTimeFormat();
+    this.#showLegend();
+  }
+
+  #applyTimeFormat() {
+    // Fresh closures so the chart redraws its labels with the new zone.
+    this.chart.applyOptions({
+      localization: { timeFormatter: (t) => (this.tf === '1d' ? fmtDate(t) : fmtDateTime(t)) },
+      timeScale: { tickMarkFormatter: (t, type) => fmtTick(t, type) },
+    });
+  }
+
+  #setAll() {
+    this.candles.setData(this.series.bars);
+    this.volume.setData(this.series.bars.map(volumeBar));
+    this.#mark();
+    this.#showLegend();
+  }
+
+  #clearPriceLines() {
+    for (const line of this.priceLines) this.candles.removePriceLine(line);
+    this.priceLines = [];
+  }
+
+  // Hooks for tests and debugging: how many bars are drawn, and the last one.
+  #mark() {
+    const bars = this.series?.bars ?? [];
+    this.container.dataset.bars = String(bars.length);
+    this.container.dataset.lastBar = bars.length ? new Date(bars[bars.length - 1].time * 1000).toISOString() : '';
+  }
+
+  #showLegend(time) {
+    this.hovering = time !== undefined;
+    const bar = (time !== undefined && this.series?.at(time)) || this.series?.last;
+    if (!bar) {
+      this.legend.replaceChildren();
+      return;
+    }
+    const p = (v) => fmtPrice(v, this.decimals);
+    const delta = bar.buy != null && bar.sell != null ? bar.buy - bar.sell : null;
+    const items = [
+      ['', this.tf === '1d' ? fmtDate(bar.time) : fmtDateTime(bar.time)],
+      ['O', p(bar.open)], ['H', p(bar.high)], ['L', p(bar.low)], ['C', p(bar.close)],
+      ['V', fmtVolume(bar.volume)],
+      ...(delta == null ? [] : [['Δ', `${delta > 0 ? '+' : ''}${fmtVolume(delta)}`]]),
+      ...(bar.trades == null ? [] : [['T', fmtVolume(bar.trades)]]),
+    ];
+    const tone = bar.close >= bar.open ? 'up' : 'down';
+    this.legend.replaceChildren(...items.map(([k, v]) => {
+      const span = document.createElement('span');
+      if (k) {
+        const key = document.createElement('b');
+        key.textContent = k;
+        span.append(key, ' ');
+      }
+      const val = document.createElement('span');
+      val.textContent = v;
+      if (k && k !== 'V' && k !== 'T') val.className = k === 'Δ' ? (delta >= 0 ? 'up' : 'down') : tone;
+      span.append(val);
+      return span;
+    }));
+  }
+}

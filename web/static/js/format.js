@@ -1,0 +1,84 @@
+// Display formatting. Times are stored as UTC seconds everywhere and only
+// converted for display, in the exchange's zone (ET) or UTC.
+
+export const ZONES = { ET: 'America/New_York', UTC: 'UTC' };
+let zoneLabel = 'ET';
+
+export const getZone = () => zoneLabel;
+export function setZone(label) {
+  if (ZONES[label]) zoneLabel = label;
+}
+
+const formatters = new Map();
+function dtf(options) {
+  const key = zoneLabel + JSON.stringify(options);
+  let f = formatters.get(key);
+  if (!f) {
+    f = new Intl.DateTimeFormat('en-US', { timeZone: ZONES[zoneLabel], hourCycle: 'h23', ...options });
+    formatters.set(key, f);
+  }
+  return f;
+}
+
+const parts = (sec, options) =>
+  Object.fromEntries(dtf(options).formatToParts(new Date(sec * 1000)).map((p) => [p.type, p.value]));
+
+/** "15:04:05" */
+export function fmtClock(sec, seconds = true) {
+  const p = parts(sec, { hour: '2-digit', minute: '2-digit', ...(seconds && { second: '2-digit' }) });
+  return seconds ? `${p.hour}:${p.minute}:${p.second}` : `${p.hour}:${p.minute}`;
+}
+
+/** "Nov 24 15:04" — dates are unambiguous across locales this way. */
+export function fmtDateTime(sec, seconds = false) {
+  const p = parts(sec, { month: 'short', day: '2-digit' });
+  return `${p.month} ${p.day} ${fmtClock(sec, seconds)}`;
+}
+
+export function fmtDate(sec) {
+  const p = parts(sec, { year: 'numeric', month: 'short', day: '2-digit' });
+  return `${p.month} ${p.day}, ${p.year}`;
+}
+
+/** Tick labels of the chart's time axis; `type` is lightweight-charts' TickMarkType. */
+export function fmtTick(sec, type) {
+  switch (type) {
+    case 0: return parts(sec, { year: 'numeric' }).year;
+    case 1: return parts(sec, { month: 'short' }).month;
+    case 2: { const p = parts(sec, { month: 'short', day: 'numeric' }); return `${p.month} ${p.day}`; }
+    case 4: return fmtClock(sec, true);
+    default: return fmtClock(sec, false);
+  }
+}
+
+/** Decimals needed to show every value exactly (2 to 6): equities need 2,
+ *  FX 4–5, prediction-market prices 2–3. */
+export function decimalsFor(values) {
+  let d = 2;
+  for (const v of values) {
+    if (!Number.isFinite(v)) continue;
+    while (d < 6 && Math.abs(v * 10 ** d - Math.round(v * 10 ** d)) > 1e-6 * Math.max(1, Math.abs(v))) d++;
+  }
+  return d;
+}
+
+export function fmtPrice(v, decimals = 2) {
+  if (v == null || !Number.isFinite(Number(v))) return '—';
+  return Number(v).toLocaleString('en-US', { minimumFractionDigits: decimals, maximumFractionDigits: decimals });
+}
+
+const compact = new Intl.NumberFormat('en-US', { notation: 'compact', maximumFractionDigits: 2 });
+export function fmtVolume(v) {
+  if (v == null || !Number.isFinite(Number(v))) return '—';
+  return Math.abs(v) < 10000 ? Math.round(v).toLocaleString('en-US') : compact.format(v);
+}
+
+export function fmtPct(v) {
+  if (v == null || !Number.isFinite(Number(v))) return '—';
+  return `${v > 0 ? '+' : ''}${Number(v).toFixed(2)}%`;
+}
+
+/** Set text only when it changed, so live updates do not churn the DOM. */
+export function setText(el, text) {
+  if (el.textContent !== text) el.textContent = text;
+}
