@@ -55,8 +55,8 @@ impl fmt::Display for FlowError {
 impl std::error::Error for FlowError {}
 
 /// Splits a bar's volume into `(buy, sell)` by where it closed in its range (close location
-/// value): buy = V × (C − L) / (H − L), sell = V − buy; a flat bar gives V / 2 each. Computing
-/// sell as the remainder keeps `buy + sell == volume` (exactly for whole-number volumes).
+/// value): buy = V × (C − L) / (H − L), sell = V − buy; a flat bar gives V / 2 each. The parts
+/// add up to exactly `volume`, in floating point too.
 ///
 /// This is a crude proxy for bars from providers that give no trades; it ignores the open and
 /// says nothing about the order of prints inside the bar.
@@ -75,8 +75,12 @@ pub fn clv_split(high: f64, low: f64, close: f64, volume: f64) -> Result<(f64, f
     if close < low || close > high {
         return Err(FlowError::CloseOutsideRange { close, low, high });
     }
-    let buy = if high > low { volume * ((close - low) / (high - low)) } else { volume / 2.0 };
-    Ok((buy, volume - buy))
+    let raw_buy = if high > low { volume * ((close - low) / (high - low)) } else { volume / 2.0 };
+    // `volume - raw_buy` alone can round so that buy + sell misses the volume by an ulp. Taking
+    // the difference twice cannot: whichever of the two parts is at least half the volume makes
+    // the other subtraction exact (Sterbenz), so buy + sell == volume holds exactly.
+    let sell = volume - raw_buy;
+    Ok((volume - sell, sell))
 }
 
 /// The order flow of one bar.

@@ -129,7 +129,12 @@ pub fn stack(imbalances: &[RowImbalance], min_rows: u32) -> Vec<StackedImbalance
             if end == rows.len() || rows[end].row != rows[end - 1].row + 1 {
                 let n = (end - start) as u32;
                 if n >= min_rows.max(1) {
-                    out.push(StackedImbalance { side, low: rows[start].price, high: rows[end - 1].price, rows: n });
+                    out.push(StackedImbalance {
+                        side,
+                        low: rows[start].price,
+                        high: rows[end - 1].price,
+                        rows: n,
+                    });
                 }
                 start = end;
             }
@@ -140,7 +145,10 @@ pub fn stack(imbalances: &[RowImbalance], min_rows: u32) -> Vec<StackedImbalance
 }
 
 /// The footprint's stacked imbalances under `p`.
-pub fn stacked_imbalances(fp: &Footprint, p: &ImbalanceParams) -> Result<Vec<StackedImbalance>, ProfileError> {
+pub fn stacked_imbalances(
+    fp: &Footprint,
+    p: &ImbalanceParams,
+) -> Result<Vec<StackedImbalance>, ProfileError> {
     Ok(stack(&imbalances(fp, p)?, p.stack_rows))
 }
 
@@ -239,13 +247,19 @@ mod tests {
         let mixed = [Side::Buy, Side::Sell, Side::Buy, Side::Sell]
             .iter()
             .enumerate()
-            .map(|(i, &side)| RowImbalance { side, row: (i / 2) as i64, price: (i / 2) as f64, volume: 1.0, opposite: 0.0 })
+            .map(|(i, &side)| RowImbalance {
+                side,
+                row: (i / 2) as i64,
+                price: (i / 2) as f64,
+                volume: 1.0,
+                opposite: 0.0,
+            })
             .collect::<Vec<_>>();
         let s = stack(&mixed, 2);
-        assert_eq!(s.iter().map(|x| (x.side, x.low, x.high, x.rows)).collect::<Vec<_>>(), vec![
-            (Side::Buy, 0.0, 1.0, 2),
-            (Side::Sell, 0.0, 1.0, 2)
-        ]);
+        assert_eq!(
+            s.iter().map(|x| (x.side, x.low, x.high, x.rows)).collect::<Vec<_>>(),
+            vec![(Side::Buy, 0.0, 1.0, 2), (Side::Sell, 0.0, 1.0, 2)]
+        );
     }
 
     #[test]

@@ -200,14 +200,29 @@ pub struct Nodes {
 #[derive(Debug, Clone, PartialEq)]
 pub enum ProfileError {
     /// A parameter outside its domain; `rule` says what is accepted.
-    BadParameter { name: &'static str, value: f64, rule: &'static str },
+    BadParameter {
+        name: &'static str,
+        value: f64,
+        rule: &'static str,
+    },
     Trade(TradeError),
     /// The price's tick index does not fit the grid (|price / tick_size| > 2^53).
-    PriceOutOfRange { price: f64, tick_size: f64 },
+    PriceOutOfRange {
+        price: f64,
+        tick_size: f64,
+    },
     /// Two profiles on different grids cannot be merged.
-    GridMismatch { tick_size: f64, ticks_per_row: u32, other_tick_size: f64, other_ticks_per_row: u32 },
+    GridMismatch {
+        tick_size: f64,
+        ticks_per_row: u32,
+        other_tick_size: f64,
+        other_ticks_per_row: u32,
+    },
     UnknownMethod(String),
-    UnsupportedVersion { found: u8, supported: u8 },
+    UnsupportedVersion {
+        found: u8,
+        supported: u8,
+    },
     /// Malformed binary or serialized input.
     Decode(String),
 }
@@ -457,8 +472,9 @@ impl Profile {
     /// step with [`VaMethod::Single`], two with [`VaMethod::Dalton`] (fewer at an edge of the
     /// range). Each step compares the volume of the next step above with the next step below
     /// and takes the larger; **a tie goes up**; a side with no rows left is never taken. Empty
-    /// rows inside the range count as zero. Because steps add whole rows the area usually holds
-    /// more than `pct`; with `pct = 1` it is the whole range.
+    /// rows inside the range count as zero; VAH and VAL are the highest and lowest rows *with
+    /// volume* in the area (a step can end on empty rows). Because steps add whole rows the area
+    /// usually holds more than `pct`; with `pct = 1` it is the whole range.
     ///
     /// `Ok(None)` when the profile holds no volume; `Err` when `pct` is out of range.
     pub fn try_value_area(&self, pct: f64, method: VaMethod) -> Result<Option<ValueArea>, ProfileError> {
@@ -576,12 +592,16 @@ impl Profile {
             .and_then(|n| n.checked_mul(Self::ROW_LEN))
             .and_then(|len| len.checked_add(Self::HEADER_LEN));
         if expected != Some(b.len()) {
-            return Err(ProfileError::Decode(format!("{} bytes do not hold the {n} rows announced", b.len())));
+            return Err(ProfileError::Decode(format!(
+                "{} bytes do not hold the {n} rows announced",
+                b.len()
+            )));
         }
         let rows = (0..n as usize).map(|i| {
             let at = Self::HEADER_LEN + i * Self::ROW_LEN;
             let f = |j: usize| f64::from_le_bytes(word(at + 8 * j));
-            let level = Level { buy: f(1), sell: f(2), unknown: f(3), trades: i64::from_le_bytes(word(at + 32)) };
+            let level =
+                Level { buy: f(1), sell: f(2), unknown: f(3), trades: i64::from_le_bytes(word(at + 32)) };
             (i64::from_le_bytes(word(at)), level)
         });
         Profile::from_rows(tick_size, ticks_per_row, rows)
@@ -598,7 +618,9 @@ impl Profile {
         let mut prev: Option<i64> = None;
         for (row, level) in rows {
             if prev.is_some_and(|p| p >= row) {
-                return Err(ProfileError::Decode(format!("rows must be strictly ascending; row {row} is not")));
+                return Err(ProfileError::Decode(format!(
+                    "rows must be strictly ascending; row {row} is not"
+                )));
             }
             if row.unsigned_abs() > max_row as u64 {
                 return Err(ProfileError::Decode(format!("row {row} is outside the grid")));
@@ -703,7 +725,8 @@ fn expand(vols: &[(i64, f64)], p: usize, target: f64, step: i64) -> (i64, i64, f
             volume += down_sum;
         }
     }
-    (lo, hi, volume)
+    // A pair or a jump can end on empty rows; the area's edges are its outermost traded rows.
+    (vols[down].0, vols[up - 1].0, volume)
 }
 
 /// Centred moving average over `2 × half + 1` rows, truncated at the edges so that the first
@@ -855,7 +878,10 @@ mod tests {
         assert!(Profile::new(f64::NAN, 1).unwrap_err().to_string().contains("NaN"));
         assert!(Profile::new(0.01, 0).unwrap_err().to_string().contains("ticks_per_row"));
         let mut p = Profile::new(0.01, 1).unwrap();
-        assert!(matches!(p.add(-1.0, 1.0, Side::Buy), Err(ProfileError::Trade(TradeError::NonPositivePrice(_)))));
+        assert!(matches!(
+            p.add(-1.0, 1.0, Side::Buy),
+            Err(ProfileError::Trade(TradeError::NonPositivePrice(_)))
+        ));
         assert!(p.add(1.0, -2.0, Side::Buy).unwrap_err().to_string().contains("-2"));
         let e = p.add(1e300, 1.0, Side::Buy).unwrap_err();
         assert!(matches!(e, ProfileError::PriceOutOfRange { .. }), "{e}");
@@ -865,9 +891,12 @@ mod tests {
     #[test]
     fn levels_split_volume_by_side() {
         let mut p = Profile::new(0.01, 1).unwrap();
-        for (price, size, side) in
-            [(1.0, 5.0, Side::Buy), (1.0, 3.0, Side::Sell), (1.0, 2.0, Side::Unknown), (1.01, 7.0, Side::Sell)]
-        {
+        for (price, size, side) in [
+            (1.0, 5.0, Side::Buy),
+            (1.0, 3.0, Side::Sell),
+            (1.0, 2.0, Side::Unknown),
+            (1.01, 7.0, Side::Sell),
+        ] {
             p.add(price, size, side).unwrap();
         }
         let l = p.levels();
@@ -904,31 +933,32 @@ mod tests {
 
     #[test]
     fn dalton_value_area_worked_step_by_step() {
-        // row:    0   1   2   3   4   5   6   7   8   9  10    (tick 1, price = row)
+        // row:  100 101 102 103 104 105 106 107 108 109 110    (tick 1, price = row)
         // volume: 4   6  10  25  30  45  50  10  20  12   8    total 220, 70% = 154
         //
-        // Dalton: start at the POC, row 6: 50.
-        //   above 7+8 = 30, below 5+4 = 75 -> below:  125, rows 4..=6
-        //   above 7+8 = 30, below 3+2 = 35 -> below:  160 >= 154, rows 2..=6. Stop.
-        // Single: start at 6: 50.
-        //   7 (10) < 5 (45) -> 95; 7 (10) < 4 (30) -> 125; 7 (10) < 3 (25) -> 150;
-        //   7 (10) = 2 (10) -> tie, up: 160 >= 154, rows 3..=7.
+        // Dalton: start at the POC, row 106: 50.
+        //   above 107+108 = 30, below 105+104 = 75 -> below:  125, rows 104..=106
+        //   above 107+108 = 30, below 103+102 = 35 -> below:  160 >= 154, rows 102..=106. Stop.
+        // Single: start at 106: 50.
+        //   107 (10) < 105 (45) -> 95; 107 (10) < 104 (30) -> 125; 107 (10) < 103 (25) -> 150;
+        //   107 (10) = 102 (10) -> tie, up: 160 >= 154, rows 103..=107.
         let vols = [4.0, 6.0, 10.0, 25.0, 30.0, 45.0, 50.0, 10.0, 20.0, 12.0, 8.0];
-        let trades: Vec<(f64, f64)> = vols.iter().enumerate().map(|(i, &v)| (i as f64, v)).collect();
+        let trades: Vec<(f64, f64)> = vols.iter().enumerate().map(|(i, &v)| (100.0 + i as f64, v)).collect();
         let p = prof(1.0, &trades);
-        assert_eq!(p.poc(), Some(6.0));
+        assert_eq!(p.poc(), Some(106.0));
         let d = p.value_area(0.7, VaMethod::Dalton).unwrap();
-        assert_eq!((d.val, d.vah, d.volume), (2.0, 6.0, 160.0));
+        assert_eq!((d.val, d.vah, d.volume), (102.0, 106.0, 160.0));
         assert_eq!(d.pct_of_total, 160.0 / 220.0);
-        assert_eq!(va(&p, 0.7, VaMethod::Single), (3.0, 7.0, 160.0));
+        assert_eq!(va(&p, 0.7, VaMethod::Single), (103.0, 107.0, 160.0));
         // The whole range at 100%.
-        assert_eq!(va(&p, 1.0, VaMethod::Dalton), (0.0, 10.0, 220.0));
+        assert_eq!(va(&p, 1.0, VaMethod::Dalton), (100.0, 110.0, 220.0));
     }
 
     #[test]
     fn poc_ties_go_to_the_centre_then_down() {
         // Rows 100..=105, centre 102.5: of the 30s, 102 (0.5 away) beats 100 and 105 (2.5).
-        let p = prof(0.01, &[(1.0, 30.0), (1.01, 10.0), (1.02, 30.0), (1.03, 10.0), (1.04, 10.0), (1.05, 30.0)]);
+        let p =
+            prof(0.01, &[(1.0, 30.0), (1.01, 10.0), (1.02, 30.0), (1.03, 10.0), (1.04, 10.0), (1.05, 30.0)]);
         assert_eq!(p.poc(), Some(1.02));
         // Rows 100..=102, centre 101: 100 and 102 are equidistant, the lower wins.
         let p = prof(0.01, &[(1.0, 30.0), (1.01, 10.0), (1.02, 30.0)]);
@@ -944,18 +974,20 @@ mod tests {
     #[test]
     fn value_area_walks_over_empty_rows() {
         // A stray print a million rows away: the walk jumps the gap instead of crawling it.
+        // At 80%: 50; above 1.02+1.03 = 10 = below 1.00 (the edge), up: 60 >= 56.8. The pair
+        // ends on the empty row 1.03, so VAH is the last traded row, 1.02.
         let p = prof(0.01, &[(1.0, 10.0), (1.01, 50.0), (1.02, 10.0), (10_001.0, 1.0)]);
         assert_eq!(va(&p, 0.8, VaMethod::Dalton), (1.01, 1.02, 60.0));
         for m in VaMethod::ALL {
             assert_eq!(va(&p, 1.0, m), (1.0, 10_001.0, 71.0));
         }
-        // Empty rows count as zero: {0:40, 1:-, 2:-, 3:100, 4:10, 5:10}, Dalton 80% of 160 = 128:
-        // 100; above 4+5 = 20 > below 2+1 = 0 -> 120; nothing above, below 2+1 = 0 is skipped,
-        // then below only row 0 is left: 40 -> 160.
-        let p = prof(1.0, &[(0.0, 40.0), (3.0, 100.0), (4.0, 10.0), (5.0, 10.0)]);
-        assert_eq!(va(&p, 0.8, VaMethod::Dalton), (0.0, 5.0, 160.0));
-        // Single: 100; 10 > 0 -> 110; 10 > 0 -> 120; down through rows 2, 1 (zero), then 0: 160.
-        assert_eq!(va(&p, 0.8, VaMethod::Single), (0.0, 5.0, 160.0));
+        // Empty rows count as zero: {1:40, 2:-, 3:-, 4:100, 5:10, 6:10}, Dalton 80% of 160 = 128:
+        // 100; above 5+6 = 20 > below 3+2 = 0 -> 120; nothing above, below 3+2 = 0 is skipped,
+        // then below only row 1 is left: 40 -> 160.
+        let p = prof(1.0, &[(1.0, 40.0), (4.0, 100.0), (5.0, 10.0), (6.0, 10.0)]);
+        assert_eq!(va(&p, 0.8, VaMethod::Dalton), (1.0, 6.0, 160.0));
+        // Single: 100; 10 > 0 -> 110; 10 > 0 -> 120; down through rows 3, 2 (zero), then 1: 160.
+        assert_eq!(va(&p, 0.8, VaMethod::Single), (1.0, 6.0, 160.0));
     }
 
     #[test]
@@ -963,7 +995,10 @@ mod tests {
         let p = bell();
         for pct in [0.0, -0.1, 1.5, 70.0, f64::NAN] {
             assert!(p.value_area(pct, VaMethod::Dalton).is_none());
-            assert!(matches!(p.try_value_area(pct, VaMethod::Dalton), Err(ProfileError::BadParameter { .. })));
+            assert!(matches!(
+                p.try_value_area(pct, VaMethod::Dalton),
+                Err(ProfileError::BadParameter { .. })
+            ));
         }
         assert!(p.try_value_area(70.0, VaMethod::Single).unwrap_err().to_string().contains("0.7 means 70%"));
         let empty = Profile::new(0.01, 1).unwrap();
@@ -990,15 +1025,17 @@ mod tests {
         assert!(a.check_grid(0.01, 1).is_ok());
     }
 
-    /// Gaussian bumps on rows 0..60, deterministic jitter optional.
+    /// Gaussian bumps (modes at row c, height h) on rows priced 1..=60, with optional
+    /// deterministic jitter of ± jitter / 2.
     fn bumps(modes: &[(f64, f64)], jitter: f64) -> Profile {
         let mut seed = 12345u64;
         let trades: Vec<(f64, f64)> = (0..60)
             .map(|r| {
                 seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
                 let noise = 1.0 + jitter * (((seed >> 33) as f64 / (1u64 << 31) as f64) - 0.5);
-                let v: f64 = modes.iter().map(|&(c, h)| h * (-((r as f64 - c) / 5.0).powi(2) / 2.0).exp()).sum();
-                (r as f64, ((5.0 + v) * noise).round())
+                let v: f64 =
+                    modes.iter().map(|&(c, h)| h * (-((r as f64 - c) / 5.0).powi(2) / 2.0).exp()).sum();
+                (1.0 + r as f64, ((5.0 + v) * noise).round())
             })
             .collect();
         prof(1.0, &trades)
@@ -1011,31 +1048,31 @@ mod tests {
             let p = bumps(&[(15.0, 400.0), (42.0, 300.0)], jitter);
             let n = p.nodes(&np).unwrap();
             assert_eq!(n.hvns.len(), 2, "jitter {jitter}: {n:?}");
-            assert!((n.hvns[0] - 15.0).abs() <= 2.0 && (n.hvns[1] - 42.0).abs() <= 2.0, "{n:?}");
+            assert!((n.hvns[0] - 16.0).abs() <= 2.0 && (n.hvns[1] - 43.0).abs() <= 2.0, "{n:?}");
             assert_eq!(n.lvns.len(), 1, "{n:?}");
-            assert!((25.0..=33.0).contains(&n.lvns[0]), "{n:?}");
+            assert!((26.0..=34.0).contains(&n.lvns[0]), "{n:?}");
         }
         // A single bell, or a flat profile, has no LVN; the flat one not even an HVN.
         let p = bumps(&[(30.0, 400.0)], 0.3);
         assert_eq!((p.hvns(&np).len(), p.lvns(&np).len()), (1, 0));
-        let flat = prof(1.0, &(0..40).map(|r| (r as f64, 100.0)).collect::<Vec<_>>());
+        let flat = prof(1.0, &(1..40).map(|r| (r as f64, 100.0)).collect::<Vec<_>>());
         assert_eq!(flat.nodes(&np).unwrap(), Nodes::default());
     }
 
     #[test]
     fn lvn_in_an_empty_gap_is_its_middle_row() {
-        // Two bells on rows 0..=4 and 25..=29 with nothing between: the trough is flat at zero,
-        // so the LVN is the empty row nearest the midpoint 14.5 of the HVNs, the lower of 14, 15.
+        // Two bells on rows 1..=5 and 26..=30 with nothing between: the trough is flat at zero,
+        // so the LVN is the empty row nearest the midpoint 15.5 of the HVNs, the lower of 15, 16.
         let mut t = Vec::new();
-        for base in [0, 25] {
+        for base in [1, 26] {
             for (i, v) in [10.0, 30.0, 60.0, 30.0, 10.0].into_iter().enumerate() {
                 t.push(((base + i) as f64, v));
             }
         }
         let p = prof(1.0, &t);
         let n = p.nodes(&NodeParams { smooth_rows: 1, ..NodeParams::default() }).unwrap();
-        assert_eq!(n.hvns, vec![2.0, 27.0]);
-        assert_eq!(n.lvns, vec![14.0]);
+        assert_eq!(n.hvns, vec![3.0, 28.0]);
+        assert_eq!(n.lvns, vec![15.0]);
     }
 
     #[test]
@@ -1060,11 +1097,17 @@ mod tests {
         let b = p.to_bytes();
         assert_eq!(b[0], Profile::VERSION);
         assert_eq!(Profile::from_bytes(&b).unwrap(), p);
-        assert_eq!(Profile::from_bytes(&Profile::new(0.5, 3).unwrap().to_bytes()).unwrap(), Profile::new(0.5, 3).unwrap());
+        assert_eq!(
+            Profile::from_bytes(&Profile::new(0.5, 3).unwrap().to_bytes()).unwrap(),
+            Profile::new(0.5, 3).unwrap()
+        );
 
         let mut bad = b.clone();
         bad[0] = 9;
-        assert_eq!(Profile::from_bytes(&bad).unwrap_err().to_string(), "profile: unsupported version 9 (this build reads 1)");
+        assert_eq!(
+            Profile::from_bytes(&bad).unwrap_err().to_string(),
+            "profile: unsupported version 9 (this build reads 1)"
+        );
         assert!(Profile::from_bytes(&[]).is_err());
         assert!(Profile::from_bytes(&b[..b.len() - 1]).unwrap_err().to_string().contains("rows announced"));
         // Swap the first two rows: out of order.
@@ -1121,6 +1164,12 @@ mod tests {
                 lo -= down.len() as i64;
                 vol += ds;
             }
+        }
+        while at(lo) == 0.0 {
+            lo += 1;
+        }
+        while at(hi) == 0.0 {
+            hi -= 1;
         }
         Some((lo, hi))
     }

@@ -1,0 +1,252 @@
+//! The demo feed's IO: registers the watchlist, backfills previous sessions, then streams
+//! the simulated market in real time.
+//!
+//! Restarts never duplicate: the simulation is a pure function of (seed, symbol, day), each
+//! trade carries a stable sequence number as its trade id, and writes skip ids already stored.
+//! On start the feed resumes from the newest stored demo tick.
+
+use crate::demo::market::{session_bounds, trading_days_before, DemoEvent, DemoMarket};
+use crate::demo::watchlist::{self, DemoSymbol};
+use anyhow::Context;
+use chrono::{DateTime, Utc};
+use std::time::Duration;
+use tapeflow_db::copy::{write_quotes, write_ticks, QuoteRow, TickRow};
+use tokio_postgres::Client;
+
+/// Unix-epoch microseconds.
+type UnixMicros = i64;
+
+#[derive(Debug, Clone)]
+pub struct DemoConfig {
+    pub database_url: String,
+    /// `TAPEFLOW_DEMO_SEED` (default 42).
+    pub seed: u64,
+    /// `TAPEFLOW_DEMO_BACKFILL_DAYS`: trading days written before today on first start (default 2).
+    pub backfill_days: usize,
+    /// `TAPEFLOW_DEMO_ALWAYS_OPEN`: trade around the clock live, so the demo moves at any hour (default true).
+    pub always_open: bool,
+    /// `TAPEFLOW_DEMO_TRADES_PER_DAY`: simulated trades per symbol-session scale (default: the market's).
+    pub trades_per_day: Option<u32>,
+    /// `TAPEFLOW_DEMO_SYMBOLS`: comma-separated subset of the watchlist (default all).
+    pub symbols: Option<Vec<String>>,
+    /// `TAPEFLOW_DEMO_INTERVAL_MS`: how often live events are written (default 250).
+    pub interval: Duration,
+    /// `TAPEFLOW_DEMO_QUOTES`: also store quotes (default true).
+    pub quotes: bool,
+}
+
+fn env_parse<T: std::str::FromStr>(name: &str) -> anyhow::Result<Option<T>>
+where
+    T::Err: std::fmt::Display,
+{
+    match std::env::var(name) {
+        Ok(v) if !v.is_empty() => {
+            v.parse::<T>().map(Some).map_err(|e| anyhow::anyhow!("{name}={v:?} is invalid: {e}"))
+        }
+        _ => Ok(None),
+    }
+}
+
+impl DemoConfig {
+    pub fn from_env() -> anyhow::Result<DemoConfig> {
+        Ok(DemoConfig {
+            database_url: tapeflow_db::database_url(),
+            seed: env_parse("TAPEFLOW_DEMO_SEED")?.unwrap_or(42),
+            backfill_days: env_parse("TAPEFLOW_DEMO_BACKFILL_DAYS")?.unwrap_or(2),
+            always_open: env_parse("TAPEFLOW_DEMO_ALWAYS_OPEN")?.unwrap_or(true),
+            trades_per_day: env_parse("TAPEFLOW_DEMO_TRADES_PER_DAY")?,
+            symbols: std::env::var("TAPEFLOW_DEMO_SYMBOLS")
+                .ok()
+                .filter(|s| !s.is_empty())
+                .map(|s| s.split(',').map(|x| x.trim().to_uppercase()).collect()),
+            interval: Duration::from_millis(env_parse("TAPEFLOW_DEMO_INTERVAL_MS")?.unwrap_or(250)),
+            quotes: env_parse("TAPEFLOW_DEMO_QUOTES")?.unwrap_or(true),
+        })
+    }
+}
+
+fn selected_symbols(config: &DemoConfig) -> anyhow::Result<Vec<DemoSymbol>> {
+    let all = watchlist::watchlist();
+    let Some(wanted) = &config.symbols else { return Ok(all) };
+    let mut out = Vec::new();
+    for w in wanted {
+        let s = all.iter().find(|s| &s.symbol == w).with_context(|| {
+            let names: Vec<_> = all.iter().map(|s| s.symbol.as_str()).collect();
+            format!("TAPEFLOW_DEMO_SYMBOLS: {w} is not in the demo watchlist ({})", names.join(", "))
+        })?;
+        out.push(s.clone());
+    }
+    Ok(out)
+}
+
+async fn register_symbols(client: &Client, symbols: &[DemoSymbol]) -> anyhow::Result<()> {
+    for s in symbols {
+        client
+            .execute(
+                "INSERT INTO tapeflow.symbols (symbol, name, asset_class, exchange, tick_size, currency, timezone,
+                                               session_open, session_close, provider, provider_ref)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'demo', $1)
+                 ON CONFLICT (symbol) DO NOTHING",
+                &[
+                    &s.symbol,
+                    &s.name,
+                    &s.asset_class,
+                    &watchlist::EXCHANGE,
+                    &s.tick_size,
+                    &watchlist::CURRENCY,
+                    &watchlist::TIMEZONE_NAME,
+                    &watchlist::session_open(),
+                    &watchlist::session_close(),
+                ],
+            )
+            .await
+            .with_context(|| format!("registering {}", s.symbol))?;
+    }
+    Ok(())
+}
+
+fn to_utc(us: UnixMicros) -> DateTime<Utc> {
+    DateTime::from_timestamp_micros(us).expect("simulated times are in range")
+}
+
+fn now_us() -> UnixMicros {
+    Utc::now().timestamp_micros()
+}
+
+/// Converts simulated events to rows.
+fn rows(market: &DemoMarket, events: &[DemoEvent], quotes: bool) -> (Vec<TickRow>, Vec<QuoteRow>) {
+    let mut ticks = Vec::new();
+    let mut qs = Vec::new();
+    for e in events {
+        match *e {
+            DemoEvent::Trade { symbol_idx, time_us, price, size, side, seq } => ticks.push(TickRow {
+                time: to_utc(time_us),
+                symbol: market.symbols()[symbol_idx].symbol.clone(),
+                price,
+                size: size as f64,
+                side: side.code(),
+                side_source: "simulated",
+                trade_id: seq.to_string(),
+                exchange: Some(watchlist::EXCHANGE.to_string()),
+                conditions: None,
+            }),
+            DemoEvent::Quote { symbol_idx, time_us, bid, ask, bid_size, ask_size } if quotes => qs.push(QuoteRow {
+                time: to_utc(time_us),
+                symbol: market.symbols()[symbol_idx].symbol.clone(),
+                bid,
+                ask,
+                bid_size: bid_size as f64,
+                ask_size: ask_size as f64,
+                exchange: Some(watchlist::EXCHANGE.to_string()),
+            }),
+            DemoEvent::Quote { .. } => {}
+        }
+    }
+    (ticks, qs)
+}
+
+/// Writes events, reconnecting and retrying (writes are idempotent) until they are stored
+/// or shutdown is requested. Quotes of a retried batch may repeat; trades never do.
+async fn write_events(
+    client: &mut Client,
+    config: &DemoConfig,
+    market: &DemoMarket,
+    events: &[DemoEvent],
+    stop: &tokio::sync::watch::Receiver<bool>,
+) -> anyhow::Result<u64> {
+    let (ticks, quotes) = rows(market, events, config.quotes);
+    let mut delay = Duration::from_millis(200);
+    loop {
+        let result = async {
+            let n = write_ticks(client, &ticks).await?;
+            write_quotes(client, &quotes).await?;
+            anyhow::Ok(n)
+        }
+        .await;
+        match result {
+            Ok(n) => return Ok(n),
+            Err(e) if *stop.borrow() => return Err(e),
+            Err(e) => {
+                tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "write failed; reconnecting");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(10));
+                if let Ok(c) = tapeflow_db::connect(&config.database_url, Duration::from_secs(5)).await {
+                    *client = c;
+                }
+            }
+        }
+    }
+}
+
+/// Where to resume: just after the newest stored demo tick, else the backfill start.
+async fn resume_point(client: &Client, config: &DemoConfig, symbols: &[DemoSymbol]) -> anyhow::Result<UnixMicros> {
+    let names: Vec<&str> = symbols.iter().map(|s| s.symbol.as_str()).collect();
+    let row = client
+        .query_one(
+            "SELECT max(time) FROM tapeflow.ticks WHERE symbol = ANY($1) AND side_source = 'simulated'",
+            &[&names],
+        )
+        .await?;
+    let newest: Option<DateTime<Utc>> = row.get(0);
+    Ok(match newest {
+        // Equal-time events are re-sent and skipped by the unique trade id.
+        Some(t) => t.timestamp_micros(),
+        None => {
+            let days = trading_days_before(now_us(), config.backfill_days);
+            days.first().map(|d| session_bounds(*d).0).unwrap_or_else(now_us)
+        }
+    })
+}
+
+pub async fn run(config: DemoConfig) -> anyhow::Result<()> {
+    let stop = crate::shutdown::on_signal();
+    let symbols = selected_symbols(&config)?;
+    let mut market = DemoMarket::new(config.seed, symbols.clone()).with_always_open(config.always_open);
+    if let Some(n) = config.trades_per_day {
+        market = market.with_trades_per_day(n);
+    }
+    let mut client = tapeflow_db::connect(&config.database_url, Duration::from_secs(60)).await?;
+    register_symbols(&client, &symbols).await?;
+    let mut cursor = resume_point(&client, &config, &symbols).await?;
+
+    // Backfill in one-hour steps up to now, reporting progress.
+    let backfill_end = now_us();
+    if backfill_end - cursor > 60_000_000 {
+        tracing::info!(from = %to_utc(cursor), to = %to_utc(backfill_end), "backfilling demo market");
+        let mut written = 0u64;
+        while cursor < backfill_end && !*stop.borrow() {
+            let next = (cursor + 3_600_000_000).min(backfill_end);
+            let events = events_between(&mut market, cursor, next);
+            written += write_events(&mut client, &config, &market, &events, &stop).await?;
+            cursor = next;
+            tracing::info!(upto = %to_utc(cursor), trades = written, "backfill progress");
+        }
+        market.clear_cache();
+    }
+
+    tracing::info!(symbols = symbols.len(), "streaming demo market");
+    let mut ticker = tokio::time::interval(config.interval);
+    let mut stop_rx = stop.clone();
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {}
+            _ = stop_rx.changed() => {}
+        }
+        if *stop.borrow() {
+            break;
+        }
+        let now = now_us();
+        let events = events_between(&mut market, cursor, now);
+        write_events(&mut client, &config, &market, &events, &stop).await?;
+        cursor = now;
+    }
+    tracing::info!("demo feed stopped");
+    Ok(())
+}
+
+/// All symbols' events in `[from, to)`, merged in time order.
+fn events_between(market: &mut DemoMarket, from: UnixMicros, to: UnixMicros) -> Vec<DemoEvent> {
+    let mut all: Vec<DemoEvent> = (0..market.symbols().len()).flat_map(|i| market.events(i, from, to)).collect();
+    all.sort_by_key(|e| e.time_us());
+    all
+}
