@@ -37,6 +37,12 @@ BEGIN
         RAISE EXCEPTION 'symbol %: unknown timezone %', NEW.symbol, NEW.timezone
             USING HINT = 'use an IANA name such as America/New_York or UTC';
     END IF;
+    -- Minute profiles are binned on the tick size; changing it would split the history.
+    IF TG_OP = 'UPDATE' AND NEW.tick_size <> OLD.tick_size
+       AND EXISTS (SELECT 1 FROM tapeflow.ticks WHERE symbol = NEW.symbol) THEN
+        RAISE EXCEPTION 'symbol %: tick_size cannot change from % to % once ticks are stored',
+            NEW.symbol, OLD.tick_size, NEW.tick_size;
+    END IF;
     RETURN NEW;
 END $$;
 DROP TRIGGER IF EXISTS symbols_check ON tapeflow.symbols;

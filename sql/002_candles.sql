@@ -1,4 +1,5 @@
--- One-minute candle summaries, the timeframes built from them, and live announcements.
+-- One-minute summaries (candle and volume profile), the timeframes built from them, and live
+-- announcements.
 --
 -- Plain PostgreSQL: tapeflow.bars_1m is a table kept current by statement-level triggers on
 -- ticks (transition tables give the statement's rows, so a 10,000-row COPY costs one
@@ -14,9 +15,11 @@ BEGIN
     IF EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'timescaledb') THEN
         IF to_regclass('tapeflow.bars_1m') IS NULL THEN
             CREATE MATERIALIZED VIEW tapeflow.bars_1m WITH (timescaledb.continuous, timescaledb.materialized_only = false) AS
-                SELECT symbol, time_bucket('1 minute', time) AS bucket,
-                       tapeflow.candle_agg(time, price, size, side) AS candle
-                FROM tapeflow.ticks GROUP BY symbol, time_bucket('1 minute', time)
+                SELECT t.symbol, time_bucket('1 minute', t.time) AS bucket,
+                       tapeflow.candle_agg(t.time, t.price, t.size, t.side) AS candle,
+                       tapeflow.profile_agg(t.price, t.size, t.side, s.tick_size) AS profile
+                FROM tapeflow.ticks t JOIN tapeflow.symbols s ON s.symbol = t.symbol
+                GROUP BY t.symbol, time_bucket('1 minute', t.time)
                 WITH NO DATA;
             PERFORM add_continuous_aggregate_policy('tapeflow.bars_1m',
                 start_offset => interval '3 days', end_offset => interval '1 minute',
@@ -27,11 +30,12 @@ BEGIN
             symbol text NOT NULL,
             bucket timestamptz NOT NULL,
             candle tapeflow.candle NOT NULL,
+            profile tapeflow.profile NOT NULL,
             PRIMARY KEY (symbol, bucket)
         );
     END IF;
 END $$;
-COMMENT ON TABLE tapeflow.bars_1m IS 'One-minute candle summaries per symbol; every timeframe is a rollup() of these.';
+COMMENT ON TABLE tapeflow.bars_1m IS 'One-minute summaries per symbol: candle (OHLCV, buy/sell volume) and profile (volume per price row at the symbol''s tick size). Every timeframe, session and composite profile is a rollup() of these.';
 
 -- Announces the newest changed minute of each symbol touched by a statement.
 CREATE OR REPLACE FUNCTION tapeflow.announce_candles(changed tapeflow.bars_1m[]) RETURNS void
@@ -52,12 +56,16 @@ BEGIN
     IF to_regclass('tapeflow.bars_1m') IS NOT NULL AND
        (SELECT relkind FROM pg_class WHERE oid = 'tapeflow.bars_1m'::regclass) = 'r' THEN
         WITH agg AS (
-            SELECT symbol, tapeflow.minute(time) AS bucket, tapeflow.candle_agg(time, price, size, side) AS candle
-            FROM new_rows GROUP BY 1, 2
+            SELECT n.symbol, tapeflow.minute(n.time) AS bucket,
+                   tapeflow.candle_agg(n.time, n.price, n.size, n.side) AS candle,
+                   tapeflow.profile_agg(n.price, n.size, n.side, s.tick_size) AS profile
+            FROM new_rows n JOIN tapeflow.symbols s ON s.symbol = n.symbol GROUP BY 1, 2
         ), up AS (
-            INSERT INTO tapeflow.bars_1m AS b (symbol, bucket, candle)
-            SELECT symbol, bucket, candle FROM agg
-            ON CONFLICT (symbol, bucket) DO UPDATE SET candle = tapeflow.candle_merge(b.candle, EXCLUDED.candle)
+            INSERT INTO tapeflow.bars_1m AS b (symbol, bucket, candle, profile)
+            SELECT symbol, bucket, candle, profile FROM agg
+            ON CONFLICT (symbol, bucket) DO UPDATE
+                SET candle = tapeflow.candle_merge(b.candle, EXCLUDED.candle),
+                    profile = tapeflow.profile_merge(b.profile, EXCLUDED.profile)
             RETURNING b.*
         )
         SELECT array_agg(up) INTO changed FROM up;
@@ -83,10 +91,12 @@ BEGIN
         INSERT INTO tapeflow_touched SELECT DISTINCT symbol, tapeflow.minute(time) FROM new_rows;
     END IF;
     DELETE FROM tapeflow.bars_1m b USING tapeflow_touched t WHERE b.symbol = t.symbol AND b.bucket = t.bucket;
-    INSERT INTO tapeflow.bars_1m (symbol, bucket, candle)
-    SELECT k.symbol, tapeflow.minute(k.time), tapeflow.candle_agg(k.time, k.price, k.size, k.side)
+    INSERT INTO tapeflow.bars_1m (symbol, bucket, candle, profile)
+    SELECT k.symbol, tapeflow.minute(k.time), tapeflow.candle_agg(k.time, k.price, k.size, k.side),
+           tapeflow.profile_agg(k.price, k.size, k.side, s.tick_size)
     FROM tapeflow.ticks k JOIN (SELECT DISTINCT * FROM tapeflow_touched) t
       ON k.symbol = t.symbol AND k.time >= t.bucket AND k.time < t.bucket + interval '1 minute'
+    JOIN tapeflow.symbols s ON s.symbol = k.symbol
     GROUP BY 1, 2;
     RETURN NULL;
 END $$;
@@ -180,9 +190,10 @@ BEGIN
         RETURN n;
     END IF;
     TRUNCATE tapeflow.bars_1m;
-    INSERT INTO tapeflow.bars_1m (symbol, bucket, candle)
-    SELECT symbol, tapeflow.minute(time), tapeflow.candle_agg(time, price, size, side)
-    FROM tapeflow.ticks GROUP BY 1, 2;
+    INSERT INTO tapeflow.bars_1m (symbol, bucket, candle, profile)
+    SELECT k.symbol, tapeflow.minute(k.time), tapeflow.candle_agg(k.time, k.price, k.size, k.side),
+           tapeflow.profile_agg(k.price, k.size, k.side, s.tick_size)
+    FROM tapeflow.ticks k JOIN tapeflow.symbols s ON s.symbol = k.symbol GROUP BY 1, 2;
     GET DIAGNOSTICS n = ROW_COUNT;
     RETURN n;
 END $$;

@@ -153,7 +153,16 @@ impl Candle {
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(Self::ENCODED_LEN);
         out.push(Self::VERSION);
-        for v in [self.open, self.high, self.low, self.close, self.volume, self.buy_volume, self.sell_volume, self.notional] {
+        for v in [
+            self.open,
+            self.high,
+            self.low,
+            self.close,
+            self.volume,
+            self.buy_volume,
+            self.sell_volume,
+            self.notional,
+        ] {
             out.extend_from_slice(&v.to_le_bytes());
         }
         for t in [self.open_time, self.high_time, self.low_time, self.close_time, self.trades] {
@@ -203,7 +212,13 @@ mod tests {
 
     #[test]
     fn ohlc_follows_time_not_arrival_order() {
-        let c = build(&[(3, 10.0, 1.0, Side::Buy), (1, 11.0, 2.0, Side::Sell), (2, 9.0, 3.0, Side::Buy), (4, 10.5, 4.0, Side::Unknown)]).unwrap();
+        let c = build(&[
+            (3, 10.0, 1.0, Side::Buy),
+            (1, 11.0, 2.0, Side::Sell),
+            (2, 9.0, 3.0, Side::Buy),
+            (4, 10.5, 4.0, Side::Unknown),
+        ])
+        .unwrap();
         assert_eq!((c.open, c.open_time), (11.0, 1));
         assert_eq!((c.high, c.high_time), (11.0, 1));
         assert_eq!((c.low, c.low_time), (9.0, 2));
@@ -219,7 +234,7 @@ mod tests {
 
     #[test]
     fn bad_trades_are_refused_with_the_value() {
-        assert_eq!(Candle::from_trade(0, f64::NAN, 1.0, Side::Buy).unwrap_err().to_string().contains("NaN"), true);
+        assert!(Candle::from_trade(0, f64::NAN, 1.0, Side::Buy).unwrap_err().to_string().contains("NaN"));
         assert!(matches!(Candle::from_trade(0, -1.0, 1.0, Side::Buy), Err(TradeError::NonPositivePrice(_))));
         assert!(matches!(Candle::from_trade(0, 1.0, -5.0, Side::Buy), Err(TradeError::BadSize(_))));
         assert!(matches!(Candle::from_trade(0, 1.0, f64::INFINITY, Side::Buy), Err(TradeError::BadSize(_))));
@@ -244,7 +259,12 @@ mod tests {
     }
 
     fn trade() -> impl Strategy<Value = (i64, f64, f64, Side)> {
-        (0i64..1000, 1u32..5000, 0u32..1000, prop_oneof![Just(Side::Buy), Just(Side::Sell), Just(Side::Unknown)])
+        (
+            0i64..1000,
+            1u32..5000,
+            0u32..1000,
+            prop_oneof![Just(Side::Buy), Just(Side::Sell), Just(Side::Unknown)],
+        )
             .prop_map(|(t, p, s, side)| (t, p as f64 / 100.0, s as f64, side))
     }
 

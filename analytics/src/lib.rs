@@ -4,6 +4,7 @@
 pub mod atr;
 pub mod candle;
 pub mod classify;
+pub mod engine;
 pub mod flow;
 pub mod footprint;
 pub mod ground_truth;

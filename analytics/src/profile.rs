@@ -355,8 +355,7 @@ impl Profile {
     /// The row of `price`; `Err` when the tick index is not finite or beyond 2^53.
     pub fn checked_row_of(&self, price: f64) -> Result<i64, ProfileError> {
         let tick = (price / self.tick_size).round();
-        // Written so that NaN fails too.
-        if !(tick.abs() <= MAX_TICK) {
+        if tick.is_nan() || tick.abs() > MAX_TICK {
             return Err(ProfileError::PriceOutOfRange { price, tick_size: self.tick_size });
         }
         Ok((tick as i64).div_euclid(i64::from(self.ticks_per_row)))
@@ -663,7 +662,7 @@ impl TryFrom<ProfileRepr> for Profile {
 fn decimal_tick(tick: f64) -> Option<(i64, usize)> {
     POW10.iter().enumerate().find_map(|(k, &p)| {
         let m = (tick * p).round();
-        (m >= 1.0 && m <= MAX_TICK && m / p == tick).then_some((m as i64, k))
+        ((1.0..=MAX_TICK).contains(&m) && m / p == tick).then_some((m as i64, k))
     })
 }
 
@@ -790,7 +789,7 @@ fn bases(s: impl Iterator<Item = f64>) -> Vec<f64> {
 /// The LVN between neighbouring HVNs at `a < b`, if the trough is deep enough.
 fn valley(s: &[f64], a: usize, b: usize, lvn_ratio: f64) -> Option<usize> {
     let low = s[a + 1..b].iter().copied().fold(f64::INFINITY, f64::min);
-    if !(low <= lvn_ratio * s[a].min(s[b])) {
+    if low > lvn_ratio * s[a].min(s[b]) {
         return None;
     }
     (a + 1..b).filter(|&i| s[i] == low).min_by_key(|&i| ((2 * i).abs_diff(a + b), i))

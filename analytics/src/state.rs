@@ -7,6 +7,8 @@
 //! feed (IEX) and a consolidated one (SIP) give the same readings.
 
 use crate::candle::Micros;
+use crate::flow::pressure;
+use crate::profile::VaMethod;
 use crate::strategy::{check_range, ParamError};
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -53,24 +55,24 @@ pub struct FlowBar {
     pub sell: f64,
 }
 
-/// Parameters of [`aggression`]. Defaults in brackets.
+/// Parameters of [`aggression`]. Defaults are given with each field.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AggressionParams {
-    /// Bars before the current one whose mean volume is the "average bar volume" [20].
+    /// Bars before the current one whose mean volume is the "average bar volume" (default `20`).
     pub volume_lookback: u32,
     /// Bars (current included, current session only) over which delta and pressure are
-    /// summed [5].
+    /// summed (default `5`).
     pub flow_lookback: u32,
-    /// Volume ratio (bar / average) at which the spike component is full [3.0]; must be > 1.
+    /// Volume ratio (bar / average) at which the spike component is full (default `3.0`); must be > 1.
     pub spike_full_ratio: f64,
     /// Net delta over the flow window, in average bars of volume, at which the delta
-    /// component is full [2.0].
+    /// component is full (default `2.0`).
     pub delta_full_bars: f64,
     /// Buy (or sell) share of the window's sided volume, in %, at which the pressure
-    /// component is full [80.0]; must be in (50, 100].
+    /// component is full (default `80.0`); must be in (50, 100].
     pub pressure_full_pct: f64,
-    /// |bias| needed for a buy or sell direction, bias in [−1, 1] [0.25].
+    /// |bias| needed for a buy or sell direction, bias in [−1, 1] (default `0.25`).
     pub direction_threshold: f64,
 }
 
@@ -93,13 +95,25 @@ impl AggressionParams {
         check_range("volume_lookback", self.volume_lookback as f64, 1.0, 10_000.0, "1 to 10000")?;
         check_range("flow_lookback", self.flow_lookback as f64, 1.0, 1_000.0, "1 to 1000")?;
         if !(self.spike_full_ratio > 1.0 && self.spike_full_ratio <= 100.0) {
-            return Err(ParamError::out_of_range("spike_full_ratio", self.spike_full_ratio, "above 1 up to 100"));
+            return Err(ParamError::out_of_range(
+                "spike_full_ratio",
+                self.spike_full_ratio,
+                "above 1 up to 100",
+            ));
         }
         if !(self.delta_full_bars > 0.0 && self.delta_full_bars <= 1_000.0) {
-            return Err(ParamError::out_of_range("delta_full_bars", self.delta_full_bars, "above 0 up to 1000"));
+            return Err(ParamError::out_of_range(
+                "delta_full_bars",
+                self.delta_full_bars,
+                "above 0 up to 1000",
+            ));
         }
         if !(self.pressure_full_pct > 50.0 && self.pressure_full_pct <= 100.0) {
-            return Err(ParamError::out_of_range("pressure_full_pct", self.pressure_full_pct, "above 50 up to 100"));
+            return Err(ParamError::out_of_range(
+                "pressure_full_pct",
+                self.pressure_full_pct,
+                "above 50 up to 100",
+            ));
         }
         check_range("direction_threshold", self.direction_threshold, 0.0, 1.0, "0 to 1")
     }
@@ -169,15 +183,13 @@ pub fn aggression(window: &[FlowBar], avg_volume: Option<f64>, p: &AggressionPar
     let (buy, sell) = window.iter().fold((0.0, 0.0), |(b, s), x| (b + x.buy, s + x.sell));
     let (volume_ratio, delta_momentum) =
         if base > 0.0 { (cur.volume / base, (buy - sell) / base) } else { (0.0, 0.0) };
-    let sided = buy + sell;
-    let (buy_pressure, sell_pressure) =
-        if sided > 0.0 { (100.0 * buy / sided, 100.0 * sell / sided) } else { (50.0, 50.0) };
+    let (buy_pressure, sell_pressure) = pressure(buy, sell);
 
     let spike = ((volume_ratio - 1.0) / (p.spike_full_ratio - 1.0)).clamp(0.0, 1.0);
     let delta = (delta_momentum.abs() / p.delta_full_bars).clamp(0.0, 1.0);
     let half_span = p.pressure_full_pct - 50.0;
-    let pressure = ((buy_pressure.max(sell_pressure) - 50.0) / half_span).clamp(0.0, 1.0);
-    let score = 100.0 * (SPIKE_WEIGHT * spike + DELTA_WEIGHT * delta + PRESSURE_WEIGHT * pressure);
+    let press = ((buy_pressure.max(sell_pressure) - 50.0) / half_span).clamp(0.0, 1.0);
+    let score = 100.0 * (SPIKE_WEIGHT * spike + DELTA_WEIGHT * delta + PRESSURE_WEIGHT * press);
 
     let bias = 0.5 * (delta_momentum / p.delta_full_bars).clamp(-1.0, 1.0)
         + 0.5 * ((buy_pressure - sell_pressure) / (2.0 * half_span)).clamp(-1.0, 1.0);
@@ -210,7 +222,8 @@ pub enum MarketState {
 
 impl MarketState {
     /// All states, in the order used by reports.
-    pub const ALL: [MarketState; 3] = [MarketState::Balance, MarketState::ImbalanceUp, MarketState::ImbalanceDown];
+    pub const ALL: [MarketState; 3] =
+        [MarketState::Balance, MarketState::ImbalanceUp, MarketState::ImbalanceDown];
 
     /// `"balance"`, `"imbalance_up"` or `"imbalance_down"` (the SQL spelling).
     pub fn as_str(self) -> &'static str {
@@ -244,24 +257,28 @@ pub enum ProfileScope {
     Rolling,
 }
 
-/// Parameters of the market-state reading. Defaults in brackets.
+/// Parameters of the market-state reading. Defaults are given with each field.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StateParams {
-    /// Share of the profile's volume in the value area, as a fraction [0.70].
+    /// Share of the profile's volume in the value area, as a fraction (default `0.70`).
     pub value_area_pct: f64,
-    /// Profile the value area is taken from: `"session"` or `"rolling"` [session].
+    /// How the value area grows from the POC: `"dalton"` (two rows a step) or `"single"`
+    /// (default `dalton`).
+    #[serde(with = "va_method_text")]
+    pub va_method: VaMethod,
+    /// Profile the value area is taken from: `"session"` or `"rolling"` (default `session`).
     pub profile_scope: ProfileScope,
-    /// Bars in the rolling profile when `profile_scope` is `"rolling"` [60].
+    /// Bars in the rolling profile when `profile_scope` is `"rolling"` (default `60`).
     pub rolling_bars: u32,
-    /// Momentum compares the close with the close this many bars earlier in the session [20].
+    /// Momentum compares the close with the close this many bars earlier in the session (default `20`).
     pub momentum_lookback: u32,
-    /// |momentum| in percent that counts as directional [0.2].
+    /// |momentum| in percent that counts as directional (default `0.2`).
     pub momentum_threshold_pct: f64,
     /// |buy% − sell%| over the flow window, in percentage points, that counts as
-    /// directional [20.0].
+    /// directional (default `20.0`).
     pub pressure_threshold: f64,
-    /// An LVN of the session profile within this many percent of the price is reported [0.1].
+    /// An LVN of the session profile within this many percent of the price is reported (default `0.1`).
     pub lvn_proximity_pct: f64,
 }
 
@@ -269,6 +286,7 @@ impl Default for StateParams {
     fn default() -> Self {
         StateParams {
             value_area_pct: 0.70,
+            va_method: VaMethod::Dalton,
             profile_scope: ProfileScope::Session,
             rolling_bars: 60,
             momentum_lookback: 20,
@@ -285,7 +303,7 @@ impl StateParams {
         if !(self.value_area_pct > 0.0 && self.value_area_pct <= 1.0) {
             return Err(ParamError::out_of_range("value_area_pct", self.value_area_pct, "above 0 up to 1"));
         }
-        check_range("rolling_bars", self.rolling_bars as f64, 1.0, 100_000.0, "1 to 100000")?;
+        check_range("rolling_bars", self.rolling_bars as f64, 1.0, 10_000.0, "1 to 10000")?;
         check_range("momentum_lookback", self.momentum_lookback as f64, 1.0, 10_000.0, "1 to 10000")?;
         if !(self.momentum_threshold_pct > 0.0 && self.momentum_threshold_pct <= 100.0) {
             return Err(ParamError::out_of_range(
@@ -295,9 +313,28 @@ impl StateParams {
             ));
         }
         if !(self.pressure_threshold > 0.0 && self.pressure_threshold <= 100.0) {
-            return Err(ParamError::out_of_range("pressure_threshold", self.pressure_threshold, "above 0 up to 100"));
+            return Err(ParamError::out_of_range(
+                "pressure_threshold",
+                self.pressure_threshold,
+                "above 0 up to 100",
+            ));
         }
         check_range("lvn_proximity_pct", self.lvn_proximity_pct, 0.0, 100.0, "0 to 100")
+    }
+}
+
+/// `VaMethod` as its lower-case name (`"dalton"`, `"single"`), the spelling SQL users type.
+mod va_method_text {
+    use crate::profile::VaMethod;
+    use serde::{de::Error, Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(m: &VaMethod, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(m.as_str())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<VaMethod, D::Error> {
+        let text = String::deserialize(d)?;
+        text.parse().map_err(|e| D::Error::custom(format!("va_method: {e}")))
     }
 }
 
@@ -390,9 +427,8 @@ pub fn classify(input: &StateInput, p: &StateParams) -> StateReading {
         }
     };
     let location = input.value_area.map(|va| sign(input.price > va.vah, input.price < va.val));
-    let momentum = input
-        .momentum_pct
-        .map(|m| sign(m >= p.momentum_threshold_pct, m <= -p.momentum_threshold_pct));
+    let momentum =
+        input.momentum_pct.map(|m| sign(m >= p.momentum_threshold_pct, m <= -p.momentum_threshold_pct));
     let pressure = sign(input.pressure >= p.pressure_threshold, input.pressure <= -p.pressure_threshold);
     let votes = Votes { location, momentum, pressure };
 
@@ -402,7 +438,8 @@ pub fn classify(input: &StateInput, p: &StateParams) -> StateReading {
         (Some(pressure), PRESSURE_VOTE_WEIGHT),
     ];
     let score: i8 = weighted.iter().map(|&(v, w)| v.unwrap_or(0) * w).sum();
-    let weight_of = |target: i8| -> i8 { weighted.iter().filter(|(v, _)| *v == Some(target)).map(|(_, w)| w).sum() };
+    let weight_of =
+        |target: i8| -> i8 { weighted.iter().filter(|(v, _)| *v == Some(target)).map(|(_, w)| w).sum() };
     let pct = |w: i8| 100.0 * f64::from(w) / f64::from(TOTAL_WEIGHT);
 
     let (state, confidence) = if location.is_none() {
@@ -446,7 +483,11 @@ pub fn nearest_lvn(price: f64, lvns: &[f64], within_pct: f64) -> Option<LvnProxi
     }
     lvns.iter()
         .filter(|l| l.is_finite())
-        .map(|&lvn| LvnProximity { lvn, distance_pct: (price - lvn).abs() / price * 100.0, above: lvn > price })
+        .map(|&lvn| LvnProximity {
+            lvn,
+            distance_pct: (price - lvn).abs() / price * 100.0,
+            above: lvn > price,
+        })
         .filter(|x| x.distance_pct <= within_pct)
         .min_by(|a, b| a.distance_pct.total_cmp(&b.distance_pct).then(a.lvn.total_cmp(&b.lvn)))
 }
@@ -516,7 +557,10 @@ mod tests {
     }
 
     fn read(price: f64, mom: Option<f64>, pressure: f64) -> StateReading {
-        classify(&StateInput { price, value_area: va(), momentum_pct: mom, pressure }, &StateParams::default())
+        classify(
+            &StateInput { price, value_area: va(), momentum_pct: mom, pressure },
+            &StateParams::default(),
+        )
     }
 
     #[test]
@@ -653,7 +697,8 @@ mod tests {
         fn aggression_is_scale_free(w in prop::collection::vec(flow_bar(), 1..10), avg in 1u32..10_000) {
             let p = AggressionParams::default();
             let a = aggression(&w, Some(avg as f64), &p);
-            let scaled: Vec<FlowBar> = w.iter().map(|b| bar(b.volume * 100.0, b.buy * 100.0, b.sell * 100.0)).collect();
+            let scaled: Vec<FlowBar> =
+                w.iter().map(|b| bar(b.volume * 100.0, b.buy * 100.0, b.sell * 100.0)).collect();
             let b = aggression(&scaled, Some(avg as f64 * 100.0), &p);
             prop_assert!((a.score - b.score).abs() < 1e-9);
             prop_assert!((a.bias - b.bias).abs() < 1e-9);
@@ -662,7 +707,10 @@ mod tests {
         }
 
         #[test]
-        fn direction_is_symmetric(w in prop::collection::vec(flow_bar(), 1..10), avg in prop::option::of(0u32..10_000)) {
+        fn direction_is_symmetric(
+            w in prop::collection::vec(flow_bar(), 1..10),
+            avg in prop::option::of(0u32..10_000),
+        ) {
             let p = AggressionParams::default();
             let avg = avg.map(f64::from);
             let a = aggression(&w, avg, &p);
@@ -679,11 +727,20 @@ mod tests {
         }
 
         #[test]
-        fn state_is_symmetric(price in 95.0f64..105.0, mom in prop::option::of(-2.0f64..2.0), pr in -100.0f64..100.0) {
+        fn state_is_symmetric(
+            price in 95.0f64..105.0,
+            mom in prop::option::of(-2.0f64..2.0),
+            pr in -100.0f64..100.0,
+        ) {
             let p = StateParams::default();
             let up = classify(&StateInput { price, value_area: va(), momentum_pct: mom, pressure: pr }, &p);
             let down = classify(
-                &StateInput { price: 200.0 - price, value_area: va(), momentum_pct: mom.map(|m| -m), pressure: -pr },
+                &StateInput {
+                    price: 200.0 - price,
+                    value_area: va(),
+                    momentum_pct: mom.map(|m| -m),
+                    pressure: -pr,
+                },
                 &p,
             );
             let mirrored = match up.state {
@@ -713,7 +770,14 @@ mod tests {
     #[test]
     fn durations_per_state() {
         use MarketState::*;
-        let pts = [(0, Balance), (60, Balance), (120, ImbalanceUp), (180, ImbalanceUp), (240, Balance), (300, ImbalanceDown)];
+        let pts = [
+            (0, Balance),
+            (60, Balance),
+            (120, ImbalanceUp),
+            (180, ImbalanceUp),
+            (240, Balance),
+            (300, ImbalanceDown),
+        ];
         let d = time_in_states(&pts, Some(360));
         assert_eq!((d.balance, d.imbalance_up, d.imbalance_down), (180, 120, 60));
         assert_eq!(d.total(), 360);

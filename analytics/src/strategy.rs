@@ -49,7 +49,13 @@ impl fmt::Display for ParamError {
 impl std::error::Error for ParamError {}
 
 /// `Ok` when `lo ≤ value ≤ hi` (NaN is always out of range).
-pub(crate) fn check_range(field: &str, value: f64, lo: f64, hi: f64, allowed: &str) -> Result<(), ParamError> {
+pub(crate) fn check_range(
+    field: &str,
+    value: f64,
+    lo: f64,
+    hi: f64,
+    allowed: &str,
+) -> Result<(), ParamError> {
     if (lo..=hi).contains(&value) {
         Ok(())
     } else {
@@ -66,31 +72,33 @@ fn check_positive(field: &str, value: f64, hi: f64, allowed: &str) -> Result<(),
     }
 }
 
-/// Strategy parameters. Missing keys take the defaults in brackets; unknown keys are errors.
+/// Strategy parameters. Missing keys take the defaults given with each field; unknown keys are errors.
 /// Call [`StrategyParams::validate`] after deserializing.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StrategyParams {
-    /// Minimum aggression score (0–100) for an entry [70].
+    /// Minimum aggression score (0–100) for an entry (default `70`).
     pub min_aggression_score: f64,
-    /// Stop distance in ATRs from the entry price [1.5]; (0, 20].
+    /// Stop distance in ATRs from the entry price (default `1.5`, range (0, 20]).
     pub atr_stop_multiplier: f64,
-    /// Target distance in ATRs from the entry price [3.0]; (0, 50].
+    /// Target distance in ATRs from the entry price (default `3.0`, range (0, 50]).
     pub atr_target_multiplier: f64,
-    /// Whether balance-state bars may produce entries in the flow's direction [false].
+    /// Whether balance-state bars may produce entries in the flow's direction (default `false`).
     pub allow_balance_trades: bool,
     /// Minimum aggression for a balance-state entry; the effective threshold is the larger of
-    /// this and `min_aggression_score` [80].
+    /// this and `min_aggression_score` (default `80`).
     pub balance_min_aggression: f64,
     /// Whether an open position gets an exit signal on an opposite imbalance with opposite
-    /// flow [true].
+    /// flow (default `true`).
     pub exit_on_reversal: bool,
-    /// Equity risked per trade, % (applied by the simulator and executor) [1.0]; (0, 10].
+    /// Equity risked per trade, % (default `1.0`, range (0, 10]); applied by the simulator and
+    /// the executor.
     pub risk_per_trade_pct: f64,
-    /// Maximum simultaneous positions (applied by the simulator and executor) [3]; 1–100.
+    /// Maximum simultaneous positions (default `3`, range 1–100); applied by the simulator and
+    /// the executor.
     pub max_positions: u32,
-    /// Daily loss, % of the day's starting equity, that blocks new entries (applied by the
-    /// simulator and executor) [3.0]; (0, 100].
+    /// Daily loss, % of the day's starting equity, that blocks new entries (default `3.0`,
+    /// range (0, 100]); applied by the simulator and the executor.
     pub max_daily_loss_pct: f64,
 }
 
@@ -217,7 +225,8 @@ pub fn entry_signal(input: &StrategyInput, p: &StrategyParams) -> Option<Signal>
     }
     let sign = side.sign();
     let reason = format!(
-        "{} (confidence {:.0}) with aggressive {} flow (aggression {:.1} >= {:.1}): {} at {}, stop {} ATR, target {} ATR",
+        "{} (confidence {:.0}) with aggressive {} flow (aggression {:.1} >= {:.1}): {} at {}, \
+         stop {} ATR, target {} ATR",
         input.state,
         input.confidence,
         input.direction,
@@ -259,7 +268,8 @@ pub fn exit_signal(input: &StrategyInput, position: Side, p: &StrategyParams) ->
         return None;
     }
     let reason = format!(
-        "{} (confidence {:.0}) with aggressive {} flow (aggression {:.1}) against the {} position: exit at {}",
+        "{} (confidence {:.0}) with aggressive {} flow (aggression {:.1}) against the {} position: \
+         exit at {}",
         input.state,
         input.confidence,
         input.direction,
@@ -302,8 +312,11 @@ mod tests {
 
     #[test]
     fn long_entry_with_atr_levels() {
-        let s = entry_signal(&input(MarketState::ImbalanceUp, FlowDirection::Buy, 75.0), &StrategyParams::default())
-            .unwrap();
+        let s = entry_signal(
+            &input(MarketState::ImbalanceUp, FlowDirection::Buy, 75.0),
+            &StrategyParams::default(),
+        )
+        .unwrap();
         assert_eq!((s.kind, s.side, s.price), (SignalKind::Entry, Side::Buy, 100.0));
         assert_eq!((s.stop, s.target), (Some(99.25), Some(101.5)));
         assert_eq!(
@@ -315,8 +328,11 @@ mod tests {
 
     #[test]
     fn short_entry_mirrors() {
-        let s = entry_signal(&input(MarketState::ImbalanceDown, FlowDirection::Sell, 70.0), &StrategyParams::default())
-            .unwrap();
+        let s = entry_signal(
+            &input(MarketState::ImbalanceDown, FlowDirection::Sell, 70.0),
+            &StrategyParams::default(),
+        )
+        .unwrap();
         assert_eq!(s.side, Side::Sell);
         assert_eq!((s.stop, s.target), (Some(100.75), Some(98.5)));
     }
@@ -360,34 +376,47 @@ mod tests {
         let up = input(MarketState::ImbalanceUp, FlowDirection::Buy, 40.0);
         assert_eq!(evaluate(&up, Some(Side::Sell), &p).unwrap().side, Side::Sell);
         // Opposite state without opposite flow is not enough.
-        assert!(evaluate(&input(MarketState::ImbalanceDown, FlowDirection::Neutral, 90.0), Some(Side::Buy), &p).is_none());
+        assert!(evaluate(
+            &input(MarketState::ImbalanceDown, FlowDirection::Neutral, 90.0),
+            Some(Side::Buy),
+            &p
+        )
+        .is_none());
         let off = StrategyParams { exit_on_reversal: false, ..p };
         assert!(evaluate(&down, Some(Side::Buy), &off).is_none());
         // An open position never gets an entry.
-        assert!(evaluate(&input(MarketState::ImbalanceUp, FlowDirection::Buy, 100.0), Some(Side::Buy), &p).is_none());
+        assert!(evaluate(&input(MarketState::ImbalanceUp, FlowDirection::Buy, 100.0), Some(Side::Buy), &p)
+            .is_none());
     }
 
     #[test]
     fn validation_names_the_field_and_range() {
         assert_eq!(StrategyParams::default().validate(), Ok(()));
-        let e = StrategyParams { min_aggression_score: 150.0, ..StrategyParams::default() }.validate().unwrap_err();
+        let e = StrategyParams { min_aggression_score: 150.0, ..StrategyParams::default() }
+            .validate()
+            .unwrap_err();
         assert_eq!(e.field, "min_aggression_score");
         assert_eq!(e.to_string(), "parameter min_aggression_score = 150 is out of range (allowed: 0 to 100)");
-        let e = StrategyParams { atr_stop_multiplier: 0.0, ..StrategyParams::default() }.validate().unwrap_err();
+        let e =
+            StrategyParams { atr_stop_multiplier: 0.0, ..StrategyParams::default() }.validate().unwrap_err();
         assert_eq!(e.field, "atr_stop_multiplier");
         let e = StrategyParams { max_positions: 0, ..StrategyParams::default() }.validate().unwrap_err();
         assert_eq!((e.field.as_str(), e.allowed.as_str()), ("max_positions", "1 to 100"));
-        let e = StrategyParams { risk_per_trade_pct: f64::NAN, ..StrategyParams::default() }.validate().unwrap_err();
+        let e = StrategyParams { risk_per_trade_pct: f64::NAN, ..StrategyParams::default() }
+            .validate()
+            .unwrap_err();
         assert_eq!(e.within("strategy").field, "strategy.risk_per_trade_pct");
     }
 
     #[test]
     fn deserializing_fills_defaults_and_rejects_unknown_keys() {
-        let d: MapDeserializer<_, DeError> = MapDeserializer::new(vec![("min_aggression_score", 55.0)].into_iter());
+        let d: MapDeserializer<_, DeError> =
+            MapDeserializer::new(vec![("min_aggression_score", 55.0)].into_iter());
         let p = StrategyParams::deserialize(d).unwrap();
         assert_eq!(p, StrategyParams { min_aggression_score: 55.0, ..StrategyParams::default() });
 
-        let d: MapDeserializer<_, DeError> = MapDeserializer::new(vec![("min_agression_score", 55.0)].into_iter());
+        let d: MapDeserializer<_, DeError> =
+            MapDeserializer::new(vec![("min_agression_score", 55.0)].into_iter());
         let e = StrategyParams::deserialize(d).unwrap_err().to_string();
         assert!(e.contains("unknown field `min_agression_score`"), "{e}");
     }

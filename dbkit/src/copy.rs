@@ -100,9 +100,12 @@ pub async fn write_quotes(client: &mut Client, rows: &[QuoteRow]) -> anyhow::Res
         return Ok(0);
     }
     let sink = client
-        .copy_in("COPY tapeflow.quotes (time, symbol, bid, ask, bid_size, ask_size, exchange) FROM STDIN BINARY")
+        .copy_in(
+            "COPY tapeflow.quotes (time, symbol, bid, ask, bid_size, ask_size, exchange) FROM STDIN BINARY",
+        )
         .await?;
-    let types = [Type::TIMESTAMPTZ, Type::TEXT, Type::FLOAT8, Type::FLOAT8, Type::FLOAT8, Type::FLOAT8, Type::TEXT];
+    let types =
+        [Type::TIMESTAMPTZ, Type::TEXT, Type::FLOAT8, Type::FLOAT8, Type::FLOAT8, Type::FLOAT8, Type::TEXT];
     let writer = BinaryCopyInWriter::new(sink, &types);
     pin_mut!(writer);
     for q in rows {

@@ -12,7 +12,10 @@ use tokio_postgres::{AsyncMessage, NoTls};
 pub enum ListenEvent {
     /// (Re)connected and listening: re-read state, notifications may have been missed.
     Connected,
-    Notification { channel: String, payload: String },
+    Notification {
+        channel: String,
+        payload: String,
+    },
 }
 
 /// Listens on `channels` in a background task, reconnecting with backoff; events arrive on

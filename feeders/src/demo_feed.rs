@@ -130,15 +130,17 @@ fn rows(market: &DemoMarket, events: &[DemoEvent], quotes: bool) -> (Vec<TickRow
                 exchange: Some(watchlist::EXCHANGE.to_string()),
                 conditions: None,
             }),
-            DemoEvent::Quote { symbol_idx, time_us, bid, ask, bid_size, ask_size } if quotes => qs.push(QuoteRow {
-                time: to_utc(time_us),
-                symbol: market.symbols()[symbol_idx].symbol.clone(),
-                bid,
-                ask,
-                bid_size: bid_size as f64,
-                ask_size: ask_size as f64,
-                exchange: Some(watchlist::EXCHANGE.to_string()),
-            }),
+            DemoEvent::Quote { symbol_idx, time_us, bid, ask, bid_size, ask_size } if quotes => {
+                qs.push(QuoteRow {
+                    time: to_utc(time_us),
+                    symbol: market.symbols()[symbol_idx].symbol.clone(),
+                    bid,
+                    ask,
+                    bid_size: bid_size as f64,
+                    ask_size: ask_size as f64,
+                    exchange: Some(watchlist::EXCHANGE.to_string()),
+                })
+            }
             DemoEvent::Quote { .. } => {}
         }
     }
@@ -179,7 +181,11 @@ async fn write_events(
 }
 
 /// Where to resume: just after the newest stored demo tick, else the backfill start.
-async fn resume_point(client: &Client, config: &DemoConfig, symbols: &[DemoSymbol]) -> anyhow::Result<UnixMicros> {
+async fn resume_point(
+    client: &Client,
+    config: &DemoConfig,
+    symbols: &[DemoSymbol],
+) -> anyhow::Result<UnixMicros> {
     let names: Vec<&str> = symbols.iter().map(|s| s.symbol.as_str()).collect();
     let row = client
         .query_one(
@@ -246,7 +252,8 @@ pub async fn run(config: DemoConfig) -> anyhow::Result<()> {
 
 /// All symbols' events in `[from, to)`, merged in time order.
 fn events_between(market: &mut DemoMarket, from: UnixMicros, to: UnixMicros) -> Vec<DemoEvent> {
-    let mut all: Vec<DemoEvent> = (0..market.symbols().len()).flat_map(|i| market.events(i, from, to)).collect();
+    let mut all: Vec<DemoEvent> =
+        (0..market.symbols().len()).flat_map(|i| market.events(i, from, to)).collect();
     all.sort_by_key(|e| e.time_us());
     all
 }

@@ -289,8 +289,10 @@ mod tests {
 
     #[pg_test]
     fn empty_input_gives_null() {
-        let v = Spi::get_one::<bool>("SELECT tapeflow.candle_agg(now(), 1.0, 1.0) IS NULL FROM (SELECT 1 WHERE false) s")
-            .unwrap();
+        let v = Spi::get_one::<bool>(
+            "SELECT tapeflow.candle_agg(now(), 1.0, 1.0) IS NULL FROM (SELECT 1 WHERE false) s",
+        )
+        .unwrap();
         assert_eq!(v, Some(true));
     }
 
@@ -298,7 +300,7 @@ mod tests {
     fn parallel_plan_equals_serial() {
         Spi::run(
             "CREATE TABLE big AS SELECT timestamptz '2024-01-02 14:30+00' + (i * interval '10 ms') AS ts,
-                    100 + ((i * 7919) % 1000) / 100.0 AS price, (1 + i % 17)::float8 AS size,
+                    100 + ((i::bigint * 7919) % 1000) / 100.0 AS price, (1 + i % 17)::float8 AS size,
                     (CASE WHEN i % 3 = 0 THEN 'B' WHEN i % 3 = 1 THEN 'S' ELSE 'N' END)::\"char\" AS side
              FROM generate_series(1, 300000) i;
              ANALYZE big;",
@@ -314,7 +316,10 @@ mod tests {
         .unwrap();
         let plan = Spi::get_one::<pgrx::JsonB>(&format!("EXPLAIN (FORMAT JSON) {q}")).unwrap().unwrap();
         let plan = plan.0.to_string();
-        assert!(plan.contains("\"Partial Mode\":\"Partial\"") && plan.contains("Gather"), "not a parallel plan: {plan}");
+        assert!(
+            plan.contains("\"Partial Mode\":\"Partial\"") && plan.contains("Gather"),
+            "not a parallel plan: {plan}"
+        );
         let parallel = Spi::get_one::<String>(q).unwrap().unwrap();
         assert_eq!(serial, parallel);
     }

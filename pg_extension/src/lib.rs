@@ -1,11 +1,13 @@
 //! The `tapeflow` PostgreSQL extension: thin SQL wrappers over `tapeflow-analytics`.
 
-use pgrx::prelude::*;
-
 ::pgrx::pg_module_magic!();
 
 mod aggstate;
+mod bars;
 pub mod candle;
+pub mod classify;
+pub mod profile;
+pub mod state;
 mod varlena;
 
 #[cfg(test)]

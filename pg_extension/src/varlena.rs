@@ -82,7 +82,8 @@ macro_rules! binary_varlena_type {
 
         impl ::pgrx::inoutfuncs::InOutFuncs for $t {
             fn input(input: &::core::ffi::CStr) -> Self {
-                let text = input.to_str().unwrap_or_else(|_| ::pgrx::error!("{} input is not UTF-8", $sql_name));
+                let text =
+                    input.to_str().unwrap_or_else(|_| ::pgrx::error!("{} input is not UTF-8", $sql_name));
                 match ::serde_json::from_str::<$inner>(text) {
                     Ok(x) => $t(x),
                     Err(e) => ::pgrx::error!("invalid {} input {:?}: {}", $sql_name, text, e),

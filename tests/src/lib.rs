@@ -1,1 +1,201 @@
-//! Integration-test helpers.
+//! Integration-test harness: a throw-away database on the project cluster with the schema
+//! migrated, the project's real binaries started as child processes, and free ports.
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+/// The repository root.
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ is inside the repo").to_path_buf()
+}
+
+/// The cluster's URL for a database name (the project cluster unless `TAPEFLOW_PGPORT` says otherwise).
+pub fn cluster_url(db: &str) -> String {
+    let base = tapeflow_db::database_url();
+    let cut = base.rfind('/').expect("URL has a database");
+    format!("{}/{db}", &base[..cut])
+}
+
+static COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+/// A fresh database with the migrations applied; dropped when the value is dropped.
+pub struct TestDb {
+    pub name: String,
+    pub url: String,
+}
+
+impl TestDb {
+    /// Creates and migrates a database; `timescaledb` false forces the plain-PostgreSQL path.
+    pub async fn create(prefix: &str, timescaledb: bool) -> TestDb {
+        let name = format!("t_{prefix}_{}_{}", std::process::id(), COUNTER.fetch_add(1, Ordering::SeqCst));
+        let admin = tapeflow_db::connect(&cluster_url("postgres"), Duration::from_secs(10))
+            .await
+            .expect("the project cluster is running (make test starts it)");
+        admin
+            .batch_execute(&format!("DROP DATABASE IF EXISTS {name}; CREATE DATABASE {name}"))
+            .await
+            .unwrap();
+        let url = cluster_url(&name);
+        let status = Command::new("bash")
+            .arg(repo_root().join("scripts/migrate.sh"))
+            .arg(&url)
+            .env("TAPEFLOW_TIMESCALEDB", if timescaledb { "on" } else { "off" })
+            .stdout(Stdio::null())
+            .status()
+            .expect("run migrate.sh");
+        assert!(status.success(), "migrations failed for {name}");
+        TestDb { name, url }
+    }
+
+    pub async fn client(&self) -> tokio_postgres::Client {
+        tapeflow_db::connect(&self.url, Duration::from_secs(10)).await.unwrap()
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        // Best effort, synchronously: tests may end inside or outside a runtime.
+        let _ = Command::new("psql")
+            .arg(cluster_url("postgres"))
+            .args(["-X", "-q", "-c", &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name)])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+/// A port that was free a moment ago.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Path of a release binary built by `make test` (override the directory with `TAPEFLOW_BIN_DIR`).
+pub fn binary(name: &str) -> PathBuf {
+    let dir = std::env::var("TAPEFLOW_BIN_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| repo_root().join("target/release"));
+    let path = dir.join(name);
+    assert!(path.exists(), "{} not built; run `make binaries` first", path.display());
+    path
+}
+
+/// A child process killed (SIGKILL) when dropped, unless stopped gracefully first.
+pub struct Proc {
+    pub child: Child,
+    pub name: String,
+}
+
+impl Proc {
+    pub fn spawn(name: &str, args: &[&str], env: &[(&str, String)]) -> Proc {
+        let log =
+            std::fs::File::create(repo_root().join(format!("target/{name}-{}.log", std::process::id())))
+                .expect("create log");
+        let mut cmd = Command::new(binary(name));
+        cmd.args(args).stdout(log.try_clone().unwrap()).stderr(log);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        Proc { child: cmd.spawn().unwrap_or_else(|e| panic!("spawn {name}: {e}")), name: name.to_string() }
+    }
+
+    /// Sends SIGTERM and waits; returns whether it exited successfully within `timeout`.
+    pub fn terminate(&mut self, timeout: Duration) -> bool {
+        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        let start = Instant::now();
+        while start.elapsed() < timeout {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status.success();
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        false
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Polls `url` until it answers 200 or `timeout` passes.
+pub async fn wait_http_ok(url: &str, timeout: Duration) {
+    let start = Instant::now();
+    let client = reqwest::Client::new();
+    loop {
+        if let Ok(r) = client.get(url).send().await {
+            if r.status().is_success() {
+                return;
+            }
+        }
+        assert!(start.elapsed() < timeout, "{url} did not become ready within {timeout:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Reads Server-Sent Events from a response: yields (event, data) pairs.
+pub struct SseReader {
+    resp: reqwest::Response,
+    buf: String,
+}
+
+impl SseReader {
+    pub async fn connect(url: &str) -> SseReader {
+        let resp = reqwest::Client::new().get(url).send().await.expect("connect SSE");
+        assert!(resp.status().is_success(), "SSE status {}", resp.status());
+        SseReader { resp, buf: String::new() }
+    }
+
+    /// The next event, or None if none arrives within `timeout`.
+    pub async fn next(&mut self, timeout: Duration) -> Option<(String, String)> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(end) = self.buf.find("\n\n") {
+                let block: String = self.buf.drain(..end + 2).collect();
+                let mut event = "message".to_string();
+                let mut data = Vec::new();
+                for line in block.lines() {
+                    if let Some(v) = line.strip_prefix("event:") {
+                        event = v.trim().to_string();
+                    } else if let Some(v) = line.strip_prefix("data:") {
+                        data.push(v.strip_prefix(' ').unwrap_or(v).to_string());
+                    }
+                }
+                if data.is_empty() {
+                    continue; // a keep-alive comment
+                }
+                return Some((event, data.join("\n")));
+            }
+            let left = deadline.checked_duration_since(Instant::now())?;
+            match tokio::time::timeout(left, self.resp.chunk()).await {
+                Ok(Ok(Some(bytes))) => self.buf.push_str(&String::from_utf8_lossy(&bytes)),
+                _ => return None,
+            }
+        }
+    }
+
+    /// Waits for an event named `name` whose data satisfies `pred`.
+    pub async fn wait_for(
+        &mut self,
+        name: &str,
+        timeout: Duration,
+        pred: impl Fn(&serde_json::Value) -> bool,
+    ) -> Option<serde_json::Value> {
+        let deadline = Instant::now() + timeout;
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            let (event, data) = self.next(left).await?;
+            if event == name {
+                if let Ok(v) = serde_json::from_str::<serde_json::Value>(&data) {
+                    if pred(&v) {
+                        return Some(v);
+                    }
+                }
+            }
+        }
+        None
+    }
+}

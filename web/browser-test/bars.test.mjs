@@ -66,3 +66,24 @@ test('at 1m a loaded bar takes updates directly', () => {
   assert.equal(s.apply(minute(1, { trades: 1 })).bar.trades, 5); // stale, ignored
   assert.equal(s.apply(minute(2)).op, 'update');
 });
+
+test('new bars follow the grid of the loaded ones (session-aligned, not UTC)', () => {
+  // 1h bars at :30 (a 09:30 ET session open), daily bars at midnight ET.
+  const h = new BarSeries('1h', [{ ...minute(-30), time: T0 - 1800 }]);
+  h.seed([minute(-30)]);
+  assert.equal(h.apply(minute(29)).bar.time, T0 - 1800);
+  assert.equal(h.apply(minute(30)).bar.time, T0 + 1800);
+  assert.equal(h.bars.length, 2);
+  const midnightET = Date.parse('2026-11-24T05:00:00Z') / 1000;
+  const d = new BarSeries('1d', [{ ...minute(0), time: midnightET - 86400 }]);
+  assert.equal(d.startOf(T0), midnightET);
+  assert.equal(d.startOf(midnightET - 1), midnightET - 86400);
+});
+
+test('barAt finds the bar holding a time', () => {
+  const s = new BarSeries('5m', [minute(0), { ...minute(0), time: T0 + 600 }]);
+  assert.equal(s.barAt(T0 - 1), undefined);
+  assert.equal(s.barAt(T0 + 299).time, T0);
+  assert.equal(s.barAt(T0 + 450).time, T0); // in a gap: the bar before it
+  assert.equal(s.barAt(T0 + 9999).time, T0 + 600);
+});

@@ -39,6 +39,12 @@ const STATES = ['balance', 'imbalance_up', 'imbalance_down'];
 
 const nowSec = () => Math.floor(Date.now() / 1000);
 const floor = (sec, step) => sec - (sec % step);
+// Bars aligned like the real server's for a New York stock in winter:
+// intraday bars on the 09:30 ET (14:30 UTC) grid, daily bars at midnight ET.
+const barStart = (sec, step) => {
+  const origin = step === 86400 ? 5 * 3600 : 14.5 * 3600;
+  return sec - ((((sec - origin) % step) + step) % step);
+};
 const iso = (sec) => new Date(sec * 1000).toISOString().replace('.000Z', 'Z');
 const round = (v, tick) => Number((Math.round(v / tick) * tick).toFixed(6)); // no float noise
 
@@ -93,7 +99,7 @@ function candles(s, step, from, to) {
   const out = new Map();
   for (const c of s.minutes) {
     if (c.t < from || c.t >= to) continue;
-    const b = floor(c.t, step);
+    const b = barStart(c.t, step);
     const bar = out.get(b);
     if (!bar) out.set(b, { ...c, t: b });
     else Object.assign(bar, { high: Math.max(bar.high, c.high), low: Math.min(bar.low, c.low), close: c.close,

@@ -27,7 +27,9 @@ impl From<tokio_postgres::Error> for ApiError {
     fn from(e: tokio_postgres::Error) -> Self {
         // Errors raised by our SQL functions (unknown symbol, bad timeframe) are the caller's.
         match e.as_db_error() {
-            Some(db) if db.code().code() == "P0001" => ApiError(StatusCode::BAD_REQUEST, db.message().to_string()),
+            Some(db) if db.code().code() == "P0001" => {
+                ApiError(StatusCode::BAD_REQUEST, db.message().to_string())
+            }
             Some(db) => ApiError(StatusCode::INTERNAL_SERVER_ERROR, db.message().to_string()),
             None => ApiError(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
         }
@@ -62,9 +64,13 @@ fn default_tf() -> String {
     "1m".into()
 }
 
-pub async fn candles(State(state): State<AppState>, Query(q): Query<CandleQuery>) -> Result<Json<Value>, ApiError> {
+pub async fn candles(
+    State(state): State<AppState>,
+    Query(q): Query<CandleQuery>,
+) -> Result<Json<Value>, ApiError> {
     let to = q.to.unwrap_or_else(|| Utc::now() + Duration::minutes(1));
-    let from = q.from.unwrap_or_else(|| to - if q.tf == "1d" { Duration::days(180) } else { Duration::days(3) });
+    let from =
+        q.from.unwrap_or_else(|| to - if q.tf == "1d" { Duration::days(180) } else { Duration::days(3) });
     json_query(
         &state,
         "SELECT json_agg(c ORDER BY c.time) FROM tapeflow.candles($1, $2, $3, $4) c",
@@ -79,7 +85,10 @@ pub struct SignalQuery {
     limit: Option<i64>,
 }
 
-pub async fn signals(State(state): State<AppState>, Query(q): Query<SignalQuery>) -> Result<Json<Value>, ApiError> {
+pub async fn signals(
+    State(state): State<AppState>,
+    Query(q): Query<SignalQuery>,
+) -> Result<Json<Value>, ApiError> {
     let client = state.db.client().await?;
     // Signals arrive with the live-strategy migration; before that the log is simply empty.
     let exists: bool =

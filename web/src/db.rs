@@ -22,7 +22,8 @@ impl Db {
                 return Ok(c.clone());
             }
         }
-        let c = std::sync::Arc::new(tapeflow_db::connect(&self.url, std::time::Duration::from_secs(5)).await?);
+        let c =
+            std::sync::Arc::new(tapeflow_db::connect(&self.url, std::time::Duration::from_secs(5)).await?);
         *guard = Some(c.clone());
         Ok(c)
     }

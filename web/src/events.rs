@@ -6,14 +6,25 @@ use axum::extract::State;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use futures_util::stream::Stream;
 use std::convert::Infallible;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 use tapeflow_db::ListenEvent;
 use tokio::sync::broadcast;
 use tokio_stream::wrappers::BroadcastStream;
 use tokio_stream::StreamExt;
 
-/// The channels the database announces on; the SSE event name drops the `tapeflow_` prefix.
-pub const CHANNELS: [&str; 4] = ["tapeflow_candles", "tapeflow_signals", "tapeflow_state", "tapeflow_backtests"];
+/// The channels the database announces on, with the SSE event name each is sent as.
+pub const CHANNELS: [(&str, &str); 4] = [
+    ("tapeflow_candles", "candle"),
+    ("tapeflow_signals", "signal"),
+    ("tapeflow_state", "state"),
+    ("tapeflow_backtests", "backtest"),
+];
+
+fn event_name(channel: &str) -> &str {
+    CHANNELS.iter().find(|(c, _)| *c == channel).map(|(_, e)| *e).unwrap_or(channel)
+}
 
 #[derive(Debug, Clone)]
 pub struct Message {
@@ -24,28 +35,37 @@ pub struct Message {
 #[derive(Clone)]
 pub struct Hub {
     tx: broadcast::Sender<Message>,
+    listening: Arc<AtomicBool>,
 }
 
 impl Hub {
     pub fn start(url: String) -> Hub {
         let (tx, _) = broadcast::channel(1024);
-        let hub = Hub { tx: tx.clone() };
-        let mut rx = tapeflow_db::listen(url, CHANNELS.iter().map(|c| c.to_string()).collect());
+        let listening = Arc::new(AtomicBool::new(false));
+        let hub = Hub { tx: tx.clone(), listening: listening.clone() };
+        let mut rx = tapeflow_db::listen(url, CHANNELS.iter().map(|(c, _)| c.to_string()).collect());
         tokio::spawn(async move {
             while let Some(ev) = rx.recv().await {
                 let msg = match ev {
                     // Browsers may have missed updates: tell them to re-fetch.
-                    ListenEvent::Connected => Message { event: "resync".into(), data: "{}".into() },
-                    ListenEvent::Notification { channel, payload } => Message {
-                        event: channel.trim_start_matches("tapeflow_").to_string(),
-                        data: payload,
-                    },
+                    ListenEvent::Connected => {
+                        listening.store(true, Ordering::SeqCst);
+                        Message { event: "resync".into(), data: "{}".into() }
+                    }
+                    ListenEvent::Notification { channel, payload } => {
+                        Message { event: event_name(&channel).to_string(), data: payload }
+                    }
                 };
                 // No subscribers is fine: nobody is watching.
                 let _ = tx.send(msg);
             }
         });
         hub
+    }
+
+    /// Whether the LISTEN connection has been established (it is re-established on loss).
+    pub fn is_listening(&self) -> bool {
+        self.listening.load(Ordering::SeqCst)
     }
 
     pub fn subscribe(&self) -> broadcast::Receiver<Message> {
@@ -62,4 +82,13 @@ pub async fn sse(State(state): State<AppState>) -> Sse<impl Stream<Item = Result
         })
     });
     Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+}
+
+/// Ready once notifications can flow: until then a browser would miss updates.
+pub async fn healthz(State(state): State<AppState>) -> (axum::http::StatusCode, &'static str) {
+    if state.hub.is_listening() {
+        (axum::http::StatusCode::OK, "ok")
+    } else {
+        (axum::http::StatusCode::SERVICE_UNAVAILABLE, "waiting for LISTEN connection")
+    }
 }

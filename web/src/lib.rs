@@ -60,7 +60,7 @@ pub fn app(state: AppState) -> Router {
         .route("/api/candles", get(api::candles))
         .route("/api/signals", get(api::signals))
         .route("/events", get(events::sse))
-        .route("/healthz", get(|| async { "ok" }))
+        .route("/healthz", get(events::healthz))
         .nest_service("/vendor/lightweight-charts", ServeDir::new(vendor))
         .nest_service("/static", ServeDir::new(&static_dir))
         .route_service("/", ServeFile::new(static_dir.join("index.html")))

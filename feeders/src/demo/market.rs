@@ -10,8 +10,8 @@
 //! In *always-open* mode ([`DemoMarket::with_always_open`]) the gap between one regular
 //! close and the next regular open (nights and weekends) is filled by an extra "overnight"
 //! segment with thinner trading and wider spreads, so a demo started in the evening still
-//! moves. Regular sessions are identical in both modes, so days backfilled with
-//! [`DemoMarket::session_events`] never disagree with what a live always-open feed wrote.
+//! moves. Regular sessions are identical in both modes, so switching modes never rewrites a
+//! session already stored.
 //!
 //! # Model
 //!
@@ -34,11 +34,12 @@
 //!   side, and the regime's term:
 //!   * **Balance** (rotation): Ornstein–Uhlenbeck reversion towards a value centre; flow is
 //!     responsive (buyers below value, sellers above), so buys stay near 50 %. The value
-//!     centre drifts towards the day's anchor and is reset to the price when a trend ends, so
-//!     each balance area forms where the last imbalance stopped.
+//!     centre is reset to the price when a trend ends, so each balance area forms where the
+//!     last imbalance stopped; price and centre are bridged towards the segment's target
+//!     (the day's anchor, or the next open overnight), more firmly as the end nears.
 //!   * **Trend up / down** (imbalance): no reversion; 66–76 % of aggressive trades are on the
-//!     trend side and their impact gives the drift, about 0.8 daily standard deviations per
-//!     average hour. Trends more often point towards the day's anchor.
+//!     trend side and their impact gives the drift, about 0.6 daily standard deviations per
+//!     average hour. Trends more often point towards the target.
 //!
 //!   Regimes alternate balance / trend with random lengths of 20–90 minutes.
 //! * **Quotes.** Bid and ask sit on the tick grid around the fair value with a spread of the
@@ -84,7 +85,7 @@ const BALANCE_WIDTH: f64 = 0.25;
 /// Strength of responsive flow in balance: buy probability change per balance s.d.
 const RESPONSIVE_FLOW: f64 = 0.1;
 /// Trend drift in daily standard deviations per average hour of trading.
-const TREND_RATE: f64 = 0.8;
+const TREND_RATE: f64 = 0.6;
 /// Range of the aggressive-buy probability in an up trend (mirrored for down trends).
 const TREND_BUY_SHARE: (f64, f64) = (0.66, 0.76);
 /// Regime lengths in minutes.
@@ -95,7 +96,7 @@ const ANCHOR_HALF_LIFE: f64 = 120.0;
 /// Trading days summed for an anchor; older terms weigh less than 0.1 %.
 const ANCHOR_LOOKBACK: i64 = 1_200;
 /// Overnight gap s.d. in daily standard deviations.
-const GAP_SIZE: f64 = 0.3;
+const GAP_SIZE: f64 = 0.25;
 const TRADING_DAYS_PER_YEAR: f64 = 252.0;
 
 /// One simulated market-data event for the symbol at `symbol_idx` in the market's symbols.
@@ -123,13 +124,6 @@ impl DemoEvent {
     pub fn time_us(&self) -> i64 {
         match *self {
             DemoEvent::Trade { time_us, .. } | DemoEvent::Quote { time_us, .. } => time_us,
-        }
-    }
-
-    /// Index of the event's symbol in [`DemoMarket::symbols`].
-    pub fn symbol_idx(&self) -> usize {
-        match *self {
-            DemoEvent::Trade { symbol_idx, .. } | DemoEvent::Quote { symbol_idx, .. } => symbol_idx,
         }
     }
 }
@@ -207,16 +201,17 @@ pub fn session_bounds(day: NaiveDate) -> (i64, i64) {
     (local_us(day, session_open()), local_us(day, session_close()))
 }
 
-/// The trading day whose regular session contains `time_us`, if any.
-pub fn session_day(time_us: i64) -> Option<NaiveDate> {
-    let day = local_date(time_us);
-    let (open, close) = session_bounds(day);
-    (is_trading_day(day) && (open..close).contains(&time_us)).then_some(day)
+/// Length of the regular session in hours.
+fn session_hours() -> f64 {
+    (session_close() - session_open()).num_seconds() as f64 / 3600.0
 }
 
 /// Whether `time_us` falls inside a regular session.
+#[allow(dead_code)] // calendar helper for callers; the simulation itself works per segment
 pub fn in_session(time_us: i64) -> bool {
-    session_day(time_us).is_some()
+    let day = local_date(time_us);
+    let (open, close) = session_bounds(day);
+    is_trading_day(day) && (open..close).contains(&time_us)
 }
 
 /// The `n` trading days before the local date of `now_us` (today excluded), oldest first:
@@ -330,9 +325,7 @@ impl Intensity {
     /// How much the open's excitement remains at `t` (1 at the open, 0 overnight).
     fn open_heat(&self, t: i64) -> f64 {
         match *self {
-            Intensity::UShape { start, len, .. } => {
-                (-((t - start) as f64 / len as f64) / BOOST_WIDTH).exp()
-            }
+            Intensity::UShape { start, len, .. } => (-((t - start) as f64 / len as f64) / BOOST_WIDTH).exp(),
             Intensity::Flat { .. } => 0.0,
         }
     }
@@ -452,27 +445,13 @@ impl DemoMarket {
         self
     }
 
-    /// The seed.
-    pub fn seed(&self) -> u64 {
-        self.seed
-    }
-
-    /// Whether always-open mode is on.
-    pub fn always_open(&self) -> bool {
-        self.always_open
-    }
-
-    /// The regular-session trade budget across all symbols.
-    pub fn trades_per_day(&self) -> u32 {
-        self.trades_per_day
-    }
-
     /// The simulated symbols; event `symbol_idx` values index this slice.
     pub fn symbols(&self) -> &[DemoSymbol] {
         &self.symbols
     }
 
     /// Expected trades in one regular session of the symbol at `symbol_idx`.
+    #[allow(dead_code)] // for reports and tests; the feed only needs the events
     pub fn expected_trades(&self, symbol_idx: usize) -> f64 {
         self.models[symbol_idx].trades
     }
@@ -502,20 +481,11 @@ impl DemoMarket {
         self.cache = vec![Vec::new(); self.symbols.len()];
     }
 
-    /// Every event of the regular session of `day` for one symbol, in time order; empty on a
-    /// weekend. Independent of always-open mode: this is what a backfill writes.
+    /// The true regimes of the regular session of `day` (empty on a weekend), covering the
+    /// session: what market-state detection should find.
     ///
     /// Panics if `symbol_idx` is out of range.
-    pub fn session_events(&mut self, symbol_idx: usize, day: NaiveDate) -> Vec<DemoEvent> {
-        if !is_trading_day(day) {
-            return Vec::new();
-        }
-        self.segment(symbol_idx, SegmentKey::Regular(day)).events.clone()
-    }
-
-    /// The regimes of the regular session of `day` (empty on a weekend), covering the session.
-    ///
-    /// Panics if `symbol_idx` is out of range.
+    #[allow(dead_code)] // ground truth for tests and for checking market-state detection
     pub fn regimes(&mut self, symbol_idx: usize, day: NaiveDate) -> Vec<RegimeSpan> {
         if !is_trading_day(day) {
             return Vec::new();
@@ -602,9 +572,7 @@ impl DemoMarket {
     /// Opening fair value of a trading day: yesterday's anchor plus an overnight gap.
     fn open_ticks(&self, m: &SymbolModel, day: NaiveDate) -> f64 {
         let index = trading_day_index(day);
-        let gap = GAP_SIZE
-            * m.daily_sigma
-            * hashed_normal(hash(&[self.seed, m.key, TAG_GAP, index as u64]));
+        let gap = GAP_SIZE * m.daily_sigma * hashed_normal(hash(&[self.seed, m.key, TAG_GAP, index as u64]));
         (m.log_price + self.anchor(m, index - 1) + gap).exp() / m.tick
     }
 
@@ -738,7 +706,7 @@ fn simulate(m: &SymbolModel, idx: usize, spec: &SegmentSpec) -> Segment {
     let noise = day_sd / n.sqrt();
     let balance_sd = BALANCE_WIDTH * day_sd;
     let reversion = (noise / balance_sd).powi(2) / 2.0;
-    let drift = TREND_RATE * day_sd * 6.5 / n;
+    let drift = TREND_RATE * day_sd * session_hours() / n;
     let mid_share = (TREND_BUY_SHARE.0 + TREND_BUY_SHARE.1) / 2.0;
     let impact = drift / (2.0 * mid_share - 1.0);
     let floor_ticks = 2.0 * (m.spread_ticks + spec.spread_extra + 2) as f64;
@@ -812,8 +780,10 @@ fn simulate(m: &SymbolModel, idx: usize, spec: &SegmentSpec) -> Segment {
         let pull = if balance { -reversion * (f - centre) } else { 0.0 };
         f = (f + pull + impact * sign + noise * z).max(floor_ticks);
         if balance {
-            // Bridge the value centre to the target so the segment ends near it.
+            // Bridge price and value centre to the target so the segment ends near it, even
+            // when trades are too sparse for the reversion alone to get there in time.
             let left = spec.intensity.remaining(t).max(1.0);
+            f += (spec.target_ticks - f) / left;
             centre += (spec.target_ticks - centre) / left;
         }
 
@@ -851,8 +821,15 @@ mod tests {
         day(y, m, d).and_hms_opt(h, min, 0).unwrap().and_utc().timestamp_micros()
     }
 
+    /// A small trade budget keeps debug-build tests quick; the dynamics scale with it.
     fn market() -> DemoMarket {
-        DemoMarket::new(7, watchlist())
+        DemoMarket::new(7, watchlist()).with_trades_per_day(30_000)
+    }
+
+    /// The regular session of `day`.
+    fn session(m: &mut DemoMarket, idx: usize, day: NaiveDate) -> Vec<DemoEvent> {
+        let (open, close) = session_bounds(day);
+        m.events(idx, open, close)
     }
 
     fn trades(events: &[DemoEvent]) -> Vec<(i64, f64, u32, Side, i64)> {
@@ -875,10 +852,13 @@ mod tests {
         assert!(in_session(utc_us(2025, 7, 1, 13, 30)));
         assert!(!in_session(utc_us(2025, 7, 1, 20, 0)));
         assert!(!in_session(utc_us(2025, 7, 5, 15, 0)), "Saturday");
-        assert_eq!(session_day(utc_us(2025, 1, 6, 15, 0)), Some(day(2025, 1, 6)));
+        assert!(in_session(utc_us(2025, 1, 6, 15, 0)));
         // Tuesday evening: the five trading days before Tuesday.
         let days = trading_days_before(utc_us(2025, 7, 2, 1, 0), 5);
-        assert_eq!(days, vec![day(2025, 6, 24), day(2025, 6, 25), day(2025, 6, 26), day(2025, 6, 27), day(2025, 6, 30)]);
+        assert_eq!(
+            days,
+            vec![day(2025, 6, 24), day(2025, 6, 25), day(2025, 6, 26), day(2025, 6, 27), day(2025, 6, 30)]
+        );
         assert_eq!(next_trading_day(day(2025, 7, 4)), day(2025, 7, 7));
         assert_eq!(prev_trading_day(day(2025, 7, 7)), day(2025, 7, 4));
         assert_eq!(seq_base(day(2025, 7, 1)), 20250701 * SEQ_DAY_FACTOR);
@@ -890,16 +870,16 @@ mod tests {
     #[test]
     fn same_seed_same_events_other_seed_other_events() {
         let d = day(2025, 3, 12);
-        let a = market().session_events(0, d);
-        let b = market().session_events(0, d);
+        let a = session(&mut market(), 0, d);
+        let b = session(&mut market(), 0, d);
         assert!(!a.is_empty());
         assert_eq!(a, b);
-        let c = DemoMarket::new(8, watchlist()).session_events(0, d);
+        let c = session(&mut DemoMarket::new(8, watchlist()).with_trades_per_day(30_000), 0, d);
         assert_ne!(trades(&a)[..50], trades(&c)[..50]);
         // A symbol's path does not depend on its position in the watchlist.
         let mut reversed = watchlist();
         reversed.reverse();
-        let r = DemoMarket::new(7, reversed).session_events(9, d);
+        let r = session(&mut DemoMarket::new(7, reversed).with_trades_per_day(30_000), 9, d);
         assert_eq!(trades(&a), trades(&r));
     }
 
@@ -935,8 +915,8 @@ mod tests {
         let (_, close) = session_bounds(d);
         assert!(!open.events(2, close, close + 3_600_000_000).is_empty());
         let (start, end) = session_bounds(d);
-        assert_eq!(open.events(2, start, end), market().session_events(2, d));
-        assert_eq!(open.session_events(2, d), market().session_events(2, d));
+        assert_eq!(open.events(2, start, end), session(&mut market(), 2, d));
+        assert_eq!(session(&mut open, 2, d), session(&mut market(), 2, d));
     }
 
     #[test]
@@ -944,7 +924,7 @@ mod tests {
         let mut m = market();
         for idx in 0..m.symbols().len() {
             let mut quote: Option<(f64, f64)> = None;
-            for e in m.session_events(idx, day(2025, 3, 12)) {
+            for e in session(&mut m, idx, day(2025, 3, 12)) {
                 match e {
                     DemoEvent::Quote { bid, ask, bid_size, ask_size, .. } => {
                         assert!(bid > 0.0 && bid < ask && bid_size > 0 && ask_size > 0);
@@ -969,7 +949,7 @@ mod tests {
         let (from, to) = (utc_us(2025, 3, 10, 0, 0), utc_us(2025, 3, 18, 0, 0));
         for idx in 0..m.symbols().len() {
             let tr = trades(&m.events(idx, from, to));
-            assert!(tr.len() > 10_000);
+            assert!(tr.len() > 5_000);
             assert!(tr.windows(2).all(|w| w[0].4 < w[1].4 && w[0].0 < w[1].0), "seq and time increase");
             for &(_, price, ..) in &tr {
                 assert!(price > 0.0);
@@ -982,7 +962,7 @@ mod tests {
     #[test]
     fn sizes_are_positive_and_heavy_tailed() {
         let mut sizes: Vec<u32> =
-            trades(&market().session_events(0, day(2025, 3, 12))).iter().map(|t| t.2).collect();
+            trades(&session(&mut market(), 0, day(2025, 3, 12))).iter().map(|t| t.2).collect();
         assert!(sizes.iter().all(|&s| s > 0));
         let round = sizes.iter().filter(|&&s| s % 100 == 0).count() as f64 / sizes.len() as f64;
         assert!((0.6..0.85).contains(&round), "round-lot share {round}");
@@ -999,15 +979,15 @@ mod tests {
         let d = day(2025, 3, 12);
         let mut total = 0;
         for idx in 0..m.symbols().len() {
-            let n = trades(&m.session_events(idx, d)).len() as f64;
+            let n = trades(&session(&mut m, idx, d)).len() as f64;
             let expected = m.expected_trades(idx);
             assert!((n / expected - 1.0).abs() < 0.05, "{n} vs {expected}");
             total += n as usize;
         }
-        let budget = DemoMarket::DEFAULT_TRADES_PER_DAY as f64;
+        let budget = 30_000.0;
         assert!((total as f64 / budget - 1.0).abs() < 0.02, "{total}");
         let small = DemoMarket::new(7, watchlist()).with_trades_per_day(10_000);
-        assert!((small.expected_trades(0) * 15.0 - m.expected_trades(0)).abs() < 1e-6);
+        assert!((small.expected_trades(0) * 3.0 - m.expected_trades(0)).abs() < 1e-6);
     }
 
     #[test]
@@ -1018,7 +998,7 @@ mod tests {
         for d in [day(2025, 3, 10), day(2025, 3, 11), day(2025, 3, 12)] {
             let (open, _) = session_bounds(d);
             for idx in 0..m.symbols().len() {
-                for (t, _, size, ..) in trades(&m.session_events(idx, d)) {
+                for (t, _, size, ..) in trades(&session(&mut m, idx, d)) {
                     buckets[((t - open) / (30 * MINUTE_US)) as usize] += size as u64;
                 }
             }
@@ -1039,7 +1019,7 @@ mod tests {
                 assert_eq!((spans[0].start_us, spans.last().unwrap().end_us), (open, close));
                 assert!(spans.windows(2).all(|w| w[0].end_us == w[1].start_us
                     && (w[0].regime == Regime::Balance) != (w[1].regime == Regime::Balance)));
-                for (t, _, _, side, _) in trades(&m.session_events(idx, d)) {
+                for (t, _, _, side, _) in trades(&session(&mut m, idx, d)) {
                     let span = spans.iter().find(|s| (s.start_us..s.end_us).contains(&t)).unwrap();
                     let c = counts.entry(span.regime).or_default();
                     c.0 += (side == Side::Buy) as usize;
@@ -1067,11 +1047,15 @@ mod tests {
             let reference = m.symbols()[idx].price;
             let mut last_close = None;
             for &d in &days {
-                let tr = trades(&m.session_events(idx, d));
+                let tr = trades(&session(&mut m, idx, d));
                 let (lo, hi) = tr.iter().fold((f64::MAX, f64::MIN), |(lo, hi), t| (lo.min(t.1), hi.max(t.1)));
                 let open = tr[0].1;
                 ranges.push((hi - lo) / open);
-                assert!((open / reference).ln().abs() < 0.7, "{} wandered to {open}", m.symbols()[idx].symbol);
+                assert!(
+                    (open / reference).ln().abs() < 0.7,
+                    "{} wandered to {open}",
+                    m.symbols()[idx].symbol
+                );
                 if let Some(close) = last_close {
                     let gap: f64 = open / close - 1.0;
                     assert!(gap.abs() < 0.08, "overnight gap {gap}");
@@ -1110,19 +1094,25 @@ mod tests {
     #[test]
     #[ignore]
     fn generation_speed() {
-        let mut m = market();
+        let mut m = DemoMarket::new(7, watchlist());
         let days = trading_days_before(utc_us(2025, 4, 1, 12, 0), 5);
         let started = std::time::Instant::now();
-        let mut n = 0;
+        let (mut n, mut events) = (0, 0);
         for &d in &days {
             for idx in 0..m.symbols().len() {
-                n += trades(&m.session_events(idx, d)).len();
+                let ev = session(&mut m, idx, d);
+                events += ev.len();
+                n += trades(&ev).len();
             }
         }
         let secs = started.elapsed().as_secs_f64();
         for idx in 0..m.symbols().len() {
             println!("{} {:.0} trades/day", m.symbols()[idx].symbol, m.expected_trades(idx));
         }
-        println!("{n} trades over {} symbol-days in {secs:.3} s: {:.0} trades/s", days.len() * 10, n as f64 / secs);
+        println!(
+            "{n} trades ({events} events) over {} symbol-days in {secs:.3} s: {:.0} trades/s",
+            days.len() * m.symbols().len(),
+            n as f64 / secs
+        );
     }
 }

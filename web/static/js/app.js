@@ -33,6 +33,7 @@ function route() {
   }
   // Before the watchlist is known, loadSymbols picks the hash's symbol up.
   if (!signals && view && watchlist.symbols.length) select(view, TIMEFRAMES[tf] ? tf : sel.tf);
+  else if (!signals && !view && sel.symbol) writeHash();
 }
 
 function writeHash() {

@@ -6,9 +6,9 @@ export const TIMEFRAMES = { '1m': 60, '5m': 300, '15m': 900, '30m': 1800, '1h': 
 
 export const toSec = (iso) => Math.floor(Date.parse(iso) / 1000);
 
-/** Start of the bucket holding `sec`, aligned to the Unix epoch (UTC), like
- *  time_bucket on the server. Works for negative remainders too. */
-export const floorTo = (sec, step) => sec - (((sec % step) + step) % step);
+/** Start of the bucket of length `step` holding `sec`, on the grid of
+ *  buckets through `origin` (by default the Unix epoch). */
+export const floorTo = (sec, step, origin = 0) => sec - ((((sec - origin) % step) + step) % step);
 
 const num = (v) => (v == null ? null : Number(v));
 
@@ -70,6 +70,28 @@ export class BarSeries {
     this.bars = [...bars].sort((a, b) => a.time - b.time);
     this.index = new Map(this.bars.map((b, i) => [b.time, i]));
     this.minutes = new Map(); // bar start → Map(minute start → minute candle)
+    // The server aligns bars to the symbol's session (1h bars of a US stock
+    // start at :30 ET, daily bars at midnight ET), so new bars follow the
+    // grid of the newest loaded bar rather than assuming UTC.
+    this.origin = this.last?.time ?? 0;
+  }
+
+  /** Start of the bar that a live minute at `sec` belongs to. */
+  startOf(sec) {
+    return floorTo(sec, this.step, this.origin);
+  }
+
+  /** The drawn bar holding the time `sec` (the last one starting at or
+   *  before it), or undefined. */
+  barAt(sec) {
+    let [lo, hi] = [0, this.bars.length - 1];
+    if (hi < 0 || sec < this.bars[0].time) return undefined;
+    while (lo < hi) {
+      const mid = (lo + hi + 1) >> 1;
+      if (this.bars[mid].time <= sec) lo = mid;
+      else hi = mid - 1;
+    }
+    return this.bars[lo];
   }
 
   get last() {
@@ -90,7 +112,7 @@ export class BarSeries {
   seed(minuteCandles) {
     const last = this.last;
     if (!last) return;
-    const mine = minuteCandles.filter((m) => floorTo(m.time, this.step) === last.time);
+    const mine = minuteCandles.filter((m) => this.startOf(m.time) === last.time);
     const map = this.#minutesOf(last.time);
     if (mine.length === 0 && map.size === 0) map.set(last.time, { ...last });
     for (const m of mine) map.set(m.time, fresher(map.get(m.time), m));
@@ -104,7 +126,7 @@ export class BarSeries {
    * belongs to an older bar whose minutes are unknown here.
    */
   apply(minute) {
-    const start = floorTo(minute.time, this.step);
+    const start = this.startOf(minute.time);
     let map = this.minutes.get(start);
     if (!map) {
       const existing = this.at(start);

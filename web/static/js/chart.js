@@ -1,6 +1,6 @@
 // Candlestick + volume chart of one symbol, on TradingView lightweight-charts
 // (loaded as a classic script: window.LightweightCharts).
-import { BarSeries, floorTo, toSec } from './bars.js';
+import { BarSeries, toSec } from './bars.js';
 import { fmtDate, fmtDateTime, fmtPrice, fmtTick, fmtVolume } from './format.js';
 
 const UP = '#26a69a';
@@ -111,14 +111,16 @@ export class ChartView {
   }
 
   #drawMarkers() {
-    const bars = this.series?.bars ?? [];
-    if (!bars.length) return this.candles.setMarkers([]);
-    const step = this.series.step;
-    const [first, last] = [bars[0].time, bars[bars.length - 1].time];
+    if (!this.series?.bars.length) return this.candles.setMarkers([]);
     const markers = (this.signals ?? [])
-      .map((s) => ({ s, time: floorTo(toSec(s.bar ?? s.time), step) }))
-      // Markers must sit on drawn bars; later ones appear with their bar.
-      .filter(({ time }) => time >= first && time <= last)
+      // On the bar holding the signal; a signal newer than the last bar
+      // appears when its bar does.
+      .map((s) => {
+        const at = toSec(s.bar ?? s.time);
+        const bar = this.series.barAt(at);
+        return { s, time: bar && at < bar.time + this.series.step ? bar.time : undefined };
+      })
+      .filter(({ time }) => time !== undefined)
       .sort((a, b) => a.time - b.time || a.s.id - b.s.id)
       .map(({ s, time }) => {
         const buy = s.side === 'buy';

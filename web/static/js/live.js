@@ -1,12 +1,16 @@
 // The page's single EventSource on /events.
 
-const EVENTS = ['candle', 'signal', 'state'];
+// Named events of interest, by the name the page uses. The plural names are
+// those of the database channels the server relays (tapeflow_candles →
+// candles); both spellings are accepted.
+const EVENTS = { candle: 'candle', candles: 'candle', signal: 'signal', signals: 'signal', state: 'state' };
 
 /**
  * Connect and keep connected. `onEvent(name, data)` gets every named event;
  * `onStatus` gets 'connecting' | 'connected' | 'reconnecting'; `onResync` is
  * called after every reconnect, because notifications sent while the stream
- * was down are lost and the page must re-read what it shows.
+ * was down are lost and the page must re-read what it shows, and when the
+ * server says (event `resync`) that it dropped messages for this client.
  */
 export function connectLive({ onEvent, onStatus, onResync }) {
   let source;
@@ -31,8 +35,9 @@ export function connectLive({ onEvent, onStatus, onResync }) {
         delay = Math.min(delay * 2, 30000);
       }
     };
-    for (const name of EVENTS) {
-      source.addEventListener(name, (e) => {
+    source.addEventListener('resync', () => onResync());
+    for (const [wire, name] of Object.entries(EVENTS)) {
+      source.addEventListener(wire, (e) => {
         let data;
         try {
           data = JSON.parse(e.data);

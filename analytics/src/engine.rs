@@ -1,0 +1,782 @@
+//! The bar evaluator: one symbol's rolling state, advanced one closed bar at a time.
+//!
+//! Live trading (inside PostgreSQL, as each bar closes) and backtests (over stored bars) both
+//! feed bars to a [`BarEngine`], so a signal in a backtest is exactly the signal the live
+//! system would have produced on the same bars. The engine is deterministic: the same
+//! parameters and the same bars give bit-identical outputs.
+//!
+//! Per bar ([`BarEngine::on_bar`]), in order:
+//!
+//! 1. The bar is checked (finite positive prices, `low ≤ open, close ≤ high`, volumes ≥ 0,
+//!    time after the previous bar's, profile on the engine's grid). A refused bar changes
+//!    nothing.
+//! 2. A new session key resets all state: session and rolling profiles, CVD, ATR, volume
+//!    average, momentum and flow windows and the session bar count. Each session is thus
+//!    evaluated from its own bars only, which is what makes the live path (evaluating from
+//!    the session open) and a backtest (running through many sessions) agree bit for bit.
+//! 3. The bar's order flow is the candle's classified buy/sell volume; without any, the
+//!    bar profile's; without that either, the close-location estimate
+//!    ([`crate::flow::clv_split`]).
+//! 4. The bar's profile is the one given, or an estimate: the volume spread evenly over the
+//!    profile rows from low to high with the buy/sell split of step 3 (volume conserved).
+//! 5. ATR, session/rolling profile, CVD, aggression ([`crate::state::aggression`]), momentum
+//!    and the AMT state ([`crate::state::classify`]) are updated; LVN proximity is read from
+//!    the session profile.
+//! 6. Once warmed up, the strategy ([`crate::strategy::evaluate`]) turns the reading into an
+//!    entry (flat) or a reversal exit (in a position).
+
+use crate::atr::Atr;
+use crate::candle::{Candle, Micros};
+use crate::flow::{BarFlow, SessionCvd};
+use crate::profile::{NodeParams, Profile, ProfileError};
+use crate::side::Side;
+use crate::state::{
+    aggression, classify, momentum_pct, nearest_lvn, AggressionParams, FlowBar, FlowDirection, LvnProximity,
+    MarketState, ProfileScope, StateInput, StateParams, ValueLevels,
+};
+use crate::strategy::{check_range, evaluate, ParamError, Signal, StrategyInput, StrategyParams};
+use serde::{Deserialize, Serialize};
+use std::collections::VecDeque;
+use std::fmt;
+
+/// Most profile rows one estimated bar is spread over; wider bars use every k-th row so a bad
+/// print or a far too fine grid cannot allocate without bound.
+pub const MAX_ESTIMATED_ROWS: i64 = 10_000;
+
+/// Everything that configures a [`BarEngine`]. Missing keys take the defaults given with each field;
+/// unknown keys are errors. Call [`EngineParams::validate`] after deserializing (the engine's
+/// constructor does).
+///
+/// As jsonb: `{"atr_period": 14, "state": {"profile_scope": "rolling"}, "strategy":
+/// {"min_aggression_score": 60}}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EngineParams {
+    /// Wilder ATR period in bars (default `14`); 1–1000.
+    pub atr_period: u32,
+    /// Bars of the current session, the current one included, before any signal (default `20`);
+    /// 0–100000. Imbalance states also need `state.momentum_lookback + 1` session bars.
+    pub warmup_bars: u32,
+    /// Ticks per profile row for the session and estimated profiles (default `1`); given bar profiles
+    /// must be on the same grid. 1–1000000.
+    pub ticks_per_row: u32,
+    pub state: StateParams,
+    pub aggression: AggressionParams,
+    pub strategy: StrategyParams,
+}
+
+impl Default for EngineParams {
+    fn default() -> Self {
+        EngineParams {
+            atr_period: crate::atr::DEFAULT_ATR_PERIOD as u32,
+            warmup_bars: 20,
+            ticks_per_row: 1,
+            state: StateParams::default(),
+            aggression: AggressionParams::default(),
+            strategy: StrategyParams::default(),
+        }
+    }
+}
+
+impl EngineParams {
+    /// Checks every field's range; the error names the field (dotted for nested groups, e.g.
+    /// `strategy.atr_stop_multiplier`) and the allowed range.
+    pub fn validate(&self) -> Result<(), ParamError> {
+        check_range("atr_period", f64::from(self.atr_period), 1.0, 1_000.0, "1 to 1000")?;
+        check_range("warmup_bars", f64::from(self.warmup_bars), 0.0, 100_000.0, "0 to 100000")?;
+        check_range("ticks_per_row", f64::from(self.ticks_per_row), 1.0, 1_000_000.0, "1 to 1000000")?;
+        self.state.validate().map_err(|e| e.within("state"))?;
+        self.aggression.validate().map_err(|e| e.within("aggression"))?;
+        self.strategy.validate().map_err(|e| e.within("strategy"))
+    }
+}
+
+/// Why the engine could not be built or refused a bar.
+#[derive(Debug, Clone, PartialEq)]
+pub enum EngineError {
+    /// A parameter out of range.
+    Params(ParamError),
+    /// A bad tick size, or a bar profile on another grid.
+    Profile(ProfileError),
+    /// A malformed bar; the text names the field and value.
+    BadBar(String),
+    /// A bar not after the previous one.
+    OutOfOrder { time: Micros, previous: Micros },
+}
+
+impl fmt::Display for EngineError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            EngineError::Params(e) => e.fmt(f),
+            EngineError::Profile(e) => e.fmt(f),
+            EngineError::BadBar(s) => write!(f, "bad bar: {s}"),
+            EngineError::OutOfOrder { time, previous } => {
+                write!(
+                    f,
+                    "bar at {time} is not after the previous bar at {previous}; feed bars in time order"
+                )
+            }
+        }
+    }
+}
+
+impl std::error::Error for EngineError {}
+
+impl From<ParamError> for EngineError {
+    fn from(e: ParamError) -> Self {
+        EngineError::Params(e)
+    }
+}
+
+impl From<ProfileError> for EngineError {
+    fn from(e: ProfileError) -> Self {
+        EngineError::Profile(e)
+    }
+}
+
+/// One closed bar.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BarInput {
+    /// Start of the bar.
+    pub time: Micros,
+    /// Session key (e.g. the session's trading date); a change starts a new session.
+    pub session: i64,
+    pub candle: Candle,
+    /// The bar's volume by price row, when trades are available; `None` estimates it.
+    pub profile: Option<Profile>,
+    /// The caller's open position in this symbol after the previous bar, if any (`Buy` for
+    /// long, `Sell` for short).
+    pub position: Option<Side>,
+}
+
+/// The engine's reading of one bar.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BarOutput {
+    /// Start of the bar.
+    pub time: Micros,
+    pub session: i64,
+    /// 1 for the session's first bar.
+    pub bar_in_session: u32,
+    pub close: f64,
+    pub state: MarketState,
+    /// 0–100; see [`crate::state::classify`].
+    pub confidence: f64,
+    /// True when the state differs from the previous bar's (always on the first bar).
+    pub state_changed: bool,
+    /// Close-to-close change over `state.momentum_lookback` session bars, %.
+    pub momentum_pct: Option<f64>,
+    pub atr: Option<f64>,
+    /// Aggression score 0–100; see [`crate::state::aggression`].
+    pub aggression: f64,
+    pub direction: FlowDirection,
+    /// Bar volume / average bar volume.
+    pub volume_ratio: f64,
+    /// Net delta over the flow window, in average bars of volume.
+    pub delta_momentum: f64,
+    /// Buy share of the flow window's classified volume, %.
+    pub buy_pressure: f64,
+    /// Sell share of the flow window's classified volume, %.
+    pub sell_pressure: f64,
+    /// This bar's buy − sell volume.
+    pub delta: f64,
+    /// Cumulative delta since the session's first bar, this bar included.
+    pub cvd: f64,
+    /// True when this bar's buy/sell split is the close-location estimate.
+    pub flow_estimated: bool,
+    /// POC/VAH/VAL of the profile selected by `state.profile_scope`.
+    pub value_area: Option<ValueLevels>,
+    /// The session LVN within `state.lvn_proximity_pct` of the close, if any.
+    pub lvn: Option<LvnProximity>,
+    /// True once the warm-up is over and the ATR is known: signals are possible.
+    pub ready: bool,
+    pub signal: Option<Signal>,
+}
+
+/// Rolling state of one symbol; see the module documentation.
+#[derive(Debug, Clone)]
+pub struct BarEngine {
+    params: EngineParams,
+    tick_size: f64,
+    node_params: NodeParams,
+    atr: Atr,
+    session: Option<i64>,
+    last_time: Option<Micros>,
+    bars_in_session: u32,
+    session_profile: Profile,
+    /// An empty profile on the engine's grid, cloned wherever a fresh one is needed.
+    empty_profile: Profile,
+    /// Bar profiles of the rolling scope, oldest first (empty for the session scope).
+    rolling: VecDeque<Profile>,
+    cvd: SessionCvd<i64>,
+    /// Session bars of the flow window, oldest first.
+    flow_window: VecDeque<FlowBar>,
+    /// Volumes of the bars before the current one, across sessions, oldest first.
+    volumes: VecDeque<f64>,
+    /// Session closes, oldest first, at most `momentum_lookback + 1`.
+    closes: VecDeque<f64>,
+    last_state: Option<MarketState>,
+}
+
+impl BarEngine {
+    /// A fresh engine for a symbol whose prices move in steps of `tick_size`.
+    pub fn new(params: EngineParams, tick_size: f64) -> Result<BarEngine, EngineError> {
+        params.validate()?;
+        let empty_profile = Profile::new(tick_size, params.ticks_per_row)?;
+        Ok(BarEngine {
+            atr: Atr::new(params.atr_period as usize),
+            tick_size,
+            node_params: NodeParams::default(),
+            session: None,
+            last_time: None,
+            bars_in_session: 0,
+            session_profile: empty_profile.clone(),
+            empty_profile,
+            rolling: VecDeque::new(),
+            cvd: SessionCvd::new(),
+            flow_window: VecDeque::new(),
+            volumes: VecDeque::new(),
+            closes: VecDeque::new(),
+            last_state: None,
+            params,
+        })
+    }
+
+    /// The parameters the engine runs with.
+    pub fn params(&self) -> &EngineParams {
+        &self.params
+    }
+
+    /// The current session's profile (all bars of the session so far).
+    pub fn session_profile(&self) -> &Profile {
+        &self.session_profile
+    }
+
+    /// Evaluates one closed bar. On error the engine is left exactly as it was.
+    pub fn on_bar(&mut self, bar: &BarInput) -> Result<BarOutput, EngineError> {
+        // Everything fallible first, so a refused bar leaves no trace.
+        check_candle(&bar.candle)?;
+        if let Some(previous) = self.last_time {
+            if bar.time <= previous {
+                return Err(EngineError::OutOfOrder { time: bar.time, previous });
+            }
+        }
+        if bar.position == Some(Side::Unknown) {
+            return Err(EngineError::BadBar("position must be Buy (long), Sell (short) or none".into()));
+        }
+        let c = &bar.candle;
+        let flow = bar_flow(c, bar.profile.as_ref())?;
+        let estimated;
+        let bar_profile = match &bar.profile {
+            Some(given) => {
+                given.check_grid(self.tick_size, self.params.ticks_per_row)?;
+                given
+            }
+            None => {
+                estimated = estimate_profile(c, &flow, self.tick_size, self.params.ticks_per_row)?;
+                &estimated
+            }
+        };
+        // From here on nothing can fail: the grid is checked, so merges succeed.
+
+        let p = &self.params;
+        if self.session != Some(bar.session) {
+            // Everything restarts with the session, so the readings of a bar depend only on
+            // its own session's bars: a live evaluation that starts at the session open gives
+            // exactly what a backtest running through many sessions gives.
+            self.atr = Atr::new(p.atr_period as usize);
+            self.volumes.clear();
+            self.rolling.clear();
+            self.last_state = None;
+            self.session = Some(bar.session);
+            self.session_profile = self.empty_profile.clone();
+            self.bars_in_session = 0;
+            self.flow_window.clear();
+            self.closes.clear();
+        }
+        self.bars_in_session += 1;
+        self.last_time = Some(bar.time);
+
+        let atr = self.atr.update(c);
+        self.session_profile.merge(bar_profile)?;
+        let rolling_profile = match p.state.profile_scope {
+            ProfileScope::Session => None,
+            ProfileScope::Rolling => {
+                self.rolling.push_back(bar_profile.clone());
+                while self.rolling.len() > p.state.rolling_bars as usize {
+                    self.rolling.pop_front();
+                }
+                let mut merged = self.empty_profile.clone();
+                for bp in &self.rolling {
+                    merged.merge(bp)?;
+                }
+                Some(merged)
+            }
+        };
+
+        // Average volume of the bars before this one; then this bar joins the history.
+        let avg_volume =
+            (!self.volumes.is_empty()).then(|| self.volumes.iter().sum::<f64>() / self.volumes.len() as f64);
+        push_capped(&mut self.volumes, c.volume, p.aggression.volume_lookback as usize);
+        push_capped(
+            &mut self.flow_window,
+            FlowBar { volume: c.volume, buy: flow.buy, sell: flow.sell },
+            p.aggression.flow_lookback as usize,
+        );
+        let aggr = aggression(self.flow_window.make_contiguous(), avg_volume, &p.aggression);
+        let cvd = self.cvd.push(bar.session, flow.delta());
+
+        let lookback = p.state.momentum_lookback as usize;
+        push_capped(&mut self.closes, c.close, lookback + 1);
+        let momentum = match self.closes.front() {
+            Some(&base) if self.closes.len() == lookback + 1 => momentum_pct(base, c.close),
+            _ => None,
+        };
+
+        let va_profile = rolling_profile.as_ref().unwrap_or(&self.session_profile);
+        let value_area = va_profile
+            .value_area(p.state.value_area_pct, p.state.va_method)
+            .map(|va| ValueLevels { poc: va.poc, vah: va.vah, val: va.val });
+        // VAH and VAL are row prices (each row's lowest tick), so the close is compared on
+        // the same grid: a close inside the VAH row is inside value.
+        let grid_price = va_profile.row_price(va_profile.row_of(c.close));
+        let reading = classify(
+            &StateInput {
+                price: grid_price,
+                value_area,
+                momentum_pct: momentum,
+                pressure: aggr.buy_pressure - aggr.sell_pressure,
+            },
+            &p.state,
+        );
+        let lvn =
+            nearest_lvn(c.close, &self.session_profile.lvns(&self.node_params), p.state.lvn_proximity_pct);
+
+        let ready = self.bars_in_session >= p.warmup_bars && atr.is_some();
+        let signal = if ready {
+            let input = StrategyInput {
+                price: c.close,
+                state: reading.state,
+                confidence: reading.confidence,
+                aggression: aggr.score,
+                direction: aggr.direction,
+                atr,
+            };
+            evaluate(&input, bar.position, &p.strategy)
+        } else {
+            None
+        };
+        let state_changed = self.last_state != Some(reading.state);
+        self.last_state = Some(reading.state);
+
+        Ok(BarOutput {
+            time: bar.time,
+            session: bar.session,
+            bar_in_session: self.bars_in_session,
+            close: c.close,
+            state: reading.state,
+            confidence: reading.confidence,
+            state_changed,
+            momentum_pct: momentum,
+            atr,
+            aggression: aggr.score,
+            direction: aggr.direction,
+            volume_ratio: aggr.volume_ratio,
+            delta_momentum: aggr.delta_momentum,
+            buy_pressure: aggr.buy_pressure,
+            sell_pressure: aggr.sell_pressure,
+            delta: flow.delta(),
+            cvd,
+            flow_estimated: flow.estimated,
+            value_area,
+            lvn,
+            ready,
+            signal,
+        })
+    }
+}
+
+/// Runs a fresh engine over `bars` (each with its own `position`) and collects the outputs.
+pub fn run_bars(
+    params: EngineParams,
+    tick_size: f64,
+    bars: &[BarInput],
+) -> Result<Vec<BarOutput>, EngineError> {
+    let mut engine = BarEngine::new(params, tick_size)?;
+    bars.iter().map(|b| engine.on_bar(b)).collect()
+}
+
+fn push_capped<T>(q: &mut VecDeque<T>, v: T, cap: usize) {
+    q.push_back(v);
+    while q.len() > cap {
+        q.pop_front();
+    }
+}
+
+fn check_candle(c: &Candle) -> Result<(), EngineError> {
+    let bad = |s: String| Err(EngineError::BadBar(s));
+    for (name, v) in [("open", c.open), ("high", c.high), ("low", c.low), ("close", c.close)] {
+        if !(v.is_finite() && v > 0.0) {
+            return bad(format!("{name} must be a finite number > 0, got {v}"));
+        }
+    }
+    for (name, v) in [("volume", c.volume), ("buy_volume", c.buy_volume), ("sell_volume", c.sell_volume)] {
+        if !(v.is_finite() && v >= 0.0) {
+            return bad(format!("{name} must be a finite number >= 0, got {v}"));
+        }
+    }
+    if c.low > c.open.min(c.close) || c.high < c.open.max(c.close) {
+        return bad(format!(
+            "open {} and close {} must lie within low {} and high {}",
+            c.open, c.close, c.low, c.high
+        ));
+    }
+    Ok(())
+}
+
+/// The bar's buy/sell split: counted on the candle, else counted in the profile, else the
+/// close-location estimate.
+fn bar_flow(c: &Candle, profile: Option<&Profile>) -> Result<BarFlow, EngineError> {
+    if c.buy_volume + c.sell_volume > 0.0 {
+        return Ok(BarFlow::from_candle(c));
+    }
+    if let Some(p) = profile {
+        let (buy, sell) = (p.buy_volume(), p.sell_volume());
+        if buy + sell > 0.0 {
+            return Ok(BarFlow::new(buy, sell));
+        }
+    }
+    BarFlow::estimate(c).map_err(|e| EngineError::BadBar(e.to_string()))
+}
+
+/// A profile for a bar without one: its volume spread evenly over the rows from low to high,
+/// each row getting the same shares of `flow.buy`, `flow.sell` and the unclassified rest. The
+/// last row takes what division left over, so the rows add up to the bar's volume.
+pub fn estimate_profile(
+    c: &Candle,
+    flow: &BarFlow,
+    tick_size: f64,
+    ticks_per_row: u32,
+) -> Result<Profile, ProfileError> {
+    let mut p = Profile::new(tick_size, ticks_per_row)?;
+    let (lo, hi) = (p.checked_row_of(c.low)?, p.checked_row_of(c.high)?);
+    let span = hi - lo + 1;
+    let stride = (span + MAX_ESTIMATED_ROWS - 1) / MAX_ESTIMATED_ROWS;
+    let n = (span + stride - 1) / stride;
+    let unknown = (c.volume - flow.buy - flow.sell).max(0.0);
+    for (total, side) in [(flow.buy, Side::Buy), (flow.sell, Side::Sell), (unknown, Side::Unknown)] {
+        if total <= 0.0 {
+            continue;
+        }
+        let each = total / n as f64;
+        for i in 0..n {
+            let size = if i == n - 1 { total - each * (n - 1) as f64 } else { each };
+            if size > 0.0 {
+                p.add(p.row_price(lo + i * stride), size, side)?;
+            }
+        }
+    }
+    Ok(p)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::strategy::SignalKind;
+    use serde::de::value::{Error as DeError, MapDeserializer};
+
+    const MINUTE: Micros = 60_000_000;
+
+    fn candle(open: f64, high: f64, low: f64, close: f64, volume: f64) -> Candle {
+        Candle {
+            open,
+            open_time: 0,
+            high,
+            high_time: 0,
+            low,
+            low_time: 0,
+            close,
+            close_time: 0,
+            volume,
+            buy_volume: 0.0,
+            sell_volume: 0.0,
+            trades: 0,
+            notional: 0.0,
+        }
+    }
+
+    fn cents(x: f64) -> f64 {
+        (x * 100.0).round() / 100.0
+    }
+
+    fn bars_from(closes: &[f64], session: i64, start: Micros) -> Vec<BarInput> {
+        let mut prev = closes[0];
+        closes
+            .iter()
+            .enumerate()
+            .map(|(i, &close)| {
+                let open = prev;
+                prev = close;
+                BarInput {
+                    time: start + i as Micros * MINUTE,
+                    session,
+                    candle: candle(
+                        open,
+                        cents(open.max(close) + 0.01),
+                        cents(open.min(close) - 0.01),
+                        close,
+                        1000.0,
+                    ),
+                    profile: None,
+                    position: None,
+                }
+            })
+            .collect()
+    }
+
+    /// 0.05 up per bar from 100: a clean one-sided trend.
+    fn trend(n: usize) -> Vec<f64> {
+        (0..n).map(|i| cents(100.0 + 0.05 * i as f64)).collect()
+    }
+
+    /// Rotation of ±0.5 around 100 every 10 bars with a little deterministic noise.
+    fn rotation(n: usize) -> Vec<f64> {
+        let mut seed: u64 = 7;
+        (0..n)
+            .map(|i| {
+                seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                let noise = ((seed >> 33) % 7) as f64 / 100.0 - 0.03;
+                let phase = (i % 10) as f64 / 10.0 * std::f64::consts::TAU;
+                cents(100.0 + 0.5 * phase.sin() + noise)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn trending_series_reaches_imbalance_up_and_goes_long() {
+        let bars = bars_from(&trend(60), 1, 0);
+        let out = run_bars(EngineParams::default(), 0.01, &bars).unwrap();
+        // Momentum needs 21 bars; from then on the trend is accepted above value.
+        assert!(out[..20].iter().all(|o| o.state == MarketState::Balance));
+        assert!(out[25..].iter().all(|o| o.state == MarketState::ImbalanceUp), "{:?}", out[25]);
+        let first = out.iter().find_map(|o| o.signal.clone()).expect("a long signal");
+        assert_eq!((first.kind, first.side), (SignalKind::Entry, Side::Buy));
+        assert!(first.aggression >= 70.0);
+        let atr = first.atr.unwrap();
+        assert!((first.stop.unwrap() - (first.price - 1.5 * atr)).abs() < 1e-9);
+        assert!((first.target.unwrap() - (first.price + 3.0 * atr)).abs() < 1e-9);
+        assert!(first.reason.starts_with("imbalance_up"), "{}", first.reason);
+        // No signal before the warm-up.
+        assert!(out[..19].iter().all(|o| o.signal.is_none() && !o.ready));
+        // Momentum is in percent: 20 bars × 0.05 on ~101 is about 1%.
+        let m = out[40].momentum_pct.unwrap();
+        assert!((m - 100.0 / cents(100.0 + 0.05 * 20.0)).abs() < 0.01, "{m}");
+
+        // The mirror image goes short.
+        let down: Vec<f64> = trend(60).iter().map(|c| cents(200.0 - c)).collect();
+        let out = run_bars(EngineParams::default(), 0.01, &bars_from(&down, 1, 0)).unwrap();
+        assert!(out[25..].iter().all(|o| o.state == MarketState::ImbalanceDown));
+        assert_eq!(out.iter().find_map(|o| o.signal.clone()).unwrap().side, Side::Sell);
+    }
+
+    #[test]
+    fn rotational_series_stays_in_balance() {
+        let bars = bars_from(&rotation(200), 1, 0);
+        let out = run_bars(EngineParams::default(), 0.01, &bars).unwrap();
+        assert!(out.iter().all(|o| o.state == MarketState::Balance));
+        assert!(out.iter().all(|o| o.signal.is_none()));
+        // Price does leave the value area at the extremes: balance there is the momentum rule.
+        let va = out[150].value_area.unwrap();
+        assert!(va.val < va.poc && va.poc < va.vah, "{va:?}");
+        assert!(out[100..].iter().any(|o| o.close > o.value_area.unwrap().vah));
+    }
+
+    #[test]
+    fn same_bars_give_bit_identical_outputs() {
+        let mut closes = trend(40);
+        closes.extend(rotation(40));
+        let mut bars = bars_from(&closes, 1, 0);
+        bars.extend(bars_from(&trend(30), 2, 100 * MINUTE));
+        // Some bars come with a counted profile and sides.
+        for b in bars.iter_mut().step_by(3) {
+            let c = &mut b.candle;
+            let mut p = Profile::new(0.01, 1).unwrap();
+            p.add(c.close, 600.0, Side::Buy).unwrap();
+            p.add(c.low, 400.0, Side::Sell).unwrap();
+            c.buy_volume = 600.0;
+            c.sell_volume = 400.0;
+            b.profile = Some(p);
+        }
+        bars[50].position = Some(Side::Buy);
+        let params = EngineParams {
+            state: StateParams { profile_scope: ProfileScope::Rolling, ..StateParams::default() },
+            ..EngineParams::default()
+        };
+        for params in [EngineParams::default(), params] {
+            let a = run_bars(params.clone(), 0.01, &bars).unwrap();
+            let b = run_bars(params, 0.01, &bars).unwrap();
+            assert_eq!(format!("{a:?}"), format!("{b:?}"));
+            assert_eq!(a, b);
+        }
+    }
+
+    #[test]
+    fn a_new_session_resets_profile_cvd_and_momentum() {
+        let mut bars = bars_from(&trend(30), 1, 0);
+        bars.extend(bars_from(&[150.0, 150.05, 150.1], 2, 100 * MINUTE));
+        let out = run_bars(EngineParams::default(), 0.01, &bars).unwrap();
+        let last_of_first = &out[29];
+        assert!(last_of_first.cvd > 10_000.0);
+        let first = &out[30];
+        assert_eq!((first.session, first.bar_in_session), (2, 1));
+        assert_eq!(first.cvd, first.delta);
+        assert_eq!(first.momentum_pct, None);
+        assert!(!first.ready);
+        // The session profile holds only the new bar: its value area is inside the bar.
+        let va = first.value_area.unwrap();
+        assert!(va.val >= 149.99 && va.vah <= 150.01, "{va:?}");
+        assert_eq!(out[31].cvd, out[30].delta + out[31].delta);
+        // The ATR restarts with the session: unknown until `atr_period` bars of it.
+        assert_eq!(first.atr, None);
+        assert!(last_of_first.atr.is_some());
+    }
+
+    #[test]
+    fn a_session_evaluated_alone_equals_the_same_session_after_others() {
+        let mut bars = bars_from(&trend(40), 1, 0);
+        let second = bars_from(&trend(45), 2, 100 * MINUTE);
+        bars.extend(second.clone());
+        let through = run_bars(EngineParams::default(), 0.01, &bars).unwrap();
+        let alone = run_bars(EngineParams::default(), 0.01, &second).unwrap();
+        assert_eq!(&through[40..], &alone[..]);
+    }
+
+    #[test]
+    fn reversal_exit_for_an_open_long() {
+        let mut closes = trend(40);
+        let top = *closes.last().unwrap();
+        closes.extend((1..40).map(|i| cents(top - 0.08 * i as f64)));
+        let mut bars = bars_from(&closes, 1, 0);
+        for b in &mut bars {
+            b.position = Some(Side::Buy);
+        }
+        let out = run_bars(EngineParams::default(), 0.01, &bars).unwrap();
+        let exit = out.iter().find_map(|o| o.signal.clone()).expect("an exit");
+        assert_eq!(
+            (exit.kind, exit.side, exit.state),
+            (SignalKind::Exit, Side::Buy, MarketState::ImbalanceDown)
+        );
+        assert!(out.iter().filter_map(|o| o.signal.as_ref()).all(|s| s.kind == SignalKind::Exit));
+    }
+
+    #[test]
+    fn estimated_profile_conserves_volume_and_split() {
+        let c = candle(100.0, 100.1, 99.9, 100.05, 1001.0);
+        let flow = BarFlow::estimate(&c).unwrap();
+        let p = estimate_profile(&c, &flow, 0.01, 1).unwrap();
+        assert_eq!(p.row_count(), 21);
+        assert!((p.total_volume() - 1001.0).abs() < 1e-9);
+        assert!((p.buy_volume() - flow.buy).abs() < 1e-9);
+        assert!((p.sell_volume() - flow.sell).abs() < 1e-9);
+        assert_eq!(p.range(), Some((99.9, 100.1)));
+        // Coarser rows: 0.05 per row gives 5 rows for 99.90..100.10.
+        let p = estimate_profile(&c, &flow, 0.01, 5).unwrap();
+        assert_eq!(p.row_count(), 5);
+        // A bar far wider than the row cap still conserves volume.
+        let wide = candle(10.0, 1000.0, 1.0, 500.0, 7.0);
+        let f = BarFlow::estimate(&wide).unwrap();
+        let p = estimate_profile(&wide, &f, 0.01, 1).unwrap();
+        assert!(p.row_count() as i64 <= MAX_ESTIMATED_ROWS);
+        assert!((p.total_volume() - 7.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn refused_bars_name_the_problem_and_change_nothing() {
+        let bars = bars_from(&trend(30), 1, 0);
+        let mut e = BarEngine::new(EngineParams::default(), 0.01).unwrap();
+        let mut reference = BarEngine::new(EngineParams::default(), 0.01).unwrap();
+        for b in &bars[..10] {
+            e.on_bar(b).unwrap();
+            reference.on_bar(b).unwrap();
+        }
+        let err = e.on_bar(&bars[5]).unwrap_err();
+        assert!(matches!(err, EngineError::OutOfOrder { .. }), "{err}");
+        let mut bad = bars[10].clone();
+        bad.candle.close = f64::NAN;
+        assert!(e.on_bar(&bad).unwrap_err().to_string().contains("close must be a finite number"));
+        let mut bad = bars[10].clone();
+        bad.candle.high = bad.candle.low - 1.0;
+        assert!(e.on_bar(&bad).unwrap_err().to_string().contains("within low"));
+        let mut bad = bars[10].clone();
+        bad.profile = Some(Profile::new(0.05, 1).unwrap());
+        assert!(e.on_bar(&bad).unwrap_err().to_string().contains("different grids"));
+        let mut bad = bars[10].clone();
+        bad.position = Some(Side::Unknown);
+        assert!(e.on_bar(&bad).is_err());
+        for b in &bars[10..] {
+            assert_eq!(e.on_bar(b).unwrap(), reference.on_bar(b).unwrap());
+        }
+    }
+
+    #[test]
+    fn params_validate_with_dotted_names_and_deserialize_with_defaults() {
+        assert_eq!(EngineParams::default().validate(), Ok(()));
+        let mut p = EngineParams::default();
+        p.state.momentum_lookback = 0;
+        let e = BarEngine::new(p, 0.01).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "parameter state.momentum_lookback = 0 is out of range (allowed: 1 to 10000)"
+        );
+        let mut p = EngineParams::default();
+        p.strategy.atr_target_multiplier = -1.0;
+        assert_eq!(p.validate().unwrap_err().field, "strategy.atr_target_multiplier");
+        assert!(matches!(BarEngine::new(EngineParams::default(), 0.0), Err(EngineError::Profile(_))));
+
+        let d: MapDeserializer<_, DeError> = MapDeserializer::new(vec![("warmup_bars", 5u32)].into_iter());
+        let p = EngineParams::deserialize(d).unwrap();
+        assert_eq!(p, EngineParams { warmup_bars: 5, ..EngineParams::default() });
+        let d: MapDeserializer<_, DeError> = MapDeserializer::new(vec![("warmup", 5u32)].into_iter());
+        assert!(EngineParams::deserialize(d).unwrap_err().to_string().contains("unknown field `warmup`"));
+        let d: MapDeserializer<_, DeError> =
+            MapDeserializer::new(vec![("profile_scope", "rolling"), ("va_method", "SINGLE")].into_iter());
+        let s = StateParams::deserialize(d).unwrap();
+        assert_eq!((s.profile_scope, s.va_method), (ProfileScope::Rolling, crate::profile::VaMethod::Single));
+        let d: MapDeserializer<_, DeError> = MapDeserializer::new(vec![("va_method", "widest")].into_iter());
+        assert!(StateParams::deserialize(d).unwrap_err().to_string().contains("widest"));
+    }
+
+    #[test]
+    fn readings_do_not_depend_on_the_volume_scale() {
+        // A thin feed and a consolidated one differ by a volume factor, not by order flow.
+        let mut closes = trend(40);
+        closes.extend(rotation(40));
+        let bars = bars_from(&closes, 1, 0);
+        let scaled: Vec<BarInput> = bars
+            .iter()
+            .map(|b| {
+                let mut b = b.clone();
+                b.candle.volume *= 100.0;
+                b
+            })
+            .collect();
+        let a = run_bars(EngineParams::default(), 0.01, &bars).unwrap();
+        let b = run_bars(EngineParams::default(), 0.01, &scaled).unwrap();
+        for (x, y) in a.iter().zip(&b) {
+            assert_eq!(
+                (x.state, x.direction, x.signal.is_some()),
+                (y.state, y.direction, y.signal.is_some())
+            );
+            assert!((x.aggression - y.aggression).abs() < 1e-9);
+            assert!((x.cvd * 100.0 - y.cvd).abs() < 1e-6 * y.cvd.abs().max(1.0));
+        }
+    }
+
+    #[test]
+    fn a_first_bar_is_balance_and_not_ready() {
+        let out = run_bars(EngineParams::default(), 0.01, &bars_from(&[100.0], 1, 0)).unwrap();
+        let o = &out[0];
+        assert_eq!((o.state, o.state_changed, o.ready, o.atr), (MarketState::Balance, true, false, None));
+        assert_eq!((o.volume_ratio, o.flow_estimated), (1.0, true));
+        assert!(o.value_area.is_some());
+    }
+}
