@@ -3,7 +3,6 @@ SHELL := /bin/bash
 PG_CONFIG ?= /usr/lib/postgresql/15/bin/pg_config
 TAPEFLOW_HOME ?= $(CURDIR)/.tapeflow
 export TAPEFLOW_HOME
-SUDO := $(shell [ "$$(id -u)" = 0 ] || echo --sudo)
 EXT_SOURCES := $(shell find pg_extension analytics -name '*.rs' -o -name Cargo.toml -o -name '*.control' | grep -v target) Cargo.toml
 
 .PHONY: demo test stop psql dburl deps extension binaries db lint bench
@@ -14,7 +13,7 @@ deps:
 # Rebuilds and reinstalls the extension only when its sources changed.
 $(TAPEFLOW_HOME)/extension.stamp: $(EXT_SOURCES)
 	@echo "==> building and installing the tapeflow extension"
-	cd pg_extension && cargo pgrx install --release --pg-config $(PG_CONFIG) $(SUDO)
+	@bash scripts/extension.sh install
 	@mkdir -p $(TAPEFLOW_HOME) && touch $@
 
 extension: deps $(TAPEFLOW_HOME)/extension.stamp
@@ -45,7 +44,7 @@ lint:
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
 
-test: db binaries
+test: extension binaries
 	@bash scripts/test.sh
 
 bench: db

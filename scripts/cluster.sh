@@ -48,6 +48,7 @@ max_parallel_workers = 8
 timezone = 'UTC'
 log_timezone = 'UTC'
 fsync = ${TAPEFLOW_FSYNC:-on}
+tapeflow.scheduler_database = '$DB'
 CONF
 }
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Every test: formatting and lints, unit and property tests, the extension's tests inside
 # PostgreSQL, and the integration tests (real cluster, real binaries, SSE, headless Chromium).
-# Expects `make db binaries` to have run (make test does that).
+# Expects `make extension binaries` to have run (make test does that).
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$ROOT"
@@ -15,8 +15,17 @@ echo "==> unit and property tests"
 cargo test -p tapeflow-analytics -p tapeflow-db -p tapeflow-feeders -p tapeflow-web -p tapeflow-executor
 
 echo "==> extension tests inside PostgreSQL 15"
+# cargo pgrx test installs its own build into the server's directories: stop the project
+# cluster first and put the release build back afterwards.
+bash scripts/demo.sh stop >/dev/null 2>&1 || true
+bash scripts/cluster.sh stop
 mkdir -p "$HOME_DIR"
 (cd pg_extension && cargo pgrx test pg15 --runas postgres --pgdata "$HOME_DIR/pgrx-test-data")
+bash scripts/extension.sh restore
+bash scripts/cluster.sh start
+bash scripts/db-refresh-extension.sh
+bash scripts/migrate.sh
+bash scripts/db-refresh-extension.sh "$(bash scripts/cluster.sh url)" --stamp
 
 echo "==> integration tests"
 cargo test -p tapeflow-tests -- --test-threads=2

@@ -146,7 +146,7 @@ CREATE OR REPLACE FUNCTION tapeflow.footprint_imbalances(
     symbol text, timeframe text, "from" timestamptz, "to" timestamptz,
     ratio double precision DEFAULT 1.5, min_volume double precision DEFAULT 0, min_rows integer DEFAULT 3)
 RETURNS TABLE ("time" timestamptz, side text, price double precision, volume double precision,
-               opposite double precision, ratio double precision, stacked boolean)
+               opposite double precision, imbalance_ratio double precision, stacked boolean)
 LANGUAGE plpgsql STABLE AS $$
 DECLARE
     s tapeflow.symbols := tapeflow.symbol_row(symbol);

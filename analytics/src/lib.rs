@@ -2,6 +2,7 @@
 //! feeders and the backtests all call into this crate so that each formula exists once.
 
 pub mod atr;
+pub mod backtest;
 pub mod candle;
 pub mod classify;
 pub mod engine;
@@ -11,6 +12,7 @@ pub mod ground_truth;
 pub mod profile;
 pub mod side;
 pub mod state;
+pub mod stats;
 pub mod strategy;
 
 pub use candle::{Candle, Micros, TradeError};

@@ -16,13 +16,21 @@ pub struct Bar {
 
 /// The symbol's tick size; errors name an unknown symbol.
 pub fn tick_size(symbol: &str) -> f64 {
-    Spi::get_one_with_args::<f64>("SELECT tick_size FROM tapeflow.symbols WHERE symbol = $1", &[symbol.into()])
-        .unwrap_or_else(|e| error!("{e}"))
-        .unwrap_or_else(|| error!("unknown symbol {symbol}"))
+    Spi::get_one_with_args::<f64>(
+        "SELECT tick_size FROM tapeflow.symbols WHERE symbol = $1",
+        &[symbol.into()],
+    )
+    .unwrap_or_else(|e| error!("{e}"))
+    .unwrap_or_else(|| error!("unknown symbol {symbol}"))
 }
 
 /// Bars of `symbol` for `timeframe` overlapping [from, to), oldest first.
-pub fn load(symbol: &str, timeframe: &str, from: TimestampWithTimeZone, to: TimestampWithTimeZone) -> Vec<Bar> {
+pub fn load(
+    symbol: &str,
+    timeframe: &str,
+    from: TimestampWithTimeZone,
+    to: TimestampWithTimeZone,
+) -> Vec<Bar> {
     let sql = "
         WITH s AS (SELECT * FROM tapeflow.symbol_row($1)),
         bars AS (

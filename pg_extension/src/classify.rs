@@ -62,7 +62,9 @@ fn classify_trade(rule: &str, price: f64, bid: Option<f64>, ask: Option<f64>, ti
         Rule::LeeReady => classify::lee_ready(price, q, tick),
         Rule::Emo => classify::emo(price, q, tick),
         Rule::Clnv => classify::clnv(price, q, tick),
-        Rule::ReverseTick => error!("classify_trade: reverse_tick needs the following trades; use tapeflow.classify_ticks()"),
+        Rule::ReverseTick => {
+            error!("classify_trade: reverse_tick needs the following trades; use tapeflow.classify_ticks()")
+        }
     };
     side.code() as i8
 }

@@ -6,9 +6,16 @@ mod aggstate;
 mod bars;
 pub mod candle;
 pub mod classify;
+pub mod live;
 pub mod profile;
+mod scheduler;
 pub mod state;
 mod varlena;
+
+#[pgrx::pg_guard]
+pub extern "C-unwind" fn _PG_init() {
+    scheduler::init();
+}
 
 #[cfg(test)]
 pub mod pg_test {

@@ -71,7 +71,11 @@ fn merge_into(st: &mut State, other: &P) {
 }
 
 #[pg_extern(immutable, parallel_safe)]
-fn profile_rollup_trans(mut state: Internal, value: Option<Profile>, fcinfo: pg_sys::FunctionCallInfo) -> Internal {
+fn profile_rollup_trans(
+    mut state: Internal,
+    value: Option<Profile>,
+    fcinfo: pg_sys::FunctionCallInfo,
+) -> Internal {
     if let Some(v) = value {
         let st = unsafe { state_mut::<State>(&mut state, fcinfo, || None) };
         merge_into(st, &v.0);
@@ -103,8 +107,11 @@ fn profile_serialize(state: Internal) -> Vec<u8> {
 
 #[pg_extern(immutable, parallel_safe, strict)]
 fn profile_deserialize(bytes: &[u8], _internal: Internal, fcinfo: pg_sys::FunctionCallInfo) -> Internal {
-    let st: State =
-        if bytes.is_empty() { None } else { Some(P::from_bytes(bytes).unwrap_or_else(|e| fail("profile state", e))) };
+    let st: State = if bytes.is_empty() {
+        None
+    } else {
+        Some(P::from_bytes(bytes).unwrap_or_else(|e| fail("profile state", e)))
+    };
     new_state(fcinfo, st)
 }
 
@@ -172,13 +179,7 @@ fn value_area(
     method: default!(&str, "'dalton'"),
 ) -> TableIterator<
     'static,
-    (
-        name!(vah, f64),
-        name!(val, f64),
-        name!(poc, f64),
-        name!(volume, f64),
-        name!(pct_of_total, f64),
-    ),
+    (name!(vah, f64), name!(val, f64), name!(poc, f64), name!(volume, f64), name!(pct_of_total, f64)),
 > {
     let va = p.0.try_value_area(pct, self::method(method)).unwrap_or_else(|e| fail("value_area", e));
     TableIterator::new(va.map(|v| (v.vah, v.val, v.poc, v.volume, v.pct_of_total)))
@@ -315,7 +316,8 @@ fn stacked_imbalances(
     min_rows: default!(i32, 3),
 ) -> TableIterator<'static, (name!(side, String), name!(low, f64), name!(high, f64), name!(rows, i32))> {
     let params = imbalance_params(ratio, min_volume, min_rows);
-    let stacks = footprint::stacked_imbalances(&p.0, &params).unwrap_or_else(|e| fail("stacked_imbalances", e));
+    let stacks =
+        footprint::stacked_imbalances(&p.0, &params).unwrap_or_else(|e| fail("stacked_imbalances", e));
     TableIterator::new(
         stacks.into_iter().map(|s| (side_name(s.side).to_string(), s.low, s.high, s.rows as i32)),
     )
@@ -328,9 +330,7 @@ mod tests {
 
     /// Builds a profile from (price, volume) rows with tick 0.01.
     fn profile_sql(rows: &str) -> String {
-        format!(
-            "(SELECT tapeflow.profile_agg(p, v, 'B', 0.01) FROM (VALUES {rows}) AS t(p, v))"
-        )
+        format!("(SELECT tapeflow.profile_agg(p, v, 'B', 0.01) FROM (VALUES {rows}) AS t(p, v))")
     }
 
     #[pg_test]
@@ -344,8 +344,8 @@ mod tests {
         let p = profile_sql(
             "(10.00,5),(10.01,10),(10.02,20),(10.03,40),(10.04,30),(10.05,25),(10.06,10),(10.07,5)",
         );
-        let (vah, val) = Spi::get_two::<f64, f64>(&format!("SELECT vah, val FROM tapeflow.value_area({p})"))
-            .unwrap();
+        let (vah, val) =
+            Spi::get_two::<f64, f64>(&format!("SELECT vah, val FROM tapeflow.value_area({p})")).unwrap();
         assert_eq!((vah, val), (Some(10.05), Some(10.01)));
         let vol = Spi::get_one::<f64>(&format!("SELECT volume FROM tapeflow.value_area({p})")).unwrap();
         assert_eq!(vol, Some(125.0));

@@ -38,15 +38,18 @@ pub fn run_engine(params: EngineParams, tick_size: f64, bars: &[Bar]) -> Vec<Bar
 }
 
 /// Closed bars of [session start of `from`, start of the bar containing `to`).
-fn history(symbol: &str, from: TimestampWithTimeZone, to: TimestampWithTimeZone, timeframe: &str, params: &JsonB)
-    -> Vec<BarOutput>
-{
+fn history(
+    symbol: &str,
+    from: TimestampWithTimeZone,
+    to: TimestampWithTimeZone,
+    timeframe: &str,
+    params: &JsonB,
+) -> Vec<BarOutput> {
     let params = engine_params(params);
     let tick = bars::tick_size(symbol);
     let bars = bars::load(symbol, timeframe, session_start(symbol, from), to);
     run_engine(params, tick, &bars)
 }
-
 
 type HistoryRow = (
     name!(time, TimestampWithTimeZone),
@@ -108,26 +111,29 @@ fn market_state_history(
     to: TimestampWithTimeZone,
     params: default!(JsonB, "'{}'"),
     timeframe: default!(&str, "'1m'"),
-) -> TableIterator<'static, (
-    name!(time, TimestampWithTimeZone),
-    name!(state, String),
-    name!(confidence, f64),
-    name!(momentum_pct, Option<f64>),
-    name!(atr, Option<f64>),
-    name!(aggression, f64),
-    name!(direction, String),
-    name!(buy_pressure, f64),
-    name!(sell_pressure, f64),
-    name!(delta, f64),
-    name!(cvd, f64),
-    name!(poc, Option<f64>),
-    name!(vah, Option<f64>),
-    name!(val, Option<f64>),
-    name!(lvn, Option<f64>),
-    name!(lvn_distance_pct, Option<f64>),
-    name!(signal, Option<String>),
-    name!(reason, Option<String>),
-)> {
+) -> TableIterator<
+    'static,
+    (
+        name!(time, TimestampWithTimeZone),
+        name!(state, String),
+        name!(confidence, f64),
+        name!(momentum_pct, Option<f64>),
+        name!(atr, Option<f64>),
+        name!(aggression, f64),
+        name!(direction, String),
+        name!(buy_pressure, f64),
+        name!(sell_pressure, f64),
+        name!(delta, f64),
+        name!(cvd, f64),
+        name!(poc, Option<f64>),
+        name!(vah, Option<f64>),
+        name!(val, Option<f64>),
+        name!(lvn, Option<f64>),
+        name!(lvn_distance_pct, Option<f64>),
+        name!(signal, Option<String>),
+        name!(reason, Option<String>),
+    ),
+> {
     let out = history(symbol, from, to, timeframe, &params);
     let from_us = micros(from);
     TableIterator::new(out.iter().filter(|o| o.time >= from_us).map(row).collect::<Vec<_>>())
@@ -140,26 +146,29 @@ fn market_state(
     at: default!(TimestampWithTimeZone, "now()"),
     params: default!(JsonB, "'{}'"),
     timeframe: default!(&str, "'1m'"),
-) -> TableIterator<'static, (
-    name!(time, TimestampWithTimeZone),
-    name!(state, String),
-    name!(confidence, f64),
-    name!(momentum_pct, Option<f64>),
-    name!(atr, Option<f64>),
-    name!(aggression, f64),
-    name!(direction, String),
-    name!(buy_pressure, f64),
-    name!(sell_pressure, f64),
-    name!(delta, f64),
-    name!(cvd, f64),
-    name!(poc, Option<f64>),
-    name!(vah, Option<f64>),
-    name!(val, Option<f64>),
-    name!(lvn, Option<f64>),
-    name!(lvn_distance_pct, Option<f64>),
-    name!(signal, Option<String>),
-    name!(reason, Option<String>),
-)> {
+) -> TableIterator<
+    'static,
+    (
+        name!(time, TimestampWithTimeZone),
+        name!(state, String),
+        name!(confidence, f64),
+        name!(momentum_pct, Option<f64>),
+        name!(atr, Option<f64>),
+        name!(aggression, f64),
+        name!(direction, String),
+        name!(buy_pressure, f64),
+        name!(sell_pressure, f64),
+        name!(delta, f64),
+        name!(cvd, f64),
+        name!(poc, Option<f64>),
+        name!(vah, Option<f64>),
+        name!(val, Option<f64>),
+        name!(lvn, Option<f64>),
+        name!(lvn_distance_pct, Option<f64>),
+        name!(signal, Option<String>),
+        name!(reason, Option<String>),
+    ),
+> {
     let out = history(symbol, at, at, timeframe, &params);
     TableIterator::new(out.last().map(row))
 }
@@ -187,7 +196,9 @@ fn time_in_state(
         (MarketState::ImbalanceUp, d.imbalance_up),
         (MarketState::ImbalanceDown, d.imbalance_down),
     ]
-    .map(|(s, us)| (s.as_str().to_string(), Interval::new(0, 0, us).expect("interval"), 100.0 * us as f64 / total));
+    .map(|(s, us)| {
+        (s.as_str().to_string(), Interval::new(0, 0, us).expect("interval"), 100.0 * us as f64 / total)
+    });
     TableIterator::new(rows)
 }
 
@@ -207,6 +218,7 @@ fn atr(
     let bars = bars::load(symbol, timeframe, from, to);
     let candles: Vec<_> = bars.iter().map(|b| b.input.candle).collect();
     let series = tapeflow_analytics::atr::atr_series(&candles, period as usize);
-    TableIterator::new(bars.iter().zip(series).map(|(b, a)| (timestamptz(b.input.time), a)).collect::<Vec<_>>())
+    TableIterator::new(
+        bars.iter().zip(series).map(|(b, a)| (timestamptz(b.input.time), a)).collect::<Vec<_>>(),
+    )
 }
-

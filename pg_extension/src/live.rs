@@ -1,0 +1,238 @@
+//! The live strategy: `run_cycle()` evaluates every newly closed bar of each enabled
+//! (symbol, strategy) exactly once with the bar engine — the same code backtests run — and
+//! records the market-state history, alerts and signals. Idempotent: the evaluated-bar log
+//! and the signals table are keyed by bar, so a repeated or concurrent cycle changes nothing.
+
+use crate::bars;
+use crate::candle::{micros, timestamptz};
+use crate::state::{engine_params, run_engine, session_start};
+use pgrx::prelude::*;
+use pgrx::JsonB;
+use tapeflow_analytics::engine::BarOutput;
+use tapeflow_analytics::strategy::SignalKind;
+use tapeflow_analytics::Side;
+
+/// Checks strategy parameters (jsonb) against the engine's: raises an error naming an unknown
+/// key or an out-of-range value. Used by the strategy_configs trigger.
+#[pg_extern(immutable, parallel_safe)]
+fn validate_params(params: JsonB) -> bool {
+    engine_params(&params);
+    true
+}
+
+const MINUTE_US: i64 = 60_000_000;
+
+struct Config {
+    symbol: String,
+    strategy: String,
+    params: JsonB,
+}
+
+fn configs() -> Vec<Config> {
+    Spi::connect(|c| {
+        c.select(
+            "SELECT c.symbol, c.strategy, c.params FROM tapeflow.strategy_configs c
+             JOIN tapeflow.symbols s USING (symbol) WHERE c.enabled AND s.active ORDER BY c.symbol, c.strategy",
+            None,
+            &[],
+        )
+        .unwrap_or_else(|e| error!("reading strategy_configs: {e}"))
+        .map(|r| Config {
+            symbol: r.get(1).ok().flatten().expect("symbol"),
+            strategy: r.get(2).ok().flatten().expect("strategy"),
+            params: r.get(3).ok().flatten().expect("params"),
+        })
+        .collect()
+    })
+}
+
+fn position(symbol: &str, strategy: &str) -> Option<Side> {
+    let side = Spi::get_one_with_args::<String>(
+        "SELECT side FROM tapeflow.positions WHERE symbol = $1 AND strategy = $2",
+        &[symbol.into(), strategy.into()],
+    )
+    .ok()
+    .flatten()?;
+    Some(if side == "long" { Side::Buy } else { Side::Sell })
+}
+
+fn order_side(kind: SignalKind, position_side: Side) -> &'static str {
+    match (kind, position_side) {
+        (SignalKind::Entry, Side::Buy) | (SignalKind::Exit, Side::Sell) => "buy",
+        _ => "sell",
+    }
+}
+
+/// Records one evaluated bar; returns the number of signals written (0 or 1).
+fn record(cfg: &Config, o: &BarOutput, at: TimestampWithTimeZone, fresh: bool, risk_pct: f64) -> i32 {
+    let bar = timestamptz(o.time);
+    let va = o.value_area;
+    let signal_text = o.signal.as_ref().map(|s| {
+        format!(
+            "{}_{}",
+            if s.kind == SignalKind::Entry { "entry" } else { "exit" },
+            order_side(s.kind, s.side)
+        )
+    });
+    let inserted = Spi::get_one_with_args::<bool>(
+        "INSERT INTO tapeflow.market_state_log (symbol, strategy, bar, state, confidence, aggression, direction,
+             momentum_pct, atr, buy_pressure, sell_pressure, delta, cvd, poc, vah, val, lvn, lvn_distance_pct, signal)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)
+         ON CONFLICT DO NOTHING RETURNING true",
+        &[
+            cfg.symbol.as_str().into(),
+            cfg.strategy.as_str().into(),
+            bar.into(),
+            o.state.as_str().into(),
+            o.confidence.into(),
+            o.aggression.into(),
+            o.direction.as_str().into(),
+            o.momentum_pct.into(),
+            o.atr.into(),
+            o.buy_pressure.into(),
+            o.sell_pressure.into(),
+            o.delta.into(),
+            o.cvd.into(),
+            va.map(|v| v.poc).into(),
+            va.map(|v| v.vah).into(),
+            va.map(|v| v.val).into(),
+            o.lvn.map(|l| l.lvn).into(),
+            o.lvn.map(|l| l.distance_pct).into(),
+            signal_text.into(),
+        ],
+    )
+    .unwrap_or_else(|e| error!("recording market state of {}: {e}", cfg.symbol))
+    .unwrap_or(false);
+    if !inserted {
+        return 0; // another cycle got here first
+    }
+    if o.state_changed {
+        let payload = serde_json::json!({
+            "symbol": cfg.symbol, "strategy": cfg.strategy, "bar": bar.to_iso_string(), "state": o.state.as_str(),
+            "confidence": o.confidence, "aggression": o.aggression, "direction": o.direction.as_str(),
+        });
+        Spi::run_with_args(
+            "SELECT pg_notify('tapeflow_state', $1);
+             INSERT INTO tapeflow.alerts (bar, symbol, kind, message, data)
+             VALUES ($2, $3, 'state_change', $4, $5) ON CONFLICT DO NOTHING",
+            &[
+                payload.to_string().into(),
+                bar.into(),
+                cfg.symbol.as_str().into(),
+                format!("{} is now {} (confidence {:.0})", cfg.symbol, o.state.as_str(), o.confidence).into(),
+                JsonB(payload).into(),
+            ],
+        )
+        .unwrap_or_else(|e| error!("announcing state of {}: {e}", cfg.symbol));
+    }
+    if let Some(l) = o.lvn {
+        Spi::run_with_args(
+            "INSERT INTO tapeflow.alerts (bar, symbol, kind, message, data)
+             VALUES ($1, $2, 'lvn_proximity', $3, $4) ON CONFLICT DO NOTHING",
+            &[
+                bar.into(),
+                cfg.symbol.as_str().into(),
+                format!("{} within {:.3}% of LVN {}", cfg.symbol, l.distance_pct, l.lvn).into(),
+                JsonB(serde_json::json!({ "lvn": l.lvn, "distance_pct": l.distance_pct, "above": l.above }))
+                    .into(),
+            ],
+        )
+        .unwrap_or_else(|e| error!("recording LVN alert of {}: {e}", cfg.symbol));
+    }
+    // Bars evaluated late (catching up after downtime) are logged but not traded on.
+    let (Some(sig), true) = (&o.signal, fresh) else { return 0 };
+    let side = order_side(sig.kind, sig.side);
+    let kind = if sig.kind == SignalKind::Entry { "entry" } else { "exit" };
+    let inputs = serde_json::to_value(o).unwrap_or_default();
+    let written = Spi::get_one_with_args::<i64>(
+        "WITH l AS (SELECT * FROM tapeflow.risk_limits),
+         p AS (SELECT quantity FROM tapeflow.positions WHERE symbol = $1 AND strategy = $2),
+         ins AS (
+            INSERT INTO tapeflow.signals (bar, symbol, strategy, kind, side, entry, stop, target, quantity, reason,
+                                          inputs, expires_at)
+            SELECT $3, $1, $2, $4, $5, round($6::numeric, 6), round($7::numeric, 6), round($8::numeric, 6),
+                   CASE WHEN $4 = 'exit' THEN coalesce((SELECT quantity FROM p), 0)
+                        WHEN $7 IS NULL OR $7 = $6 THEN 0
+                        ELSE greatest(0, floor(least(l.account_equity * $9 / 100 / abs($6 - $7)::numeric,
+                                                     l.max_order_notional / $6::numeric))) END,
+                   $10, $11, $12::timestamptz + l.signal_ttl
+            FROM l
+            ON CONFLICT DO NOTHING RETURNING 1)
+         SELECT count(*) FROM ins",
+        &[
+            cfg.symbol.as_str().into(),
+            cfg.strategy.as_str().into(),
+            bar.into(),
+            kind.into(),
+            side.into(),
+            sig.price.into(),
+            sig.stop.into(),
+            sig.target.into(),
+            risk_pct.into(),
+            sig.reason.as_str().into(),
+            JsonB(inputs).into(),
+            at.into(),
+        ],
+    )
+    .unwrap_or_else(|e| error!("writing signal of {}: {e}", cfg.symbol))
+    .unwrap_or(0);
+    written as i32
+}
+
+/// One scheduler cycle at time `at`: expires stale signals, then for each enabled strategy
+/// config evaluates the one-minute bars closed since the last cycle (a bar is closed once
+/// its minute ended `risk_limits.bar_grace` ago, whether or not a later tick arrived).
+/// Returns per config the bars evaluated and signals written. Safe to run repeatedly or
+/// concurrently; the background worker runs it about every second.
+#[pg_extern(volatile)]
+fn run_cycle(
+    at: default!(TimestampWithTimeZone, "now()"),
+) -> TableIterator<
+    'static,
+    (name!(symbol, String), name!(strategy, String), name!(bars, i32), name!(signals, i32)),
+> {
+    Spi::run_with_args(
+        "UPDATE tapeflow.signals SET status = 'expired' WHERE status = 'new' AND expires_at < $1",
+        &[at.into()],
+    )
+    .unwrap_or_else(|e| error!("expiring signals: {e}"));
+    let (horizon, ttl_us) = Spi::get_two_with_args::<TimestampWithTimeZone, i64>(
+        "SELECT tapeflow.minute($1 - bar_grace), (extract(epoch FROM signal_ttl) * 1e6)::bigint FROM tapeflow.risk_limits",
+        &[at.into()],
+    )
+    .unwrap_or_else(|e| error!("reading risk_limits: {e}"));
+    let horizon = horizon.unwrap_or_else(|| error!("tapeflow.risk_limits has no row"));
+    let ttl_us = ttl_us.unwrap_or(2 * MINUTE_US);
+    let mut out = Vec::new();
+    for cfg in configs() {
+        let params = engine_params(&cfg.params);
+        let risk_pct = params.strategy.risk_per_trade_pct;
+        let last = Spi::get_one_with_args::<TimestampWithTimeZone>(
+            "SELECT max(bar) FROM tapeflow.market_state_log WHERE symbol = $1 AND strategy = $2",
+            &[cfg.symbol.as_str().into(), cfg.strategy.as_str().into()],
+        )
+        .unwrap_or_else(|e| error!("{e}"));
+        let last_us = last.map(micros).unwrap_or(i64::MIN);
+        let first_new = last
+            .map(|l| timestamptz(micros(l) + MINUTE_US))
+            .unwrap_or_else(|| timestamptz(micros(horizon) - 1));
+        if micros(first_new) >= micros(horizon) {
+            out.push((cfg.symbol, cfg.strategy, 0, 0));
+            continue;
+        }
+        let mut bars = bars::load(&cfg.symbol, "1m", session_start(&cfg.symbol, first_new), horizon);
+        let pos = position(&cfg.symbol, &cfg.strategy);
+        for b in bars.iter_mut().filter(|b| b.input.time > last_us) {
+            b.input.position = pos;
+        }
+        let outputs = run_engine(params, bars::tick_size(&cfg.symbol), &bars);
+        let (mut n, mut s) = (0, 0);
+        for o in outputs.iter().filter(|o| o.time > last_us) {
+            let fresh = micros(at) - (o.time + MINUTE_US) <= ttl_us;
+            s += record(&cfg, o, at, fresh, risk_pct);
+            n += 1;
+        }
+        out.push((cfg.symbol, cfg.strategy, n, s));
+    }
+    TableIterator::new(out)
+}
