@@ -45,7 +45,8 @@ pub async fn write_ticks(client: &mut Client, rows: &[TickRow]) -> anyhow::Resul
     }
     let tx = client.transaction().await?;
     tx.batch_execute(
-        "CREATE TEMP TABLE IF NOT EXISTS staging_ticks (LIKE tapeflow.ticks INCLUDING DEFAULTS) ON COMMIT DELETE ROWS",
+        "SET LOCAL client_min_messages = warning;
+         CREATE TEMP TABLE IF NOT EXISTS staging_ticks (LIKE tapeflow.ticks INCLUDING DEFAULTS) ON COMMIT DELETE ROWS",
     )
     .await?;
     let sink = tx.copy_in(&format!("COPY staging_ticks ({TICK_COLUMNS}) FROM STDIN BINARY")).await?;

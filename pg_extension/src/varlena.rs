@@ -15,7 +15,8 @@ macro_rules! binary_varlena_type {
                 Some(::pgrx::pg_sys::Datum::from(v.into_pg()))
             }
             fn type_oid() -> ::pgrx::pg_sys::Oid {
-                ::pgrx::wrappers::rust_regtypein::<Self>()
+                // Schema-qualified: callers (the scheduler, other schemas) need not have tapeflow on their search_path.
+                ::pgrx::wrappers::regtypein($sql_name)
             }
         }
 

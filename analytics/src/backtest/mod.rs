@@ -20,14 +20,14 @@
 //!    (target) fills there, at the open; otherwise a low/high touching the stop (target) fills
 //!    at the stop (target) price. When one bar touches both, `same_bar_stop_first` decides.
 //!    This includes the bar whose open filled the entry.
-//! 5. The signal source evaluates the bar at its close, told the symbol's position as it stands
+//! 5. With `flat_at_session_end`, a position still open on a bar flagged `session_last_bar`
+//!    closes at that bar's close, reason [`ExitReason::SessionEnd`].
+//! 6. The signal source evaluates the bar at its close, told the symbol's position as it stands
 //!    now, so the engine's repeated signals are de-duplicated: a held symbol only gets exit
 //!    signals, a flat one entry signals.
-//! 6. An entry signal passes the gates, in this order: bar in session, shorts allowed, daily
+//! 7. An entry signal passes the gates, in this order: bar in session, shorts allowed, daily
 //!    loss limit, free position slot, size ≥ 1 share (risk budget, then cash). It becomes a
 //!    pending entry that fills at the symbol's next bar; an exit signal becomes a pending exit.
-//! 7. With `flat_at_session_end`, a position still open on a bar flagged `session_last_bar`
-//!    closes at that bar's close, reason [`ExitReason::SessionEnd`].
 //!
 //! After the last bar at a time, one [`EquityPoint`] is recorded. After the last bar of all,
 //! open positions close at their symbol's last close, reason [`ExitReason::EndOfData`], and the

@@ -332,6 +332,14 @@ impl<'p> Sim<'p> {
             pos.mark = money(c.close);
         }
 
+        // Flattening comes before the evaluation, so the source sees the book as it is at
+        // the close; an entry signal here fills at the next session's first bar.
+        if self.p.flat_at_session_end && bar.session_last_bar && st.position.is_some() {
+            let fill = ExitFill { time, price: c.close, slipped: true, reason: ExitReason::SessionEnd };
+            self.close(s, &series.symbol, fill);
+        }
+
+        let st = &self.states[s];
         bar.input.position = st.position.as_ref().map(|p| p.dir.side());
         let ctx = BarContext {
             bar_index: i,
@@ -348,10 +356,6 @@ impl<'p> Sim<'p> {
             self.on_signal(s, signal, time, bar.in_session);
         }
 
-        if self.p.flat_at_session_end && bar.session_last_bar && self.states[s].position.is_some() {
-            let fill = ExitFill { time, price: c.close, slipped: true, reason: ExitReason::SessionEnd };
-            self.close(s, &series.symbol, fill);
-        }
         Ok(())
     }
 

@@ -1,0 +1,228 @@
+//! The live strategy inside PostgreSQL: configuration validation, the scheduler's bar closing,
+//! idempotent cycles, NOTIFY payloads, and live ≡ history (the same engine evaluated through
+//! run_cycle while ticks arrive, and over the stored session afterwards).
+
+use std::time::Duration;
+use tapeflow_db::ListenEvent;
+use tapeflow_tests::*;
+
+async fn db_error(client: &tokio_postgres::Client, sql: &str) -> String {
+    let e = client.batch_execute(sql).await.expect_err("statement should fail");
+    e.as_db_error().map(|d| d.message().to_string()).unwrap_or_else(|| e.to_string())
+}
+
+#[tokio::test]
+async fn strategy_config_validation_names_the_key() {
+    let db = TestDb::create("cfg", false).await;
+    let c = db.client().await;
+    c.batch_execute("INSERT INTO tapeflow.symbols (symbol, tick_size) VALUES ('CFG', 0.01)").await.unwrap();
+    let unknown = db_error(&c, r#"INSERT INTO tapeflow.strategy_configs (symbol, params) VALUES ('CFG', '{"strategy": {"min_agression_score": 60}}')"#).await;
+    assert!(unknown.contains("min_agression_score"), "{unknown}");
+    let range = db_error(&c, r#"INSERT INTO tapeflow.strategy_configs (symbol, params) VALUES ('CFG', '{"strategy": {"min_aggression_score": 150}}')"#).await;
+    assert!(range.contains("min_aggression_score") && range.contains("150"), "{range}");
+    let top = db_error(
+        &c,
+        r#"INSERT INTO tapeflow.strategy_configs (symbol, params) VALUES ('CFG', '{"atr_period": 0}')"#,
+    )
+    .await;
+    assert!(top.contains("atr_period"), "{top}");
+    c.batch_execute(r#"INSERT INTO tapeflow.strategy_configs (symbol, params) VALUES ('CFG', '{"strategy": {"min_aggression_score": 60}}')"#)
+        .await
+        .unwrap();
+    let bad_update = db_error(&c, r#"UPDATE tapeflow.strategy_configs SET params = '{"nope": 1}'"#).await;
+    assert!(bad_update.contains("nope"), "{bad_update}");
+    let limits = db_error(&c, "UPDATE tapeflow.risk_limits SET bar_grace = '5 minutes'").await;
+    assert!(limits.contains("bar_grace"), "{limits}");
+}
+
+#[tokio::test]
+async fn scheduler_closes_quiet_bars_once() {
+    let db = TestDb::create("quiet", false).await;
+    let c = db.client().await;
+    c.batch_execute(
+        "INSERT INTO tapeflow.symbols (symbol, tick_size, timezone, session_open, session_close) VALUES ('QT', 0.01, 'UTC', '00:00', '00:00');
+         INSERT INTO tapeflow.strategy_configs (symbol) VALUES ('QT');
+         INSERT INTO tapeflow.ticks (time, symbol, price, size, side, trade_id)
+         SELECT timestamptz '2024-05-06 10:00+00' + i * interval '1 second', 'QT', 50 + (i % 5) * 0.01, 10, 'B', i::text
+         FROM generate_series(0, 179) i;",
+    )
+    .await
+    .unwrap();
+    let cycle = |at: &'static str| {
+        let c = &c;
+        async move {
+            let row = c
+                .query_one(
+                    &format!("SELECT coalesce(sum(bars), 0)::int FROM tapeflow.run_cycle('{at}')"),
+                    &[],
+                )
+                .await
+                .unwrap();
+            row.get::<_, i32>(0)
+        }
+    };
+    // 10:02:30: minutes 10:00 and 10:01 are closed; 10:02 is still open.
+    assert_eq!(cycle("2024-05-06 10:02:30+00").await, 2);
+    // No tick after 10:02:59 — the bar still closes once 10:03 + grace has passed.
+    assert_eq!(cycle("2024-05-06 10:03:01+00").await, 0, "inside the grace period");
+    assert_eq!(cycle("2024-05-06 10:03:05+00").await, 1);
+    // Repeating a cycle changes nothing.
+    assert_eq!(cycle("2024-05-06 10:03:05+00").await, 0);
+    assert_eq!(cycle("2024-05-06 10:10:00+00").await, 0);
+    let n: i64 = c.query_one("SELECT count(*) FROM tapeflow.market_state_log", &[]).await.unwrap().get(0);
+    assert_eq!(n, 3);
+}
+
+/// Replays one demo session minute by minute through the live path (ticks inserted, then a
+/// scheduler cycle at each minute's close) while a LISTEN client watches, then evaluates the
+/// same stored session in one call: the live log must equal the history bar for bar.
+#[tokio::test]
+async fn live_replay_equals_history_and_notifies() {
+    let db = TestDb::create("replay", false).await;
+    let c = db.client().await;
+    // One regular session of the demo market for AAPL.
+    let mut feed = Proc::spawn(
+        "tapeflow-feed",
+        &["demo"],
+        &[
+            ("DATABASE_URL", db.url.clone()),
+            ("TAPEFLOW_DEMO_SYMBOLS", "AAPL".into()),
+            ("TAPEFLOW_DEMO_BACKFILL_DAYS", "1".into()),
+            ("TAPEFLOW_DEMO_ALWAYS_OPEN", "false".into()),
+            ("TAPEFLOW_DEMO_QUOTES", "false".into()),
+        ],
+    );
+    let mut last = -1i64;
+    for _ in 0..120 {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let n: i64 = c.query_one("SELECT count(*) FROM tapeflow.ticks", &[]).await.unwrap().get(0);
+        if n > 1000 && n == last {
+            break;
+        }
+        last = n;
+    }
+    assert!(feed.terminate(Duration::from_secs(10)));
+    assert!(last > 1000, "backfill wrote {last} ticks");
+
+    // Move the session aside and replay it.
+    c.batch_execute(
+        "CREATE TABLE recorded AS SELECT * FROM tapeflow.ticks;
+         DELETE FROM tapeflow.ticks;
+         INSERT INTO tapeflow.strategy_configs (symbol, params) VALUES ('AAPL', '{\"strategy\": {\"min_aggression_score\": 50}}');
+         UPDATE tapeflow.risk_limits SET signal_ttl = '3 minutes';",
+    )
+    .await
+    .unwrap();
+    let bars_left: i64 = c.query_one("SELECT count(*) FROM tapeflow.bars_1m", &[]).await.unwrap().get(0);
+    assert_eq!(bars_left, 0, "deleting ticks removes their minutes");
+    let mut events =
+        tapeflow_db::listen(db.url.clone(), vec!["tapeflow_signals".into(), "tapeflow_state".into()]);
+    assert!(matches!(events.recv().await, Some(ListenEvent::Connected)));
+
+    let minutes: Vec<chrono::DateTime<chrono::Utc>> = c
+        .query("SELECT DISTINCT tapeflow.minute(time) m FROM recorded ORDER BY m", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert!(minutes.len() > 300, "a session has ~390 minutes, got {}", minutes.len());
+    for m in &minutes {
+        c.execute(
+            "INSERT INTO tapeflow.ticks SELECT * FROM recorded WHERE time >= $1 AND time < $1 + interval '1 minute'",
+            &[m],
+        )
+        .await
+        .unwrap();
+        c.execute("SELECT count(*) FROM tapeflow.run_cycle($1 + interval '62 seconds')", &[m]).await.unwrap();
+    }
+
+    // Live log == one evaluation of the stored session, bar for bar.
+    let diff: i64 = c
+        .query_one(
+            "WITH h AS (SELECT * FROM tapeflow.market_state_history('AAPL', (SELECT min(time) FROM recorded),
+                                   (SELECT max(time) FROM recorded) + interval '2 minutes',
+                                   '{\"strategy\": {\"min_aggression_score\": 50}}'))
+             SELECT count(*) FROM h FULL JOIN tapeflow.market_state_log l ON l.bar = h.time
+             WHERE h.state IS DISTINCT FROM l.state OR h.confidence IS DISTINCT FROM l.confidence
+                OR h.aggression IS DISTINCT FROM l.aggression OR h.atr IS DISTINCT FROM l.atr
+                OR (h.signal IS NULL) <> (l.signal IS NULL)",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(diff, 0, "live and history disagree on {diff} bars");
+    let (logged, states, signalled): (i64, i64, i64) = {
+        let r = c
+            .query_one(
+                "SELECT count(*), count(DISTINCT state), count(signal) FROM tapeflow.market_state_log",
+                &[],
+            )
+            .await
+            .unwrap();
+        (r.get(0), r.get(1), r.get(2))
+    };
+    assert_eq!(logged as usize, minutes.len());
+    assert!(states >= 2, "the demo's regimes should show more than one state");
+    assert!(signalled > 0, "the demo's imbalance regimes should produce signals");
+
+    // Signals: each written one sits on a bar where the engine signalled; at most one open entry.
+    let signals: Vec<(i64, String, String)> = c
+        .query("SELECT id, kind, side FROM tapeflow.signals ORDER BY id", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+    assert!(!signals.is_empty());
+    let orphan: i64 = c
+        .query_one(
+            "SELECT count(*) FROM tapeflow.signals s LEFT JOIN tapeflow.market_state_log l
+               ON l.symbol = s.symbol AND l.bar = s.bar AND l.signal = s.kind || '_' || s.side
+             WHERE l.bar IS NULL",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(orphan, 0);
+    let open: i64 = c
+        .query_one(
+            "SELECT count(*) FROM tapeflow.signals WHERE status IN ('new', 'claimed', 'submitted')",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(open <= 1);
+
+    // NOTIFY payloads reached a real LISTEN client.
+    let mut got_signals = Vec::new();
+    let mut got_states = 0;
+    while let Ok(Some(ev)) = tokio::time::timeout(Duration::from_secs(2), events.recv()).await {
+        if let ListenEvent::Notification { channel, payload } = ev {
+            let v: serde_json::Value = serde_json::from_str(&payload).unwrap();
+            assert_eq!(v["symbol"], "AAPL");
+            if channel == "tapeflow_signals" {
+                got_signals.push((
+                    v["id"].as_i64().unwrap(),
+                    v["kind"].as_str().unwrap().to_string(),
+                    v["side"].as_str().unwrap().to_string(),
+                ));
+            } else {
+                assert!(["balance", "imbalance_up", "imbalance_down"].contains(&v["state"].as_str().unwrap()));
+                got_states += 1;
+            }
+        }
+    }
+    assert_eq!(got_signals, signals);
+    assert!(got_states >= 2);
+
+    // Running every cycle again changes nothing.
+    for m in minutes.iter().step_by(50) {
+        c.execute("SELECT count(*) FROM tapeflow.run_cycle($1 + interval '62 seconds')", &[m]).await.unwrap();
+    }
+    let again: i64 = c.query_one("SELECT count(*) FROM tapeflow.signals", &[]).await.unwrap().get(0);
+    assert_eq!(again as usize, signals.len());
+}
