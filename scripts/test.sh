@@ -28,4 +28,4 @@ bash scripts/migrate.sh
 bash scripts/db-refresh-extension.sh "$(bash scripts/cluster.sh url)" --stamp
 
 echo "==> integration tests"
-cargo test -p tapeflow-tests -- --test-threads=2
+cargo test --no-fail-fast -p tapeflow-tests -- --test-threads=2

@@ -46,11 +46,7 @@ impl BuyAndHold {
     /// First and last close of every symbol that had bars.
     pub fn from_result(result: &BacktestResult) -> BuyAndHold {
         BuyAndHold::Prices(
-            result
-                .symbols
-                .iter()
-                .filter_map(|s| Some((s.first_close?, s.last_close?)))
-                .collect(),
+            result.symbols.iter().filter_map(|s| Some((s.first_close?, s.last_close?))).collect(),
         )
     }
 
@@ -504,7 +500,10 @@ mod tests {
         assert_eq!(s.return_pct, 0.0);
         assert_eq!(s.cagr_pct, Some(0.0));
         assert_eq!(s.max_drawdown_pct, 0.0);
-        assert_eq!((s.exposure_time_pct, s.sharpe, s.win_rate_pct, s.profit_factor, s.sqn), (None, None, None, None, None));
+        assert_eq!(
+            (s.exposure_time_pct, s.sharpe, s.win_rate_pct, s.profit_factor, s.sqn),
+            (None, None, None, None, None)
+        );
         // Flat bars and no trades.
         let mut flat = empty.clone();
         flat.equity = vec![point(0, 1000.0, false), point(1, 1000.0, false)];

@@ -34,10 +34,8 @@ impl TestDb {
         let admin = tapeflow_db::connect(&cluster_url("postgres"), Duration::from_secs(10))
             .await
             .expect("the project cluster is running (make test starts it)");
-        admin
-            .batch_execute(&format!("DROP DATABASE IF EXISTS {name}; CREATE DATABASE {name}"))
-            .await
-            .unwrap();
+        admin.batch_execute(&format!("DROP DATABASE IF EXISTS {name}")).await.unwrap();
+        admin.batch_execute(&format!("CREATE DATABASE {name}")).await.unwrap();
         let url = cluster_url(&name);
         let status = Command::new("bash")
             .arg(repo_root().join("scripts/migrate.sh"))

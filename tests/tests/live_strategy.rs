@@ -129,21 +129,23 @@ async fn live_replay_equals_history_and_notifies() {
     assert!(minutes.len() > 300, "a session has ~390 minutes, got {}", minutes.len());
     for m in &minutes {
         c.execute(
-            "INSERT INTO tapeflow.ticks SELECT * FROM recorded WHERE time >= $1 AND time < $1 + interval '1 minute'",
+            "INSERT INTO tapeflow.ticks SELECT * FROM recorded WHERE time >= $1 AND time < $1::timestamptz + interval '1 minute'",
             &[m],
         )
         .await
         .unwrap();
-        c.execute("SELECT count(*) FROM tapeflow.run_cycle($1 + interval '62 seconds')", &[m]).await.unwrap();
+        c.execute("SELECT count(*) FROM tapeflow.run_cycle($1::timestamptz + interval '62 seconds')", &[m]).await.unwrap();
     }
 
     // Live log == one evaluation of the stored session, bar for bar.
-    let diff: i64 = c
-        .query_one(
-            "WITH h AS (SELECT * FROM tapeflow.market_state_history('AAPL', (SELECT min(time) FROM recorded),
+    let diff: Vec<String> = c
+        .query(
+            "WITH h AS (SELECT * FROM tapeflow.market_state_history('AAPL', (SELECT tapeflow.minute(min(time)) FROM recorded),
                                    (SELECT max(time) FROM recorded) + interval '2 minutes',
                                    '{\"strategy\": {\"min_aggression_score\": 50}}'))
-             SELECT count(*) FROM h FULL JOIN tapeflow.market_state_log l ON l.bar = h.time
+             SELECT format('bar %s/%s: history %s %s %s %s, live %s %s %s %s', h.time, l.bar, h.state, h.aggression,
+                           h.atr, h.signal, l.state, l.aggression, l.atr, l.signal)
+             FROM h FULL JOIN tapeflow.market_state_log l ON l.bar = h.time
              WHERE h.state IS DISTINCT FROM l.state OR h.confidence IS DISTINCT FROM l.confidence
                 OR h.aggression IS DISTINCT FROM l.aggression OR h.atr IS DISTINCT FROM l.atr
                 OR (h.signal IS NULL) <> (l.signal IS NULL)",
@@ -151,8 +153,10 @@ async fn live_replay_equals_history_and_notifies() {
         )
         .await
         .unwrap()
-        .get(0);
-    assert_eq!(diff, 0, "live and history disagree on {diff} bars");
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert!(diff.is_empty(), "live and history disagree: {diff:#?}");
     let (logged, states, signalled): (i64, i64, i64) = {
         let r = c
             .query_one(
@@ -221,7 +225,7 @@ async fn live_replay_equals_history_and_notifies() {
 
     // Running every cycle again changes nothing.
     for m in minutes.iter().step_by(50) {
-        c.execute("SELECT count(*) FROM tapeflow.run_cycle($1 + interval '62 seconds')", &[m]).await.unwrap();
+        c.execute("SELECT count(*) FROM tapeflow.run_cycle($1::timestamptz + interval '62 seconds')", &[m]).await.unwrap();
     }
     let again: i64 = c.query_one("SELECT count(*) FROM tapeflow.signals", &[]).await.unwrap().get(0);
     assert_eq!(again as usize, signals.len());

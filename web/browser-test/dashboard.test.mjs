@@ -1,11 +1,13 @@
 // Headless-browser test of the dashboard against a running tapeflow-web (or
 // the mock server): the page loads, shows symbols and a chart, and receives
-// live updates over SSE.
+// live updates over SSE; a backtest started from the page runs to completion
+// and its results are shown.
 //
 //   TAPEFLOW_WEB_URL=http://127.0.0.1:8080 node --test web/browser-test/
 // Env: TAPEFLOW_WEB_URL (default http://127.0.0.1:8080), TAPEFLOW_SCREENSHOT
-// (default ../target/dashboard.png from web/), CHROMIUM_PATH (default
-// /usr/bin/chromium; browsers are never downloaded).
+// (default ../target/dashboard.png from web/; the other pages' pictures go
+// beside it), CHROMIUM_PATH (default /usr/bin/chromium; browsers are never
+// downloaded).
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdir } from 'node:fs/promises';
@@ -17,6 +19,8 @@ const webDir = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const baseUrl = process.env.TAPEFLOW_WEB_URL || 'http://127.0.0.1:8080';
 const screenshot = path.resolve(process.env.TAPEFLOW_SCREENSHOT || path.join(webDir, '..', 'target', 'dashboard.png'));
 const LIVE_TIMEOUT = 20_000;
+// A backtest of a few days runs in seconds against the real server too.
+const RUN_TIMEOUT = 60_000;
 
 let browser;
 before(async () => {
@@ -109,3 +113,59 @@ test('signals page lists signals and switches back to the dashboard', { timeout:
     await page.close();
   }
 });
+
+test('backtests page starts a run, follows it live and shows its results', { timeout: RUN_TIMEOUT + 60_000 },
+  async (t) => {
+    const { page, problems } = await openPage();
+    try {
+      await page.goto(`${baseUrl}/#/backtests`, { waitUntil: 'domcontentloaded' });
+      await page.waitForSelector('#backtests-form input[name="symbols"]', { timeout: 15_000 });
+      assert.ok(await page.locator('#chart').isHidden(), 'the dashboard is hidden on the backtests page');
+
+      // The first symbol alone, with the default dates and params.
+      const symbol = await page.locator('#backtests-form input[name="symbols"]').evaluateAll((boxes) => {
+        boxes.forEach((box, i) => { box.checked = i === 0; });
+        return boxes[0].value;
+      });
+      await page.click('#backtest-run');
+      await page.waitForFunction(() => document.querySelector('#backtests-form').dataset.runId
+        || document.querySelector('#backtest-message.error'), null, { timeout: 15_000 });
+      const id = await page.locator('#backtests-form').getAttribute('data-run-id');
+      assert.ok(id, `the run was not started: ${await page.locator('#backtest-message').textContent()}`);
+
+      // Progress arrives over /events; the row follows it to the end.
+      const row = page.locator(`#backtests-table tr[data-run-id="${id}"]`);
+      try {
+        await page.waitForFunction((sel) => ['completed', 'failed', 'cancelled']
+          .includes(document.querySelector(sel)?.dataset.status), `#backtests-table tr[data-run-id="${id}"]`,
+        { timeout: RUN_TIMEOUT });
+      } catch {
+        const status = await row.locator('[data-field="status"]').textContent().catch(() => 'no row');
+        assert.fail(`run ${id} did not finish within ${RUN_TIMEOUT / 1000} s (status: ${status})`);
+      }
+      const status = await row.getAttribute('data-status');
+      if (status !== 'completed') {
+        assert.fail(`run ${id} ${status}: ${await row.locator('.error').textContent().catch(() => 'no error given')}`);
+      }
+
+      await row.click();
+      await page.waitForURL(new RegExp(`#/backtests/${id}$`));
+      await page.waitForSelector('#equity-chart canvas', { state: 'visible', timeout: 15_000 });
+      await page.waitForSelector('#stats-table tbody tr', { timeout: 15_000 });
+      assert.equal((await page.locator('#run-status').textContent()).trim(), 'completed');
+      assert.ok(await page.locator('#drawdown-chart canvas').count() > 0, 'the drawdown chart is drawn');
+      const stats = await page.locator('#stats-table tbody tr').count();
+      await page.waitForFunction(() => document.querySelector('#equity-chart').dataset.points !== undefined, null,
+        { timeout: 15_000 });
+      const points = await page.locator('#equity-chart').getAttribute('data-points');
+      const trades = await page.locator('#trades-table tbody tr').count();
+      t.diagnostic(`run ${id} of ${symbol}: ${points} equity points, ${trades} trades, ${stats} statistics`);
+      assert.deepEqual(problems, [], 'no page errors or failed requests');
+    } finally {
+      // Tall enough for the trades table under the charts.
+      await page.setViewportSize({ width: 1440, height: 1300 }).catch(() => {});
+      await page.waitForTimeout(300);
+      await page.screenshot({ path: path.join(path.dirname(screenshot), 'backtest.png') }).catch(() => {});
+      await page.close();
+    }
+  });

@@ -1,6 +1,7 @@
 // A stand-in for tapeflow-web, for developing and testing the browser side
 // without a database: serves web/static, the chart library and the JSON API
-// with generated data, and an SSE stream with a candle event every 500 ms.
+// with generated data (backtests included: a new run completes in ~2 s), and
+// an SSE stream with a candle event every 500 ms.
 //
 //   node browser-test/mock-server.mjs        (PORT=0 or unset: a free port)
 // Prints "mock listening on http://127.0.0.1:PORT" once ready.
@@ -21,13 +22,13 @@ const TYPES = { '.html': 'text/html; charset=utf-8', '.js': 'text/javascript', '
 const TF = { '1m': 60, '5m': 300, '15m': 900, '30m': 1800, '1h': 3600, '1d': 86400 };
 
 // Deterministic pseudo-random numbers, so screenshots look alike run to run.
-let seed = 20261124;
-const rand = () => {
+const prng = (seed) => () => {
   seed = (seed + 0x6d2b79f5) | 0;
   let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
   t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
   return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
 };
+const rand = prng(20261124);
 
 const SYMBOLS = [
   ['AAPL', 'Apple Inc.', 189.12, 0.01], ['MSFT', 'Microsoft Corp.', 415.3, 0.01],
@@ -144,6 +145,238 @@ setInterval(() => {
 }, 500).unref();
 setInterval(() => { for (const res of clients) res.write(': keep-alive\n\n'); }, 15000).unref();
 
+// ---- backtests ----
+// A toy simulator, so that the numbers shown for a run hang together: random
+// entries, exits at a stop, a target, after a while, at a gap in the data
+// (a session's end) or at the end of the data.
+const CAPITAL = 100000;
+const r4 = (v) => (Number.isFinite(v) ? Number(v.toFixed(4)) : null);
+const mean = (xs) => (xs.length ? xs.reduce((a, b) => a + b, 0) / xs.length : 0);
+const stdev = (xs) => Math.sqrt(mean(xs.map((x) => (x - mean(xs)) ** 2)));
+// Durations as PostgreSQL prints intervals: "2 days 03:04:00".
+function interval(sec) {
+  const d = Math.floor(sec / 86400);
+  const hms = [3600, 60, 1].map((u, i) => String(Math.floor(sec / u) % (i ? 60 : 24)).padStart(2, '0')).join(':');
+  return d ? `${d} day${d === 1 ? '' : 's'} ${hms}` : hms;
+}
+
+/** `paths`: symbol → [{ t, close }] ascending. Returns equity points and trades. */
+function simulate(paths, rng) {
+  const times = [...new Set(Object.values(paths).flatMap((p) => p.map((c) => c.t)))].sort((a, b) => a - b);
+  const at = Object.fromEntries(Object.entries(paths).map(([s, p]) => [s, new Map(p.map((c, i) => [c.t, i]))]));
+  const open = new Map();
+  const last = new Map();
+  const trades = [];
+  const equity = [];
+  let realized = 0;
+  let peak = CAPITAL;
+  for (const t of times) {
+    for (const [symbol, path] of Object.entries(paths)) {
+      const i = at[symbol].get(t);
+      if (i === undefined) continue;
+      const { close } = path[i];
+      const next = path[i + 1];
+      last.set(symbol, close);
+      const pos = open.get(symbol);
+      if (pos) {
+        const move = pos.sign * (close - pos.entry);
+        pos.mae = Math.min(pos.mae, move);
+        pos.mfe = Math.max(pos.mfe, move);
+        const reason = move <= -pos.risk ? 'stop' : move >= 2 * pos.risk ? 'target' : !next ? 'end_of_data'
+          : next.t - t > 1800 ? 'session_end' : t - pos.t >= pos.hold ? 'signal' : null;
+        if (!reason) continue;
+        const fees = Math.max(1, 0.0001 * pos.qty * (pos.entry + close));
+        const pnl = move * pos.qty - fees;
+        realized += pnl;
+        open.delete(symbol);
+        const d = close < 10 ? 5 : 2;
+        trades.push({ symbol, side: pos.sign > 0 ? 'long' : 'short', quantity: pos.qty, entry_time: iso(pos.t),
+          entry_price: pos.entry.toFixed(d), exit_time: iso(t), exit_price: close.toFixed(d), pnl: pnl.toFixed(2),
+          return_pct: r4((pnl / (pos.qty * pos.entry)) * 100), fees: fees.toFixed(2), exit_reason: reason,
+          mae: r4(pos.mae), mfe: r4(pos.mfe) });
+      } else if (next && next.t - t <= 60 && rng() < 10 / path.length) {
+        open.set(symbol, { t, entry: close, sign: rng() < 0.55 ? 1 : -1, risk: close * 0.004, mae: 0, mfe: 0,
+          qty: Math.max(1, Math.floor((CAPITAL * 0.25) / close)), hold: 1200 + Math.floor(rng() * 6000) });
+      }
+    }
+    let value = CAPITAL + realized;
+    for (const [symbol, pos] of open) value += pos.sign * (last.get(symbol) - pos.entry) * pos.qty;
+    peak = Math.max(peak, value);
+    equity.push({ time: iso(t), equity: Number(value.toFixed(2)), drawdown_pct: r4((value / peak - 1) * 100),
+      exposed: open.size > 0 });
+  }
+  return { equity, trades };
+}
+
+// Statistics in the shape of the real server's (a subset computed for real,
+// plus `fees_total`, a key the page does not know, shown generically).
+function statsOf({ equity, trades }, paths) {
+  if (!equity.length) return null;
+  const values = equity.map((p) => p.equity);
+  const rets = values.slice(1).map((v, i) => v / values[i] - 1);
+  const days = new Set(equity.map((p) => p.time.slice(0, 10))).size;
+  const perYear = (rets.length / days) * 252;
+  const total = values.at(-1) / CAPITAL - 1;
+  const span = (Date.parse(equity.at(-1).time) - Date.parse(equity[0].time)) / 1000;
+  const annual = (1 + total) ** (252 / days) - 1;
+  const vol = stdev(rets) * Math.sqrt(perYear);
+  const downside = Math.sqrt(mean(rets.map((r) => Math.min(0, r) ** 2)));
+  // Drawdown episodes: from leaving a peak to regaining it.
+  const episodes = [];
+  let ep = null;
+  for (const p of equity) {
+    if (p.drawdown_pct < 0) {
+      ep ??= { start: Date.parse(p.time), depth: 0 };
+      ep.depth = Math.min(ep.depth, p.drawdown_pct);
+      ep.end = Date.parse(p.time);
+    } else if (ep) {
+      episodes.push(ep);
+      ep = null;
+    }
+  }
+  if (ep) episodes.push(ep);
+  const maxDD = Math.min(0, ...episodes.map((e) => e.depth));
+  const ddSecs = episodes.map((e) => (e.end - e.start) / 1000);
+  const pnls = trades.map((t) => Number(t.pnl));
+  const pcts = trades.map((t) => t.return_pct);
+  const held = trades.map((t) => (Date.parse(t.exit_time) - Date.parse(t.entry_time)) / 1000);
+  const won = pnls.filter((x) => x > 0);
+  const lost = pnls.filter((x) => x <= 0);
+  const winRate = trades.length ? won.length / trades.length : null;
+  const payoff = won.length && lost.length ? mean(won) / Math.abs(mean(lost)) : null;
+  const holds = Object.values(paths).map((p) => p.at(-1).close / p[0].close - 1);
+  return {
+    start: equity[0].time, end: equity.at(-1).time, duration: interval(span),
+    exposure_pct: r4((equity.filter((p) => p.exposed).length / equity.length) * 100),
+    final_equity: values.at(-1), peak_equity: Math.max(...values),
+    return_pct: r4(total * 100), buy_hold_return_pct: r4(mean(holds) * 100),
+    annual_return_pct: r4(annual * 100), annual_volatility_pct: r4(vol * 100),
+    cagr_pct: r4(((1 + total) ** (365 * 86400 / Math.max(span, 86400)) - 1) * 100),
+    sharpe: r4((mean(rets) / stdev(rets)) * Math.sqrt(perYear)),
+    sortino: downside ? r4((mean(rets) / downside) * Math.sqrt(perYear)) : null,
+    calmar: maxDD ? r4(annual / Math.abs(maxDD / 100)) : null,
+    max_drawdown_pct: r4(maxDD), avg_drawdown_pct: episodes.length ? r4(mean(episodes.map((e) => e.depth))) : null,
+    max_drawdown_duration: ddSecs.length ? interval(Math.max(...ddSecs)) : null,
+    avg_drawdown_duration: ddSecs.length ? interval(Math.round(mean(ddSecs))) : null,
+    trades: trades.length, win_rate_pct: winRate == null ? null : r4(winRate * 100),
+    best_trade_pct: trades.length ? Math.max(...pcts) : null, worst_trade_pct: trades.length ? Math.min(...pcts) : null,
+    avg_trade_pct: trades.length ? r4(mean(pcts)) : null,
+    max_trade_duration: held.length ? interval(Math.max(...held)) : null,
+    avg_trade_duration: held.length ? interval(Math.round(mean(held))) : null,
+    profit_factor: lost.length ? r4(won.reduce((a, b) => a + b, 0) / Math.abs(lost.reduce((a, b) => a + b, 0))) : null,
+    expectancy_pct: trades.length ? r4(mean(pcts)) : null,
+    sqn: trades.length > 1 ? r4((Math.sqrt(trades.length) * mean(pnls)) / stdev(pnls)) : null,
+    kelly: payoff ? r4(winRate - (1 - winRate) / payoff) : null,
+    fees_total: Number(trades.reduce((a, t) => a + Number(t.fees), 0).toFixed(2)),
+  };
+}
+
+const runs = []; // newest last
+const results = new Map(); // id → { stats, equity, trades }
+
+function finish(run, result, paths) {
+  const stats = statsOf(result, paths);
+  results.set(run.id, { stats, equity: result.equity.map(({ exposed, ...p }) => p), trades: result.trades });
+  Object.assign(run, { status: 'completed', progress: 1, trades: stats?.trades ?? 0, return_pct: stats?.return_pct ?? null,
+    sharpe: stats?.sharpe ?? null, max_drawdown_pct: stats?.max_drawdown_pct ?? null });
+}
+
+// Fixed runs: a cancelled and a failed one, and one completed over five
+// sessions of made-up minutes (~2000 equity points, ~20 trades).
+{
+  const base = { params: {}, error: null, trades: null, return_pct: null, sharpe: null, max_drawdown_pct: null };
+  runs.push({ ...base, id: 1, name: 'MSFT 2026-11-09..2026-11-13', symbols: ['MSFT'], from: '2026-11-09T14:30:00Z',
+    to: '2026-11-13T21:00:00Z', status: 'cancelled', progress: 0.62, created_at: '2026-11-20T22:14:05Z',
+    started_at: '2026-11-20T22:14:05Z', finished_at: '2026-11-20T22:14:41Z' });
+  runs.push({ ...base, id: 2, name: 'TSLA 2026-11-16..2026-11-18', symbols: ['TSLA'], from: '2026-11-16T14:30:00Z',
+    to: '2026-11-18T21:00:00Z', params: { strategy: { min_aggression_score: 80 } }, status: 'failed', progress: 0.35,
+    error: 'no ticks for TSLA between 2026-11-17T14:30:00Z and 2026-11-17T21:00:00Z: gap in the tick store',
+    created_at: '2026-11-21T15:02:10Z', started_at: '2026-11-21T15:02:10Z', finished_at: '2026-11-21T15:02:13Z' });
+  const rng = prng(11);
+  const paths = {};
+  for (const [symbol, start] of [['AAPL', 186.4], ['MSFT', 421.7]]) {
+    let close = start;
+    paths[symbol] = [];
+    for (let day = 16; day <= 20; day++) {
+      const open = Date.parse(`2026-11-${day}T14:30:00Z`) / 1000;
+      for (let m = 0; m < 390; m++) {
+        close = round(close * (1 + (rng() - 0.49) * 0.0022), 0.01);
+        paths[symbol].push({ t: open + 60 * m, close });
+      }
+    }
+  }
+  const run = { ...base, id: 3, name: 'AAPL,MSFT 2026-11-16..2026-11-20', symbols: ['AAPL', 'MSFT'],
+    from: '2026-11-16T14:30:00Z', to: '2026-11-20T21:00:00Z', params: { strategy: { min_aggression_score: 60 } },
+    created_at: '2026-11-21T16:40:00Z', started_at: '2026-11-21T16:40:00Z', finished_at: '2026-11-21T16:40:07Z' };
+  runs.push(run);
+  finish(run, simulate(paths, rng), paths);
+}
+
+/** POST /api/backtests: validate like the server, then run for ~2 s,
+ *  announcing progress as `backtest` events. */
+function startBacktest(body) {
+  const bad = (error) => ({ error });
+  if (!body || typeof body !== 'object') return bad('expected a JSON object');
+  const { symbols, params = {} } = body;
+  if (!Array.isArray(symbols) || !symbols.length) return bad('symbols: expected a non-empty array');
+  const unknown = symbols.find((x) => !SYMBOLS.some((s) => s.symbol === x));
+  if (unknown !== undefined) return bad(`unknown symbol ${unknown}`);
+  const from = Date.parse(body.from);
+  const to = Date.parse(body.to);
+  if (!Number.isFinite(from) || !Number.isFinite(to)) return bad('from/to: expected RFC 3339 timestamps');
+  if (from >= to) return bad('from must be before to');
+  if (params === null || typeof params !== 'object' || Array.isArray(params)) return bad('params: expected an object');
+  const now = iso(nowSec());
+  const run = { id: runs.at(-1).id + 1, name: `${symbols.join(',')} ${body.from.slice(0, 10)}..${body.to.slice(0, 10)}`,
+    symbols, from: iso(from / 1000), to: iso(to / 1000), params, status: 'running', error: null, progress: 0,
+    created_at: now, started_at: now, finished_at: null, trades: null, return_pct: null, sharpe: null,
+    max_drawdown_pct: null };
+  runs.push(run);
+  const timer = setInterval(() => {
+    run.progress = r4(Math.min(1, run.progress + 0.1));
+    if (run.progress < 1) {
+      broadcast('backtest', { id: run.id, status: 'running', progress: run.progress });
+      return;
+    }
+    clearInterval(timer);
+    run.finished_at = iso(nowSec());
+    const paths = Object.fromEntries(run.symbols.map((x) => [x, SYMBOLS.find((s) => s.symbol === x).minutes
+      .filter((c) => c.t * 1000 >= from && c.t * 1000 < to).map((c) => ({ t: c.t, close: c.close }))]));
+    const empty = Object.keys(paths).find((x) => !paths[x].length);
+    if (empty) {
+      Object.assign(run, { status: 'failed', error: `no candles for ${empty} between ${run.from} and ${run.to}` });
+      broadcast('backtest', { id: run.id, status: 'failed', error: run.error });
+      return;
+    }
+    finish(run, simulate(paths, prng(run.id)), paths);
+    broadcast('backtest', { id: run.id, status: 'completed' });
+  }, 200);
+  return { id: run.id };
+}
+
+async function backtests(req, res, id, part) {
+  if (id === undefined) {
+    if (req.method === 'GET') return json(res, 200, [...runs].reverse());
+    if (req.method !== 'POST') return json(res, 405, { error: 'method not allowed' });
+    let body;
+    try {
+      let text = '';
+      for await (const chunk of req) text += chunk;
+      body = JSON.parse(text);
+    } catch {
+      return json(res, 400, { error: 'expected a JSON body' });
+    }
+    const started = startBacktest(body);
+    return json(res, started.error ? 400 : 202, started);
+  }
+  const run = runs.find((r) => r.id === Number(id));
+  if (!run) return json(res, 404, { error: `no backtest ${id}` });
+  const result = results.get(run.id);
+  if (part === 'equity') return json(res, 200, result?.equity ?? []);
+  if (part === 'trades') return json(res, 200, result?.trades ?? []);
+  return json(res, 200, { run, stats: result?.stats ?? null });
+}
+
 // ---- HTTP ----
 function json(res, status, body) {
   res.writeHead(status, { 'content-type': 'application/json' });
@@ -172,6 +405,8 @@ const server = http.createServer((req, res) => {
   const url = new URL(req.url, 'http://localhost');
   const q = Object.fromEntries(url.searchParams);
   const find = () => SYMBOLS.find((s) => s.symbol === q.symbol);
+  const bt = url.pathname.match(/^\/api\/backtests(?:\/(\d+)(?:\/(equity|trades))?)?$/);
+  if (bt) return backtests(req, res, bt[1], bt[2]);
   switch (url.pathname) {
     case '/api/symbols':
       return json(res, 200, symbolsJSON());

@@ -341,7 +341,12 @@ pub struct BarContext {
 pub trait SignalSource {
     /// The signal for `bar` of the symbol at index `symbol`, if any. Bars arrive in the global
     /// `(time, symbol)` order, each symbol's in time order.
-    fn on_bar(&mut self, symbol: usize, bar: &BarInput, ctx: &BarContext) -> Result<Option<Signal>, EngineError>;
+    fn on_bar(
+        &mut self,
+        symbol: usize,
+        bar: &BarInput,
+        ctx: &BarContext,
+    ) -> Result<Option<Signal>, EngineError>;
 }
 
 /// The live strategy as a signal source: one [`BarEngine`] per symbol.
@@ -353,14 +358,22 @@ pub struct EngineSource {
 impl EngineSource {
     /// Fresh engines for every symbol of `data`.
     pub fn new(params: &EngineParams, data: &BacktestData) -> Result<EngineSource, EngineError> {
-        let engines =
-            data.symbols.iter().map(|s| BarEngine::new(params.clone(), s.tick_size)).collect::<Result<_, _>>()?;
+        let engines = data
+            .symbols
+            .iter()
+            .map(|s| BarEngine::new(params.clone(), s.tick_size))
+            .collect::<Result<_, _>>()?;
         Ok(EngineSource { engines })
     }
 }
 
 impl SignalSource for EngineSource {
-    fn on_bar(&mut self, symbol: usize, bar: &BarInput, _: &BarContext) -> Result<Option<Signal>, EngineError> {
+    fn on_bar(
+        &mut self,
+        symbol: usize,
+        bar: &BarInput,
+        _: &BarContext,
+    ) -> Result<Option<Signal>, EngineError> {
         Ok(self.engines[symbol].on_bar(bar)?.signal)
     }
 }

@@ -6,6 +6,7 @@ use super::{
     SignalSource, SymbolSummary, Trade, DAY,
 };
 use crate::candle::{Candle, Micros};
+use crate::engine::EngineError;
 use crate::strategy::{Signal, SignalKind};
 use rust_decimal::prelude::ToPrimitive;
 use rust_decimal::Decimal;
@@ -24,10 +25,10 @@ pub fn run(
     progress: &mut dyn FnMut(Progress) -> bool,
 ) -> Result<BacktestResult, BacktestError> {
     params.validate()?;
-    let mut source = EngineSource::new(&params.engine, data).map_err(|error| BacktestError::Engine {
-        symbol: String::new(),
-        time: 0,
-        error,
+    // Parameters and tick sizes are checked already; this maps what cannot normally happen.
+    let mut source = EngineSource::new(&params.engine, data).map_err(|e| match e {
+        EngineError::Params(p) => BacktestError::Params(p.within("engine")),
+        other => BacktestError::Data(other.to_string()),
     })?;
     run_with(data, params, &mut source, progress)
 }
@@ -54,6 +55,7 @@ pub fn run_with<S: SignalSource + ?Sized>(
     let mut next = vec![0usize; data.symbols.len()];
     let mut current: Option<Micros> = None;
     let mut processed = 0u64;
+    let mut until_report = every;
     while let Some(Reverse((time, s))) = heap.pop() {
         if current != Some(time) {
             if let Some(t) = current {
@@ -69,8 +71,15 @@ pub fn run_with<S: SignalSource + ?Sized>(
         }
         sim.on_bar(s, i, series, source)?;
         processed += 1;
-        if processed % every == 0 {
-            let p = Progress { bars_processed: processed, bars_total: total, time, trades: sim.trades.len() as u64 };
+        until_report -= 1;
+        if until_report == 0 {
+            until_report = every;
+            let p = Progress {
+                bars_processed: processed,
+                bars_total: total,
+                time,
+                trades: sim.trades.len() as u64,
+            };
             if !progress(p) {
                 return Err(BacktestError::Cancelled { bars_processed: processed });
             }
@@ -80,21 +89,17 @@ pub fn run_with<S: SignalSource + ?Sized>(
         sim.record_point(t);
     }
     sim.finish(data);
-    let p = Progress {
-        bars_processed: processed,
-        bars_total: total,
-        time: current.unwrap_or(0),
-        trades: sim.trades.len() as u64,
-    };
-    // The run is complete: a late cancellation has nothing left to stop.
-    let _ = progress(p);
+    if until_report != every || processed == 0 {
+        let p = Progress {
+            bars_processed: processed,
+            bars_total: total,
+            time: current.unwrap_or(0),
+            trades: sim.trades.len() as u64,
+        };
+        // The run is complete: a late cancellation has nothing left to stop.
+        let _ = progress(p);
+    }
     Ok(sim.into_result(data, processed))
-}
-
-/// Costs of one symbol, in money.
-struct Costs {
-    /// `slippage_ticks × tick_size`.
-    slip_abs: Decimal,
 }
 
 struct Position {
@@ -197,7 +202,8 @@ struct ExitFill {
 
 struct Sim<'p> {
     p: &'p BacktestParams,
-    costs: Vec<Costs>,
+    /// Per symbol: `slippage_ticks × tick_size`, in money.
+    slip_abs: Vec<Decimal>,
     /// `slippage_bps / 10000`.
     slip_frac: Decimal,
     /// `commission_pct / 100`.
@@ -231,12 +237,11 @@ struct Sim<'p> {
 impl<'p> Sim<'p> {
     fn new(data: &BacktestData, p: &'p BacktestParams) -> Sim<'p> {
         let ticks = money(p.slippage_ticks);
-        let costs =
-            data.symbols.iter().map(|s| Costs { slip_abs: round_money(ticks * money(s.tick_size)) }).collect();
+        let slip_abs = data.symbols.iter().map(|s| round_money(ticks * money(s.tick_size))).collect();
         let strategy = &p.engine.strategy;
         Sim {
             p,
-            costs,
+            slip_abs,
             slip_frac: money(p.slippage_bps) / Decimal::new(10_000, 0),
             fee_frac: money(p.commission_pct) / Decimal::ONE_HUNDRED,
             max_positions: strategy.max_positions as usize,
@@ -263,7 +268,7 @@ impl<'p> Sim<'p> {
 
     /// `price` moved against an order on `buy`'s side by the slippage, as money.
     fn slipped(&self, s: usize, price: Decimal, buy: bool) -> Decimal {
-        let slip = self.costs[s].slip_abs + round_money(price * self.slip_frac);
+        let slip = self.slip_abs[s] + round_money(price * self.slip_frac);
         if buy {
             price + slip
         } else {
@@ -278,7 +283,13 @@ impl<'p> Sim<'p> {
 
     /// Cash plus open positions at their latest marks.
     fn equity_now(&self) -> Decimal {
-        self.cash + self.held.iter().filter_map(|&s| self.states[s].position.as_ref()).map(Position::value).sum::<Decimal>()
+        self.cash
+            + self
+                .held
+                .iter()
+                .filter_map(|&s| self.states[s].position.as_ref())
+                .map(Position::value)
+                .sum::<Decimal>()
     }
 
     fn on_bar<S: SignalSource + ?Sized>(
@@ -401,7 +412,8 @@ impl<'p> Sim<'p> {
         }
         let distance = signal.stop.map(|stop| (signal.price - stop).abs()).unwrap_or(f64::NAN);
         let by_risk = (to_f64(equity) * self.risk_frac / distance).floor();
-        if !(by_risk >= 1.0) {
+        // A missing stop, or one at the price, leaves the risk undefined: no size.
+        if !(distance.is_finite() && distance > 0.0) || by_risk.is_nan() || by_risk < 1.0 {
             return Err(Block::Size);
         }
         let estimate = self.slipped(s, money(signal.price), dir == Direction::Long);

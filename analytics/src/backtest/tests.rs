@@ -29,7 +29,13 @@ fn candle(open: f64, high: f64, low: f64, close: f64) -> Candle {
 /// A regular-hours bar starting `minute` minutes after the epoch.
 fn bar(minute: i64, session: i64, o: f64, h: f64, l: f64, c: f64) -> BacktestBar {
     BacktestBar::new(
-        BarInput { time: minute * MINUTE, session, candle: candle(o, h, l, c), profile: None, position: None },
+        BarInput {
+            time: minute * MINUTE,
+            session,
+            candle: candle(o, h, l, c),
+            profile: None,
+            position: None,
+        },
         true,
     )
 }
@@ -86,7 +92,12 @@ impl Script {
 }
 
 impl SignalSource for Script {
-    fn on_bar(&mut self, symbol: usize, bar: &BarInput, ctx: &BarContext) -> Result<Option<Signal>, EngineError> {
+    fn on_bar(
+        &mut self,
+        symbol: usize,
+        bar: &BarInput,
+        ctx: &BarContext,
+    ) -> Result<Option<Signal>, EngineError> {
         self.log.push((symbol, bar.time, bar.position));
         Ok(self.signals.get(&(symbol, ctx.bar_index)).cloned())
     }
@@ -119,7 +130,8 @@ fn long_trade_pnl_with_commission_and_slippage_by_hand() {
         (101.0, 102.0, 100.9, 101.5), // 2: exit signal
         (102.0, 102.5, 101.8, 102.2), // 3: exit at the open
     ]);
-    let mut script = Script::default().at(0, 0, long(100.0, 95.0, Some(110.0))).at(0, 2, exit(Side::Buy, 101.5));
+    let mut script =
+        Script::default().at(0, 0, long(100.0, 95.0, Some(110.0))).at(0, 2, exit(Side::Buy, 101.5));
     let r = run_script(vec![series("A", data)], &costly(), &mut script);
     assert_eq!(r.trades.len(), 1);
     let t = &r.trades[0];
@@ -157,7 +169,8 @@ fn short_trade_pnl_with_commission_and_slippage_by_hand() {
         (99.0, 99.3, 98.4, 98.6),    // 2: exit signal
         (98.0, 98.2, 97.8, 98.1),    // 3: exit at the open
     ]);
-    let mut script = Script::default().at(0, 0, short(100.0, 105.0, Some(90.0))).at(0, 2, exit(Side::Sell, 98.6));
+    let mut script =
+        Script::default().at(0, 0, short(100.0, 105.0, Some(90.0))).at(0, 2, exit(Side::Sell, 98.6));
     let r = run_script(vec![series("A", data)], &costly(), &mut script);
     let t = &r.trades[0];
     assert_eq!((t.direction, t.qty), (Direction::Short, 200));
@@ -194,7 +207,8 @@ fn a_short_that_rises_loses() {
 }
 
 fn both_touched(stop_first: bool, long_side: bool) -> Trade {
-    let data = bars(&[(100.0, 100.0, 100.0, 100.0), (100.0, 101.5, 98.5, 100.0), (100.0, 100.0, 100.0, 100.0)]);
+    let data =
+        bars(&[(100.0, 100.0, 100.0, 100.0), (100.0, 101.5, 98.5, 100.0), (100.0, 100.0, 100.0, 100.0)]);
     let entry = if long_side { long(100.0, 99.0, Some(101.0)) } else { short(100.0, 101.0, Some(99.0)) };
     let params = BacktestParams { same_bar_stop_first: stop_first, ..BacktestParams::default() };
     let r = run_script(vec![series("A", data)], &params, &mut Script::default().at(0, 0, entry));
@@ -251,7 +265,8 @@ fn gaps_through_stop_or_target_fill_at_the_open() {
 
 #[test]
 fn zero_trade_run_has_defined_statistics() {
-    let data = bars(&[(100.0, 101.0, 99.0, 100.5), (100.5, 101.0, 100.0, 100.2), (100.2, 100.4, 99.8, 100.0)]);
+    let data =
+        bars(&[(100.0, 101.0, 99.0, 100.5), (100.5, 101.0, 100.0, 100.2), (100.2, 100.4, 99.8, 100.0)]);
     let r = run_script(vec![series("A", data)], &BacktestParams::default(), &mut Script::default());
     assert!(r.trades.is_empty());
     assert_eq!(r.equity.len(), 3);
@@ -371,7 +386,11 @@ fn sizing_respects_risk_cash_and_max_positions() {
 
     // The fill bar gaps up to 110: 1000 shares no longer fit, 909 do.
     let data = bars(&[(100.0, 100.0, 100.0, 100.0), (110.0, 110.0, 110.0, 110.0)]);
-    let r = run_script(vec![series("A", data)], &BacktestParams::default(), &mut Script::default().at(0, 0, long(100.0, 99.95, None)));
+    let r = run_script(
+        vec![series("A", data)],
+        &BacktestParams::default(),
+        &mut Script::default().at(0, 0, long(100.0, 99.95, None)),
+    );
     assert_eq!(r.trades[0].qty, 909);
 
     // A risk budget under one share is no trade.
@@ -444,7 +463,7 @@ fn multi_symbol_processing_is_chronological() {
 
 #[test]
 fn the_source_sees_the_simulators_position() {
-    let data = bars(&vec![(100.0, 100.0, 100.0, 100.0); 5]);
+    let data = bars(&[(100.0, 100.0, 100.0, 100.0); 5]);
     let mut script = Script::default().at(0, 0, long(100.0, 90.0, None)).at(0, 2, exit(Side::Buy, 100.0));
     run_script(vec![series("A", data)], &BacktestParams::default(), &mut script);
     let positions: Vec<_> = script.log.iter().map(|l| l.2).collect();
@@ -496,12 +515,15 @@ fn sessions_out_of_hours_and_end_of_data() {
 
 #[test]
 fn shorts_can_be_disabled_and_pending_entries_expire() {
-    let data = bars(&vec![(100.0, 100.0, 100.0, 100.0); 2]);
+    let data = bars(&[(100.0, 100.0, 100.0, 100.0); 2]);
     let params = BacktestParams { allow_short: false, ..BacktestParams::default() };
     let mut script = Script::default().at(0, 0, short(100.0, 105.0, None)).at(0, 1, long(100.0, 95.0, None));
     let r = run_script(vec![series("A", data)], &params, &mut script);
     assert!(r.trades.is_empty());
-    assert_eq!(r.signals_blocked, BlockedSignals { shorts_disabled: 1, end_of_data: 1, ..Default::default() });
+    assert_eq!(
+        r.signals_blocked,
+        BlockedSignals { shorts_disabled: 1, end_of_data: 1, ..Default::default() }
+    );
 }
 
 #[test]
@@ -515,9 +537,19 @@ fn progress_is_reported_and_can_cancel() {
     })
     .unwrap();
     assert_eq!(seen, [(3, 10), (6, 10), (9, 10), (10, 10)]);
-    let err = run_with(&mut d, &BacktestParams::default(), &mut Script::default(), &mut |p| p.bars_processed < 6)
-        .unwrap_err();
+    let err =
+        run_with(&mut d, &BacktestParams::default(), &mut Script::default(), &mut |p| p.bars_processed < 6)
+            .unwrap_err();
     assert_eq!(err, BacktestError::Cancelled { bars_processed: 6 });
+    // No second report when the last bar falls on the interval.
+    let mut d = d.with_progress_every(5);
+    let mut seen = Vec::new();
+    run_with(&mut d, &BacktestParams::default(), &mut Script::default(), &mut |p| {
+        seen.push(p.bars_processed);
+        true
+    })
+    .unwrap();
+    assert_eq!(seen, [5, 10]);
 }
 
 #[test]
@@ -540,13 +572,21 @@ fn bad_data_and_params_are_named() {
     let p = BacktestParams { initial_cash: Decimal::ZERO, ..BacktestParams::default() };
     assert_eq!(p.validate().unwrap_err().field, "initial_cash");
     let mut d = BacktestData::new(vec![]).unwrap();
-    let e = run_with(&mut d, &BacktestParams { commission_pct: f64::NAN, ..BacktestParams::default() }, &mut Script::default(), &mut |_| true);
+    let e = run_with(
+        &mut d,
+        &BacktestParams { commission_pct: f64::NAN, ..BacktestParams::default() },
+        &mut Script::default(),
+        &mut |_| true,
+    );
     assert!(matches!(e, Err(BacktestError::Params(ref pe)) if pe.field == "commission_pct"));
 
     let m: MapDeserializer<_, DeError> =
         MapDeserializer::new(vec![("initial_cash", 5000.5f64), ("slippage_ticks", 1.0)].into_iter());
     let p = BacktestParams::deserialize(m).unwrap();
-    assert_eq!(p, BacktestParams { initial_cash: dec("5000.5"), slippage_ticks: 1.0, ..BacktestParams::default() });
+    assert_eq!(
+        p,
+        BacktestParams { initial_cash: dec("5000.5"), slippage_ticks: 1.0, ..BacktestParams::default() }
+    );
     let m: MapDeserializer<_, DeError> = MapDeserializer::new(vec![("slipage_bps", 1.0f64)].into_iter());
     assert!(BacktestParams::deserialize(m).unwrap_err().to_string().contains("unknown field `slipage_bps`"));
     let m: MapDeserializer<_, DeError> = MapDeserializer::new(vec![("day_boundary", "utc")].into_iter());
@@ -631,13 +671,7 @@ fn backtest_throughput() {
     let started = Instant::now();
     let mut symbols = Vec::with_capacity(SYMBOLS);
     for s in 0..SYMBOLS {
-        let mut seed = 0x9E37_79B9_7F4A_7C15u64 ^ (s as u64 + 1);
-        let mut rnd = move || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            (seed >> 11) as f64 / (1u64 << 53) as f64
-        };
+        let mut rnd = splitmix(s as u64);
         let mut price = 50.0 + 10.0 * s as f64;
         let mut bars = Vec::with_capacity((days * BARS_PER_DAY) as usize);
         for day in 0..days {
@@ -674,21 +708,33 @@ fn backtest_throughput() {
     );
     let s = statistics(&r, r.initial_cash, &BuyAndHold::from_result(&r), 0, days * 1440 * MINUTE);
     println!("return {:.2} %, max drawdown {:.2} %, sharpe {:?}", s.return_pct, s.max_drawdown_pct, s.sharpe);
-    for reason in [ExitReason::Stop, ExitReason::Target, ExitReason::Signal, ExitReason::SessionEnd, ExitReason::EndOfData] {
+    for reason in [
+        ExitReason::Stop,
+        ExitReason::Target,
+        ExitReason::Signal,
+        ExitReason::SessionEnd,
+        ExitReason::EndOfData,
+    ] {
         let ts: Vec<_> = r.trades.iter().filter(|t| t.exit_reason == reason).collect();
         let pnl: Decimal = ts.iter().map(|t| t.pnl).sum();
         let risk: f64 = ts.iter().map(|t| (t.signal_price - t.stop).abs() * t.qty as f64).sum();
         println!("  {reason}: {} trades, pnl {pnl}, risked {risk:.0}", ts.len());
     }
+    println!("  {}", mean_r(&r));
 
     // The simulator alone, with a source that enters every 50th bar of each symbol.
     struct Every50;
     impl SignalSource for Every50 {
-        fn on_bar(&mut self, _: usize, bar: &BarInput, ctx: &BarContext) -> Result<Option<Signal>, EngineError> {
+        fn on_bar(
+            &mut self,
+            _: usize,
+            bar: &BarInput,
+            ctx: &BarContext,
+        ) -> Result<Option<Signal>, EngineError> {
             let c = bar.candle.close;
-            Ok(match bar.position {
-                None if ctx.bar_index % 50 == 0 => Some(long(c, c * 0.99, Some(c * 1.01))),
-                Some(side) if ctx.bar_index % 50 == 25 => Some(exit(side, c)),
+            Ok(match (bar.position, ctx.bar_index % 50) {
+                (None, 0) => Some(long(c, c * 0.99, Some(c * 1.01))),
+                (Some(side), 25) => Some(exit(side, c)),
                 _ => None,
             })
         }
@@ -697,4 +743,47 @@ fn backtest_throughput() {
     let r = run_with(&mut data, &params, &mut Every50, &mut |_| true).unwrap();
     let secs = started.elapsed().as_secs_f64();
     println!("simulator alone: {:.0} bars/s; {} trades", total as f64 / secs, r.trades.len());
+
+    // Coin-flip entries with the strategy's 1 : 2 bracket: on a random walk the simulator must
+    // not create an edge of its own.
+    struct CoinFlip(Box<dyn FnMut() -> f64>);
+    impl SignalSource for CoinFlip {
+        fn on_bar(&mut self, _: usize, bar: &BarInput, _: &BarContext) -> Result<Option<Signal>, EngineError> {
+            let c = bar.candle.close;
+            let u = (self.0)();
+            Ok(match bar.position {
+                None if u < 0.01 => Some(long(c, c * 0.997, Some(c * 1.006))),
+                None if u < 0.02 => Some(short(c, c * 1.003, Some(c * 0.994))),
+                _ => None,
+            })
+        }
+    }
+    let r = run_with(&mut data, &params, &mut CoinFlip(Box::new(splitmix(999))), &mut |_| true).unwrap();
+    println!("coin flip: {} trades, {}", r.trades.len(), mean_r(&r));
+}
+
+/// A splitmix64 stream of uniform numbers in [0, 1).
+fn splitmix(seed: u64) -> impl FnMut() -> f64 {
+    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    move || {
+        state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^= z >> 31;
+        (z >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+/// Mean R-multiple (P&L over the money at risk at the signal) with its standard error.
+fn mean_r(r: &BacktestResult) -> String {
+    let rs: Vec<f64> = r
+        .trades
+        .iter()
+        .map(|t| to_f64(t.pnl) / ((t.signal_price - t.stop).abs() * t.qty as f64))
+        .collect();
+    let n = rs.len() as f64;
+    let m = rs.iter().sum::<f64>() / n;
+    let sd = (rs.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (n - 1.0)).sqrt();
+    format!("mean R {m:.4} ± {:.4} (standard error)", sd / n.sqrt())
 }

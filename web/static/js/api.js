@@ -1,13 +1,19 @@
 // The JSON API of tapeflow-web.
 
 // RFC 3339 without milliseconds: the plainest form for any server parser.
-const rfc3339 = (date) => date.toISOString().replace(/\.\d{3}Z$/, 'Z');
+export const rfc3339 = (date) => date.toISOString().replace(/\.\d{3}Z$/, 'Z');
+
+// The server explains refusals as {"error": "..."}; that beats a bare status.
+async function failure(res) {
+  const body = await res.json().catch(() => null);
+  return new Error(body?.error ?? `HTTP ${res.status}`);
+}
 
 async function getJSON(path, params = {}) {
   const url = new URL(path, location.origin);
   for (const [k, v] of Object.entries(params)) if (v != null) url.searchParams.set(k, v);
   const res = await fetch(url, { headers: { accept: 'application/json' } });
-  if (!res.ok) throw new Error(`${url.pathname}: HTTP ${res.status}`);
+  if (!res.ok) throw new Error(`${url.pathname}: ${(await failure(res)).message}`);
   return res.json();
 }
 
@@ -18,3 +24,25 @@ export const fetchCandles = (symbol, tf, from, to) =>
 
 /** Recent signals of one symbol, or of all symbols when `symbol` is null. */
 export const fetchSignals = (symbol, limit = 200) => getJSON('/api/signals', { symbol, limit });
+
+/** Backtest runs, newest first. */
+export const fetchBacktests = () => getJSON('/api/backtests');
+
+/** One run: `{ run, stats }`. */
+export const fetchBacktest = (id) => getJSON(`/api/backtests/${encodeURIComponent(id)}`);
+
+export const fetchEquity = (id) => getJSON(`/api/backtests/${encodeURIComponent(id)}/equity`);
+
+export const fetchTrades = (id) => getJSON(`/api/backtests/${encodeURIComponent(id)}/trades`);
+
+/** Start a run: `{ symbols, from, to, params }` → `{ id }`. A refusal throws
+ *  with the server's explanation, meant for the user. */
+export async function createBacktest(body) {
+  const res = await fetch('/api/backtests', {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', accept: 'application/json' },
+    body: JSON.stringify(body),
+  });
+  if (!res.ok) throw await failure(res);
+  return res.json();
+}

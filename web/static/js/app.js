@@ -1,6 +1,7 @@
 // Dashboard entry point: routing, selection, and wiring the live stream to
 // the watchlist, the chart and the signals log.
 import * as api from './api.js';
+import { Backtests } from './backtests.js';
 import { TIMEFRAMES, normalizeCandle } from './bars.js';
 import { ChartView } from './chart.js';
 import { decimalsFor, fmtClock, getZone, setZone, ZONES } from './format.js';
@@ -20,20 +21,26 @@ const watchlist = new Watchlist($('#watchlist'), (symbol) => selectSymbol(symbol
 const chart = new ChartView($('#chart'), $('#legend'));
 const log = new SignalLog({ table: $('#signals-table'), filter: $('#signals-filter'), empty: $('#signals-empty'),
   count: $('#signals-count') });
+const backtests = new Backtests();
 
-// ---- routing: #/signals, or #/SYMBOL[/TF] for the dashboard ----
+// ---- routing: #/signals, #/backtests[/ID], or #/SYMBOL[/TF] for the dashboard ----
+
+const PAGES = ['dashboard', 'signals', 'backtests'];
+const hashParts = () => location.hash.replace(/^#\/?/, '').split('/').map(decodeURIComponent);
+// Any first part other than a page's name is a symbol of the dashboard.
+const pageOf = (view) => (view === 'signals' || view === 'backtests' ? view : 'dashboard');
 
 function route() {
-  const [view, tf] = location.hash.replace(/^#\/?/, '').split('/').map(decodeURIComponent);
-  const signals = view === 'signals';
-  $('#view-dashboard').hidden = signals;
-  $('#view-signals').hidden = !signals;
-  for (const a of document.querySelectorAll('nav a')) {
-    a.classList.toggle('active', a.dataset.route === (signals ? 'signals' : 'dashboard'));
-  }
+  const [view, arg] = hashParts();
+  const page = pageOf(view);
+  for (const p of PAGES) $(`#view-${p}`).hidden = p !== page;
+  for (const a of document.querySelectorAll('nav a')) a.classList.toggle('active', a.dataset.route === page);
+  if (page === 'backtests') backtests.show(arg || null);
+  else backtests.hide();
+  if (page !== 'dashboard') return;
   // Before the watchlist is known, loadSymbols picks the hash's symbol up.
-  if (!signals && view && watchlist.symbols.length) select(view, TIMEFRAMES[tf] ? tf : sel.tf);
-  else if (!signals && !view && sel.symbol) writeHash();
+  if (view && watchlist.symbols.length) select(view, TIMEFRAMES[arg] ? arg : sel.tf);
+  else if (!view && sel.symbol) writeHash();
 }
 
 function writeHash() {
@@ -58,7 +65,7 @@ function select(symbol, tf) {
   }
   $('#chart-symbol').textContent = symbol;
   $('#chart-name').textContent = watchlist.info(symbol)?.name ?? '';
-  if (!location.hash.startsWith('#/signals')) writeHash();
+  if (pageOf(hashParts()[0]) === 'dashboard') writeHash();
   loadChart();
 }
 
@@ -112,12 +119,13 @@ async function loadSymbols() {
   const list = await api.fetchSymbols();
   watchlist.setSymbols(list);
   log.setSymbols(list.map((s) => s.symbol));
+  backtests.setSymbols(list.map((s) => s.symbol), sel.symbol ?? localStorage.getItem('tapeflow.symbol'));
   $('#watchlist-count').textContent = String(list.length);
   if (!list.length) {
     showMessage('No symbols yet. Start a feeder to add some.');
     return;
   }
-  const [hashSymbol, hashTf] = location.hash.replace(/^#\/?/, '').split('/').map(decodeURIComponent);
+  const [hashSymbol, hashTf] = hashParts();
   const wanted = [sel.symbol, hashSymbol, localStorage.getItem('tapeflow.symbol')]
     .find((s) => s && list.some((i) => i.symbol === s)) ?? list[0].symbol;
   if (wanted !== sel.symbol) select(wanted, TIMEFRAMES[hashTf] ? hashTf : sel.tf);
@@ -150,6 +158,13 @@ async function resync() {
   loadSignals().catch((err) => console.warn('signals:', err.message));
 }
 
+/** After the stream was down or the tab asleep, when events may have been
+ *  lost: the backtests page re-reads what it shows as well. */
+function catchUp() {
+  resync();
+  backtests.resync();
+}
+
 // ---- live events ----
 
 let liveCount = 0;
@@ -168,6 +183,8 @@ function onEvent(name, data) {
     watchlist.applyState(data);
   } else if (name === 'signal') {
     onSignal(data);
+  } else if (name === 'backtest') {
+    backtests.applyEvent(data);
   }
 }
 
@@ -210,6 +227,7 @@ $('#tz-toggle').addEventListener('click', () => {
   showZone();
   chart.refreshTimeFormat();
   log.render();
+  backtests.refreshTimeFormat();
   tick();
 });
 
@@ -221,7 +239,7 @@ function tick() {
 // the stream, so refresh what is shown.
 let hiddenSince = 0;
 document.addEventListener('visibilitychange', () => {
-  if (document.visibilityState === 'visible' && hiddenSince && Date.now() - hiddenSince > 60e3) resync();
+  if (document.visibilityState === 'visible' && hiddenSince && Date.now() - hiddenSince > 60e3) catchUp();
   hiddenSince = document.visibilityState === 'hidden' ? Date.now() : 0;
 });
 
@@ -238,8 +256,8 @@ setInterval(tick, 1000);
 window.addEventListener('hashchange', route);
 route();
 // Connect before the first load, so nothing published meanwhile is missed.
-connectLive({ onEvent, onStatus, onResync: resync });
+connectLive({ onEvent, onStatus, onResync: catchUp });
 resync();
 
 // For poking at the state from the browser console.
-window.tapeflow = { sel, chart, watchlist, log };
+window.tapeflow = { sel, chart, watchlist, log, backtests };

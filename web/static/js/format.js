@@ -40,6 +40,41 @@ export function fmtDate(sec) {
   return `${p.month} ${p.day}, ${p.year}`;
 }
 
+/** "2026-11-24": the day holding `sec` in the display zone, as date inputs
+ *  spell it. */
+export function fmtYMD(sec) {
+  const p = parts(sec, { year: 'numeric', month: '2-digit', day: '2-digit' });
+  return `${p.year}-${p.month}-${p.day}`;
+}
+
+/** Unix seconds of the midnight starting day "YYYY-MM-DD" in the display zone. */
+export function startOfDay(ymd) {
+  const [y, m, d] = ymd.split('-').map(Number);
+  const wall = Date.UTC(y, m - 1, d) / 1000;
+  // Correct by the zone's offset, then once more with the offset at the
+  // corrected instant, in case a DST change lies between the two.
+  let sec = wall;
+  for (let i = 0; i < 2; i++) sec = wall - zoneOffset(sec);
+  return sec;
+}
+
+// How many seconds the display zone is ahead of UTC at `sec`.
+function zoneOffset(sec) {
+  const p = parts(sec, { year: 'numeric', month: 'numeric', day: 'numeric', hour: 'numeric', minute: 'numeric',
+    second: 'numeric' });
+  return Date.UTC(p.year, p.month - 1, p.day, p.hour, p.minute, p.second) / 1000 - sec;
+}
+
+/** "3d 4h", "1h 05m", "12m", "40s": a span of seconds, to two units. */
+export function fmtSpan(sec) {
+  if (sec == null || !Number.isFinite(sec)) return '—';
+  const s = Math.round(Math.abs(sec));
+  if (s < 60) return `${s}s`;
+  if (s < 3600) return `${Math.floor(s / 60)}m`;
+  if (s < 86400) return `${Math.floor(s / 3600)}h ${String(Math.floor(s / 60) % 60).padStart(2, '0')}m`;
+  return `${Math.floor(s / 86400)}d ${Math.floor(s / 3600) % 24}h`;
+}
+
 /** Tick labels of the chart's time axis; `type` is lightweight-charts' TickMarkType. */
 export function fmtTick(sec, type) {
   switch (type) {

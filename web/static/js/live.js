@@ -3,7 +3,8 @@
 // Named events of interest, by the name the page uses. The plural names are
 // those of the database channels the server relays (tapeflow_candles →
 // candles); both spellings are accepted.
-const EVENTS = { candle: 'candle', candles: 'candle', signal: 'signal', signals: 'signal', state: 'state' };
+const EVENTS = { candle: 'candle', candles: 'candle', signal: 'signal', signals: 'signal', state: 'state',
+  backtest: 'backtest', backtests: 'backtest' };
 
 /**
  * Connect and keep connected. `onEvent(name, data)` gets every named event;

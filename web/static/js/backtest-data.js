@@ -1,0 +1,166 @@
+// Shaping backtest results for display: equity points, trades, statistics.
+// No DOM here, so the module can be unit-tested with plain node.
+import { toSec } from './bars.js';
+import { decimalsFor, fmtDateTime, fmtPrice } from './format.js';
+
+/** Statuses after which a run never changes again. */
+export const FINAL = new Set(['completed', 'failed', 'cancelled']);
+
+// Money and price fields may arrive as JSON strings (NUMERIC columns).
+const num = (v) => (v == null || v === '' ? null : Number(v));
+
+/** API equity points → `{ time, equity, dd }`, time in Unix seconds,
+ *  ascending with unique times (what the chart requires). A missing
+ *  drawdown is derived from the running peak. */
+export function normalizeEquity(points) {
+  const byTime = new Map();
+  for (const p of points) byTime.set(toSec(p.time), p); // the last one of an instant wins
+  let peak = -Infinity;
+  return [...byTime].sort((a, b) => a[0] - b[0]).map(([time, p]) => {
+    const equity = num(p.equity);
+    peak = Math.max(peak, equity);
+    const dd = num(p.drawdown_pct) ?? (peak > 0 ? (equity / peak - 1) * 100 : 0);
+    return { time, equity, dd };
+  });
+}
+
+/**
+ * At most `max` of `points` (in order), keeping the shape: the points are cut
+ * into buckets and each keeps the lowest and highest point of every value in
+ * `values` (functions of a point), plus the very first and last points. All
+ * values share one subset, so charts of different values stay aligned.
+ */
+export function downsample(points, max, values) {
+  if (points.length <= max) return points;
+  const buckets = Math.max(1, Math.floor((max - 2) / (2 * values.length)));
+  const size = points.length / buckets;
+  const keep = [0];
+  for (let b = 0; b < buckets; b++) {
+    const lo = Math.floor(b * size);
+    const hi = Math.floor((b + 1) * size);
+    const picked = new Set();
+    for (const value of values) {
+      let [iMin, iMax] = [lo, lo];
+      for (let i = lo + 1; i < hi; i++) {
+        const v = value(points[i]);
+        if (v < value(points[iMin])) iMin = i;
+        if (v > value(points[iMax])) iMax = i;
+      }
+      picked.add(iMin).add(iMax);
+    }
+    keep.push(...[...picked].sort((x, y) => x - y));
+  }
+  keep.push(points.length - 1);
+  return keep.filter((i, k) => i !== keep[k - 1]).map((i) => points[i]);
+}
+
+/** API trade → display shape: numbers parsed, times in Unix seconds. */
+export function normalizeTrade(t, index) {
+  const entry = t.entry_time ? toSec(t.entry_time) : null;
+  const exit = t.exit_time ? toSec(t.exit_time) : null;
+  return {
+    n: index + 1,
+    symbol: t.symbol,
+    side: t.side,
+    quantity: num(t.quantity),
+    entry_time: entry,
+    entry_price: num(t.entry_price),
+    exit_time: exit,
+    exit_price: num(t.exit_price),
+    pnl: num(t.pnl),
+    return_pct: num(t.return_pct),
+    fees: num(t.fees),
+    exit_reason: t.exit_reason ?? null,
+    mae: num(t.mae),
+    mfe: num(t.mfe),
+    held: entry != null && exit != null ? exit - entry : null,
+  };
+}
+
+/** Trades ordered by one field; missing values last either way. */
+export function sortTrades(trades, key, dir = 1) {
+  return [...trades].sort((a, b) => {
+    const [x, y] = [a[key], b[key]];
+    if (x == null || y == null) return (x == null) - (y == null);
+    return (typeof x === 'string' ? x.localeCompare(y) : x - y) * dir || a.n - b.n;
+  });
+}
+
+// Known statistics in display order, with label and kind. Any other key the
+// server adds is shown after these with a label and kind guessed from it.
+const STATS = [
+  ['start', 'Start', 'time'],
+  ['end', 'End', 'time'],
+  ['duration', 'Duration', 'text'],
+  ['exposure_pct', 'Exposure time', 'pct'],
+  ['final_equity', 'Equity final', 'money'],
+  ['peak_equity', 'Equity peak', 'money'],
+  ['return_pct', 'Return', 'signed'],
+  ['buy_hold_return_pct', 'Buy & hold return', 'signed'],
+  ['annual_return_pct', 'Return (ann.)', 'signed'],
+  ['annual_volatility_pct', 'Volatility (ann.)', 'pct'],
+  ['cagr_pct', 'CAGR', 'signed'],
+  ['sharpe', 'Sharpe ratio', 'ratio'],
+  ['sortino', 'Sortino ratio', 'ratio'],
+  ['calmar', 'Calmar ratio', 'ratio'],
+  ['max_drawdown_pct', 'Max. drawdown', 'drawdown'],
+  ['avg_drawdown_pct', 'Avg. drawdown', 'drawdown'],
+  ['max_drawdown_duration', 'Max. drawdown duration', 'text'],
+  ['avg_drawdown_duration', 'Avg. drawdown duration', 'text'],
+  ['trades', 'Trades', 'number'],
+  ['win_rate_pct', 'Win rate', 'pct'],
+  ['best_trade_pct', 'Best trade', 'signed'],
+  ['worst_trade_pct', 'Worst trade', 'signed'],
+  ['avg_trade_pct', 'Avg. trade', 'signed'],
+  ['max_trade_duration', 'Max. trade duration', 'text'],
+  ['avg_trade_duration', 'Avg. trade duration', 'text'],
+  ['profit_factor', 'Profit factor', 'ratio'],
+  ['expectancy_pct', 'Expectancy', 'signed'],
+  ['sqn', 'SQN', 'ratio'],
+  ['kelly', 'Kelly criterion', 'ratio'],
+];
+const KNOWN = new Map(STATS.map(([key, label, kind]) => [key, { label, kind }]));
+const ISO_TIME = /^\d{4}-\d\d-\d\dT\d\d:\d\d/;
+
+// "fees_total" → "Fees total"; a `_pct` suffix shows in the value instead.
+const labelOf = (key) => {
+  const words = key.replace(/_pct$/, '').replace(/_/g, ' ');
+  return words.charAt(0).toUpperCase() + words.slice(1);
+};
+
+function guessKind(key, v) {
+  if (key.endsWith('_pct')) return 'pct';
+  if (typeof v === 'string' && ISO_TIME.test(v)) return 'time';
+  if (typeof v === 'number' || (typeof v === 'string' && v.trim() !== '' && Number.isFinite(Number(v)))) return 'number';
+  return 'text';
+}
+
+const fixed = (v, digits) => v.toLocaleString('en-US', { minimumFractionDigits: digits, maximumFractionDigits: digits });
+
+/** Text and colour tone ('up' | 'down' | '') of one statistic. */
+export function fmtStat(kind, v) {
+  if (v == null) return { text: '—', tone: '' };
+  if (kind === 'text') return { text: typeof v === 'object' ? JSON.stringify(v) : String(v), tone: '' };
+  if (kind === 'time') return { text: Number.isFinite(Date.parse(v)) ? fmtDateTime(toSec(v)) : String(v), tone: '' };
+  const n = Number(v);
+  if (!Number.isFinite(n)) return { text: String(v), tone: '' };
+  switch (kind) {
+    case 'signed': return { text: `${n > 0 ? '+' : ''}${fixed(n, 2)}%`, tone: n > 0 ? 'up' : n < 0 ? 'down' : '' };
+    case 'drawdown': return { text: `${fixed(n, 2)}%`, tone: n < 0 ? 'down' : '' };
+    case 'pct': return { text: `${fixed(n, 2)}%`, tone: '' };
+    case 'money': return { text: fmtPrice(n, 2), tone: '' };
+    case 'ratio': return { text: fixed(n, 2), tone: '' };
+    default: return { text: Number.isInteger(n) ? fixed(n, 0) : fixed(n, Math.min(4, decimalsFor([n]))), tone: '' };
+  }
+}
+
+/** The statistics object → `[{ key, label, text, tone }]`, known keys first. */
+export function statRows(stats) {
+  if (!stats || typeof stats !== 'object') return [];
+  const known = STATS.map(([key]) => key).filter((key) => key in stats);
+  const other = Object.keys(stats).filter((key) => !KNOWN.has(key));
+  return [...known, ...other].map((key) => {
+    const { label, kind } = KNOWN.get(key) ?? { label: labelOf(key), kind: guessKind(key, stats[key]) };
+    return { key, label, ...fmtStat(kind, stats[key]) };
+  });
+}
