@@ -12,11 +12,12 @@ SET client_min_messages = warning;
 DROP TABLE IF EXISTS bench_ticks;
 CREATE UNLOGGED TABLE bench_ticks AS
 SELECT timestamptz '2024-03-04 14:30+00' + i * interval '2 ms' AS time,
-       -- A drifting, oscillating price on a 0.01 grid, with heavy-tailed sizes.
-       round((100 + 4 * sin(i / 400000.0) + ((i * 7919) % 301 - 150) / 100.0)::numeric, 2)::float8 AS price,
+       -- A price on a 0.01 grid that drifts over the day and swings within minutes (a few
+       -- cents of noise per trade, like a liquid stock), with heavy-tailed sizes.
+       round((100 + 3 * sin(i / 400000.0) + 0.4 * sin(i / 9000.0) + ((i * 7919) % 9 - 4) / 100.0)::numeric, 2)::float8 AS price,
        (1 + (i % 7) * (i % 13) + CASE WHEN i % 97 = 0 THEN 500 ELSE 0 END)::float8 AS size,
        (CASE WHEN (i * 31) % 5 < 3 THEN 'B' ELSE 'S' END)::"char" AS side
-FROM generate_series(1, :ticks) i;
+FROM generate_series(1::bigint, :ticks) i;
 VACUUM ANALYZE bench_ticks;
 
 CREATE TEMP TABLE bench_results (name text, run int, ms float8);

@@ -3,6 +3,7 @@
 ::pgrx::pg_module_magic!();
 
 mod aggstate;
+pub mod backtest;
 mod bars;
 pub mod candle;
 pub mod classify;

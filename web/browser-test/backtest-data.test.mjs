@@ -27,7 +27,7 @@ test('downsampling keeps the extremes, the ends and the order', () => {
   points[54_321].equity = 5000; // a spike must survive
   points[77_777].dd = -50;
   const kept = downsample(points, 5000, [(p) => p.equity, (p) => p.dd]);
-  assert.ok(kept.length <= 5000 && kept.length > 4000, `${kept.length} points kept`);
+  assert.ok(kept.length <= 5000 && kept.length > 1000, `${kept.length} points kept`);
   assert.equal(kept[0], points[0]);
   assert.equal(kept.at(-1), points.at(-1));
   assert.ok(kept.includes(points[54_321]) && kept.includes(points[77_777]));

@@ -9,7 +9,7 @@ use chrono::{DateTime, Duration, Utc};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-pub struct ApiError(StatusCode, String);
+pub struct ApiError(pub StatusCode, pub String);
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
@@ -37,7 +37,7 @@ impl From<tokio_postgres::Error> for ApiError {
 }
 
 /// Runs a query whose single column is a JSON array built by the database.
-async fn json_query(
+pub async fn json_query(
     state: &AppState,
     sql: &str,
     params: &[&(dyn tokio_postgres::types::ToSql + Sync)],

@@ -68,6 +68,11 @@ impl Hub {
         self.listening.load(Ordering::SeqCst)
     }
 
+    /// Sends an event from the web app itself (e.g. backtest progress) to every browser.
+    pub fn publish(&self, event: &str, data: String) {
+        let _ = self.tx.send(Message { event: event.to_string(), data });
+    }
+
     pub fn subscribe(&self) -> broadcast::Receiver<Message> {
         self.tx.subscribe()
     }

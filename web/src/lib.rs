@@ -1,6 +1,7 @@
 //! The dashboard's HTTP side: `fn app() -> Router` so tests can serve it on any port.
 
 mod api;
+mod backtests;
 mod db;
 mod events;
 
@@ -39,6 +40,7 @@ impl Config {
 #[derive(Clone)]
 pub struct AppState {
     pub db: Arc<Db>,
+    pub database_url: String,
     pub hub: Hub,
     pub web_root: PathBuf,
 }
@@ -48,7 +50,7 @@ impl AppState {
     pub async fn start(config: &Config) -> anyhow::Result<AppState> {
         let db = Arc::new(Db::connect(config.database_url.clone()).await?);
         let hub = Hub::start(config.database_url.clone());
-        Ok(AppState { db, hub, web_root: config.web_root.clone() })
+        Ok(AppState { db, hub, database_url: config.database_url.clone(), web_root: config.web_root.clone() })
     }
 }
 
@@ -59,6 +61,10 @@ pub fn app(state: AppState) -> Router {
         .route("/api/symbols", get(api::symbols))
         .route("/api/candles", get(api::candles))
         .route("/api/signals", get(api::signals))
+        .route("/api/backtests", get(backtests::list).post(backtests::start))
+        .route("/api/backtests/:id", get(backtests::detail))
+        .route("/api/backtests/:id/equity", get(backtests::equity))
+        .route("/api/backtests/:id/trades", get(backtests::trades))
         .route("/events", get(events::sse))
         .route("/healthz", get(events::healthz))
         .nest_service("/vendor/lightweight-charts", ServeDir::new(vendor))

@@ -52,7 +52,7 @@ export class Backtests {
     this.rows = new Map(); // id → tr
     this.listed = false; // whether the list was read at least once
     this.shown = false;
-    this.detail = null; // { id, trades, sort: { key, dir } } while a run is shown
+    this.detail = null; // { id, stats, trades, sort: { key, dir } } while a run is shown
     this.loadSeq = 0;
     this.chart = null; // created when first shown: a hidden chart has no size
 
@@ -78,7 +78,7 @@ export class Backtests {
       this.#renderTrades();
     });
     this.#buildTradeHead();
-    this.#resetDates();
+    this.#defaultDates();
     setInterval(() => this.#poll(), POLL_MS);
   }
 
@@ -128,7 +128,8 @@ export class Backtests {
     const current = [...box.querySelectorAll('input')].map((i) => i.value);
     if (current.join('\n') === symbols.join('\n')) return;
     const ticked = new Set([...box.querySelectorAll('input:checked')].map((i) => i.value));
-    if (!current.length) ticked.add(symbols.includes(preferred) ? preferred : symbols[0]);
+    // At first, the symbol the dashboard shows (or the first one) is ticked.
+    if (!current.length && symbols.length) ticked.add(symbols.includes(preferred) ? preferred : symbols[0]);
     box.replaceChildren(...symbols.map((symbol) => {
       const label = document.createElement('label');
       label.className = 'check';
@@ -140,7 +141,8 @@ export class Backtests {
     $('#bt-symbols-empty').hidden = symbols.length > 0;
   }
 
-  #resetDates() {
+  // The last three days and today.
+  #defaultDates() {
     const today = fmtYMD(Date.now() / 1000);
     $('#bt-from').value = addDays(today, -3);
     $('#bt-to').value = today;

@@ -24,7 +24,9 @@ export class EquityChart {
       grid: { vertLines: { color: '#161b23' }, horzLines: { color: '#161b23' } },
       crosshair: { mode: LC.CrosshairMode.Normal },
       rightPriceScale: { borderColor: '#222a35' },
-      timeScale: { borderColor: '#222a35', visible: bottom, timeVisible: true, secondsVisible: false },
+      // Bars may get much thinner than a pixel, so that a whole run fits.
+      timeScale: { borderColor: '#222a35', visible: bottom, timeVisible: true, secondsVisible: false,
+        minBarSpacing: 0.02 },
     });
     this.top = LC.createChart(equity, options(false));
     this.bottom = LC.createChart(drawdown, options(true));
@@ -46,6 +48,7 @@ export class EquityChart {
     this.bottom.priceScale('right').applyOptions({ scaleMargins: { top: 0.04, bottom: 0.08 } });
     this.startLine = null;
     this.aligning = 0;
+    this.fitPending = false;
 
     // Both series hold the same times, so logical ranges correspond.
     const link = (from, to) => from.timeScale().subscribeVisibleLogicalRangeChange((range) => {
@@ -69,10 +72,10 @@ export class EquityChart {
       ? this.equity.createPriceLine({ price: this.points[0].equity, color: '#7d8590', lineWidth: 1, lineStyle: 2,
         axisLabelVisible: false, title: 'start' })
       : null;
-    // Scales of the new data may be narrower: measure afresh.
+    // Scales of the new data may be narrower: measure afresh, and fit the
+    // whole run once both plots have their final width.
     for (const chart of [this.top, this.bottom]) chart.applyOptions({ rightPriceScale: { minimumWidth: 0 } });
-    // Both, or the one left alone would impose its default range on the other.
-    for (const chart of [this.top, this.bottom]) chart.timeScale().fitContent();
+    this.fitPending = true;
     this.#alignScales();
     // Hooks for tests: points received and drawn.
     this.container.dataset.points = String(points.length);
@@ -88,6 +91,10 @@ export class EquityChart {
       this.aligning = 0;
       const width = Math.max(this.top.priceScale('right').width(), this.bottom.priceScale('right').width());
       for (const chart of [this.top, this.bottom]) chart.applyOptions({ rightPriceScale: { minimumWidth: width } });
+      if (this.fitPending) {
+        this.fitPending = false;
+        for (const chart of [this.top, this.bottom]) chart.timeScale().fitContent();
+      }
     });
   }
 

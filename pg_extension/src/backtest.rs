@@ -1,0 +1,579 @@
+//! Backtests in SQL: the simulator of `tapeflow_analytics::backtest` (the live strategy's bar
+//! engine, a fill model without look-ahead, decimal money) over stored one-minute bars.
+
+use crate::bars;
+use crate::candle::{micros, timestamptz};
+use pgrx::prelude::*;
+use pgrx::{AnyNumeric, JsonB};
+use rust_decimal::Decimal;
+use tapeflow_analytics::backtest::{
+    mark_session_ends, run, BacktestBar, BacktestData, BacktestError, BacktestParams, BacktestResult,
+    Progress, SymbolSeries,
+};
+use tapeflow_analytics::stats::{statistics, BuyAndHold, Stats};
+use tapeflow_analytics::Micros;
+
+/// Backtest parameters from jsonb over the documented defaults; errors name the key.
+fn params_from(params: &JsonB) -> Result<BacktestParams, String> {
+    let p: BacktestParams =
+        serde_json::from_value(params.0.clone()).map_err(|e| format!("invalid backtest params: {e}"))?;
+    p.validate().map_err(|e| format!("invalid backtest params: {e}"))?;
+    Ok(p)
+}
+
+/// Checks backtest parameters (jsonb): raises an error naming an unknown key or an
+/// out-of-range value.
+#[pg_extern(immutable, parallel_safe)]
+fn validate_backtest_params(params: JsonB) -> bool {
+    params_from(&params).unwrap_or_else(|e| error!("{e}"));
+    true
+}
+
+fn session_complete(symbol: &str, last_bar: Micros, to: TimestampWithTimeZone) -> bool {
+    Spi::get_one_with_args::<bool>(
+        "SELECT (tapeflow.session_bounds(s.symbol, tapeflow.session_date($2, s.timezone, s.session_open))).session_end <= $3
+         FROM tapeflow.symbol_row($1) s",
+        &[symbol.into(), timestamptz(last_bar).into(), to.into()],
+    )
+    .ok()
+    .flatten()
+    .unwrap_or(false)
+}
+
+/// Loads the one-minute bars of every symbol in [from, to) (priority = order given).
+fn load_data(
+    symbols: &[String],
+    from: TimestampWithTimeZone,
+    to: TimestampWithTimeZone,
+) -> Result<BacktestData, String> {
+    let mut series = Vec::with_capacity(symbols.len());
+    for s in symbols {
+        let tick_size = bars::tick_size(s);
+        let mut bars: Vec<BacktestBar> = bars::load(s, "1m", from, to)
+            .into_iter()
+            .map(|b| BacktestBar::new(b.input, b.in_session))
+            .collect();
+        let complete = bars.last().map(|b| session_complete(s, b.input.time, to)).unwrap_or(true);
+        mark_session_ends(&mut bars, complete);
+        series.push(SymbolSeries { symbol: s.clone(), tick_size, bars });
+    }
+    BacktestData::new(series).map_err(|e| e.to_string())
+}
+
+/// Runs the simulator, reporting progress as NOTICEs (with `label`) and honouring cancel
+/// requests (Ctrl-C, pg_cancel_backend) between bars.
+fn simulate(
+    data: &mut BacktestData,
+    params: &BacktestParams,
+    label: &str,
+    mut on_progress: impl FnMut(&Progress),
+) -> Result<BacktestResult, BacktestError> {
+    let mut report = |p: Progress| {
+        pgrx::check_for_interrupts!();
+        let pct = 100.0 * p.bars_processed as f64 / p.bars_total.max(1) as f64;
+        notice!("{label}: {pct:.0}% ({} of {} bars, {} trades)", p.bars_processed, p.bars_total, p.trades);
+        on_progress(&p);
+        true
+    };
+    run(data, params, &mut report)
+}
+
+fn numeric(d: Decimal) -> AnyNumeric {
+    AnyNumeric::try_from(d.to_string().as_str()).expect("decimals are valid numerics")
+}
+
+type TradeRow = (
+    name!(symbol, String),
+    name!(side, String),
+    name!(quantity, i64),
+    name!(entry_time, TimestampWithTimeZone),
+    name!(entry_price, AnyNumeric),
+    name!(exit_time, TimestampWithTimeZone),
+    name!(exit_price, AnyNumeric),
+    name!(pnl, AnyNumeric),
+    name!(return_pct, f64),
+    name!(fees, AnyNumeric),
+    name!(exit_reason, String),
+    name!(mae, AnyNumeric),
+    name!(mfe, AnyNumeric),
+    name!(bars, i32),
+);
+
+/// Runs the AMT strategy over the one-minute bars of `symbols` in [from, to) and returns the
+/// trades: side, quantity, entry and exit (time, price), P&L after fees, fees, exit reason
+/// (stop, target, signal, session_end, end_of_data), and the maximum adverse / favourable
+/// excursion in money. Nothing is stored; see backtest_run for persisted runs.
+#[pg_extern(volatile)]
+fn backtest(
+    symbols: Vec<String>,
+    from: TimestampWithTimeZone,
+    to: TimestampWithTimeZone,
+    params: default!(JsonB, "'{}'"),
+) -> TableIterator<
+    'static,
+    (
+        name!(symbol, String),
+        name!(side, String),
+        name!(quantity, i64),
+        name!(entry_time, TimestampWithTimeZone),
+        name!(entry_price, AnyNumeric),
+        name!(exit_time, TimestampWithTimeZone),
+        name!(exit_price, AnyNumeric),
+        name!(pnl, AnyNumeric),
+        name!(return_pct, f64),
+        name!(fees, AnyNumeric),
+        name!(exit_reason, String),
+        name!(mae, AnyNumeric),
+        name!(mfe, AnyNumeric),
+        name!(bars, i32),
+    ),
+> {
+    let p = params_from(&params).unwrap_or_else(|e| error!("{e}"));
+    let mut data = load_data(&symbols, from, to).unwrap_or_else(|e| error!("backtest: {e}"));
+    let result = simulate(&mut data, &p, "backtest", |_| {}).unwrap_or_else(|e| error!("backtest: {e}"));
+    let rows: Vec<TradeRow> = result
+        .trades
+        .into_iter()
+        .map(|t| {
+            (
+                t.symbol,
+                t.direction.as_str().to_string(),
+                t.qty as i64,
+                timestamptz(t.entry_time),
+                numeric(t.entry_price),
+                timestamptz(t.exit_time),
+                numeric(t.exit_price),
+                numeric(t.pnl),
+                t.return_pct,
+                numeric(t.entry_fee + t.exit_fee),
+                t.exit_reason.to_string(),
+                numeric(t.mae),
+                numeric(t.mfe),
+                t.bars as i32,
+            )
+        })
+        .collect();
+    TableIterator::new(rows)
+}
+
+fn stats_of(result: &BacktestResult, p: &BacktestParams, from: Micros, to: Micros) -> Stats {
+    let start = result.equity.first().map(|e| e.time).unwrap_or(from);
+    let end = result.equity.last().map(|e| e.time).unwrap_or(to);
+    statistics(result, p.initial_cash, &BuyAndHold::from_result(result), start, end)
+}
+
+fn set_status(id: i64, status: &str, error: Option<String>) {
+    Spi::run_with_args(
+        "UPDATE tapeflow.backtest_runs SET status = $2, error = $3, finished_at = clock_timestamp() WHERE id = $1",
+        &[id.into(), status.into(), error.into()],
+    )
+    .unwrap_or_else(|e| error!("{e}"));
+}
+
+fn store(id: i64, result: &BacktestResult, stats: &Stats) {
+    let t = &result.trades;
+    Spi::run_with_args(
+        "INSERT INTO tapeflow.backtest_trades (run_id, n, symbol, side, quantity, entry_time, entry_price, exit_time,
+             exit_price, pnl, return_pct, fees, exit_reason, mae, mfe, bars, entry_reason)
+         SELECT $1, n, symbol, side, quantity, entry_time, entry_price::numeric, exit_time, exit_price::numeric,
+                pnl::numeric, return_pct, fees::numeric, exit_reason, mae::numeric, mfe::numeric, bars, entry_reason
+         FROM unnest($2::text[], $3::text[], $4::bigint[], $5::timestamptz[], $6::text[], $7::timestamptz[], $8::text[],
+                     $9::text[], $10::float8[], $11::text[], $12::text[], $13::text[], $14::text[], $15::int[], $16::text[])
+              WITH ORDINALITY AS x(symbol, side, quantity, entry_time, entry_price, exit_time, exit_price, pnl,
+                                   return_pct, fees, exit_reason, mae, mfe, bars, entry_reason, n)",
+        &[
+            id.into(),
+            t.iter().map(|x| x.symbol.clone()).collect::<Vec<_>>().into(),
+            t.iter().map(|x| x.direction.as_str().to_string()).collect::<Vec<_>>().into(),
+            t.iter().map(|x| x.qty as i64).collect::<Vec<_>>().into(),
+            t.iter().map(|x| timestamptz(x.entry_time)).collect::<Vec<_>>().into(),
+            t.iter().map(|x| x.entry_price.to_string()).collect::<Vec<_>>().into(),
+            t.iter().map(|x| timestamptz(x.exit_time)).collect::<Vec<_>>().into(),
+            t.iter().map(|x| x.exit_price.to_string()).collect::<Vec<_>>().into(),
+            t.iter().map(|x| x.pnl.to_string()).collect::<Vec<_>>().into(),
+            t.iter().map(|x| x.return_pct).collect::<Vec<_>>().into(),
+            t.iter().map(|x| (x.entry_fee + x.exit_fee).to_string()).collect::<Vec<_>>().into(),
+            t.iter().map(|x| x.exit_reason.to_string()).collect::<Vec<_>>().into(),
+            t.iter().map(|x| x.mae.to_string()).collect::<Vec<_>>().into(),
+            t.iter().map(|x| x.mfe.to_string()).collect::<Vec<_>>().into(),
+            t.iter().map(|x| x.bars as i32).collect::<Vec<_>>().into(),
+            t.iter().map(|x| x.entry_reason.clone()).collect::<Vec<_>>().into(),
+        ],
+    )
+    .unwrap_or_else(|e| error!("storing trades: {e}"));
+    let e = &result.equity;
+    Spi::run_with_args(
+        "INSERT INTO tapeflow.backtest_equity (run_id, time, equity, cash, drawdown, drawdown_pct, open_positions)
+         SELECT $1, time, equity::numeric, cash::numeric, drawdown::numeric, drawdown_pct, open_positions
+         FROM unnest($2::timestamptz[], $3::text[], $4::text[], $5::text[], $6::float8[], $7::int[])
+              AS x(time, equity, cash, drawdown, drawdown_pct, open_positions)",
+        &[
+            id.into(),
+            e.iter().map(|x| timestamptz(x.time)).collect::<Vec<_>>().into(),
+            e.iter().map(|x| x.equity.to_string()).collect::<Vec<_>>().into(),
+            e.iter().map(|x| x.cash.to_string()).collect::<Vec<_>>().into(),
+            e.iter().map(|x| x.drawdown.to_string()).collect::<Vec<_>>().into(),
+            e.iter().map(|x| x.drawdown_pct).collect::<Vec<_>>().into(),
+            e.iter().map(|x| x.open_positions as i32).collect::<Vec<_>>().into(),
+        ],
+    )
+    .unwrap_or_else(|e| error!("storing the equity curve: {e}"));
+    let d = &result.daily;
+    Spi::run_with_args(
+        "INSERT INTO tapeflow.backtest_daily (run_id, day, start_equity, end_equity, pnl, return_pct, entries, trades)
+         SELECT $1, date '2000-01-01' + day, start_equity::numeric, end_equity::numeric, pnl::numeric, return_pct, entries, trades
+         FROM unnest($2::int[], $3::text[], $4::text[], $5::text[], $6::float8[], $7::int[], $8::int[])
+              AS x(day, start_equity, end_equity, pnl, return_pct, entries, trades)",
+        &[
+            id.into(),
+            d.iter().map(|x| x.day as i32).collect::<Vec<_>>().into(),
+            d.iter().map(|x| x.start_equity.to_string()).collect::<Vec<_>>().into(),
+            d.iter().map(|x| x.end_equity.to_string()).collect::<Vec<_>>().into(),
+            d.iter().map(|x| x.pnl.to_string()).collect::<Vec<_>>().into(),
+            d.iter().map(|x| x.return_pct).collect::<Vec<_>>().into(),
+            d.iter().map(|x| x.entries as i32).collect::<Vec<_>>().into(),
+            d.iter().map(|x| x.trades as i32).collect::<Vec<_>>().into(),
+        ],
+    )
+    .unwrap_or_else(|e| error!("storing daily statistics: {e}"));
+    Spi::run_with_args(
+        "UPDATE tapeflow.backtest_runs SET stats = $2, bars = $3, progress = 1 WHERE id = $1",
+        &[
+            id.into(),
+            JsonB(serde_json::to_value(stats).unwrap_or_default()).into(),
+            (result.bars_processed as i64).into(),
+        ],
+    )
+    .unwrap_or_else(|e| error!("{e}"));
+}
+
+/// Executes a registered run (see backtest_create): loads its bars, simulates, and stores the
+/// trades, the equity curve (one point per bar time), daily and summary statistics. Failures
+/// of the run itself (bad data, parameters) are recorded as status failed with the error; the
+/// run id is returned either way. Progress is reported as NOTICEs.
+#[pg_extern(volatile)]
+fn backtest_execute(run_id: i64) -> i64 {
+    let row = Spi::get_three_with_args::<Vec<String>, TimestampWithTimeZone, TimestampWithTimeZone>(
+        "UPDATE tapeflow.backtest_runs SET status = 'running', started_at = clock_timestamp(), error = NULL
+         WHERE id = $1 AND status IN ('pending', 'failed') RETURNING symbols, \"from\", \"to\"",
+        &[run_id.into()],
+    );
+    let Ok((Some(symbols), Some(from), Some(to))) = row else {
+        error!("backtest run {run_id} does not exist or is not pending");
+    };
+    let params: JsonB =
+        Spi::get_one_with_args("SELECT params FROM tapeflow.backtest_runs WHERE id = $1", &[run_id.into()])
+            .ok()
+            .flatten()
+            .unwrap_or(JsonB(serde_json::json!({})));
+    let outcome = params_from(&params).and_then(|p| {
+        let mut data = load_data(&symbols, from, to)?;
+        let label = format!("backtest {run_id}");
+        let result = simulate(&mut data, &p, &label, |_| {}).map_err(|e| e.to_string())?;
+        Ok((p, result))
+    });
+    match outcome {
+        Ok((p, result)) => {
+            let stats = stats_of(&result, &p, micros(from), micros(to));
+            store(run_id, &result, &stats);
+            set_status(run_id, "completed", None);
+        }
+        Err(e) => set_status(run_id, "failed", Some(e)),
+    }
+    Spi::run_with_args(
+        "SELECT pg_notify('tapeflow_backtests', json_build_object('id', id, 'status', status, 'error', error)::text)
+         FROM tapeflow.backtest_runs WHERE id = $1",
+        &[run_id.into()],
+    )
+    .unwrap_or_else(|e| error!("{e}"));
+    run_id
+}
+
+fn duration_text(us: Option<Micros>) -> Option<String> {
+    us.map(|us| {
+        let secs = us / 1_000_000;
+        let (d, h, m) = (secs / 86_400, (secs % 86_400) / 3_600, (secs % 3_600) / 60);
+        if d > 0 {
+            format!("{d} days {h:02}:{m:02}")
+        } else {
+            format!("{h:02}:{m:02}:{:02}", secs % 60)
+        }
+    })
+}
+
+fn f(x: Option<f64>) -> Option<String> {
+    x.map(|v| format!("{v:.4}"))
+}
+
+/// The run's statistics, one row each, in backtesting.py's order: statistic, value as text,
+/// and the number where there is one. Annualisation: daily returns of the equity curve, 252
+/// trading days a year, risk-free rate 0; CAGR over calendar time (365.25 days).
+#[pg_extern(stable)]
+fn backtest_stats(
+    run_id: i64,
+) -> TableIterator<
+    'static,
+    (name!(statistic, String), name!(value, Option<String>), name!(number, Option<f64>)),
+> {
+    let stats: JsonB =
+        Spi::get_one_with_args("SELECT stats FROM tapeflow.backtest_runs WHERE id = $1", &[run_id.into()])
+            .unwrap_or_else(|e| error!("{e}"))
+            .unwrap_or_else(|| {
+                error!("backtest run {run_id} has no statistics (unknown, not run, or failed)")
+            });
+    let s: Stats =
+        serde_json::from_value(stats.0).unwrap_or_else(|e| error!("stored statistics unreadable: {e}"));
+    let dec = |d: Decimal| d.to_string().parse::<f64>().ok();
+    let rows: Vec<(&str, Option<String>, Option<f64>)> = vec![
+        ("Start", Some(timestamptz(s.start).to_iso_string()), None),
+        ("End", Some(timestamptz(s.end).to_iso_string()), None),
+        ("Duration", duration_text(Some(s.duration)), Some(s.duration as f64 / 86_400e6)),
+        ("Exposure Time [%]", f(s.exposure_time_pct), s.exposure_time_pct),
+        ("Equity Final [$]", Some(s.equity_final.round_dp(2).to_string()), dec(s.equity_final)),
+        ("Equity Peak [$]", Some(s.equity_peak.round_dp(2).to_string()), dec(s.equity_peak)),
+        ("Return [%]", f(Some(s.return_pct)), Some(s.return_pct)),
+        ("Buy & Hold Return [%]", f(s.buy_and_hold_return_pct), s.buy_and_hold_return_pct),
+        ("Return (Ann.) [%]", f(s.annual_return_pct), s.annual_return_pct),
+        ("Volatility (Ann.) [%]", f(s.annual_volatility_pct), s.annual_volatility_pct),
+        ("CAGR [%]", f(s.cagr_pct), s.cagr_pct),
+        ("Sharpe Ratio", f(s.sharpe), s.sharpe),
+        ("Sortino Ratio", f(s.sortino), s.sortino),
+        ("Calmar Ratio", f(s.calmar), s.calmar),
+        ("Max. Drawdown [%]", f(Some(s.max_drawdown_pct)), Some(s.max_drawdown_pct)),
+        ("Avg. Drawdown [%]", f(s.avg_drawdown_pct), s.avg_drawdown_pct),
+        (
+            "Max. Drawdown Duration",
+            duration_text(s.max_drawdown_duration),
+            s.max_drawdown_duration.map(|d| d as f64 / 86_400e6),
+        ),
+        (
+            "Avg. Drawdown Duration",
+            duration_text(s.avg_drawdown_duration),
+            s.avg_drawdown_duration.map(|d| d as f64 / 86_400e6),
+        ),
+        ("# Trades", Some(s.trades.to_string()), Some(s.trades as f64)),
+        ("Win Rate [%]", f(s.win_rate_pct), s.win_rate_pct),
+        ("Best Trade [%]", f(s.best_trade_pct), s.best_trade_pct),
+        ("Worst Trade [%]", f(s.worst_trade_pct), s.worst_trade_pct),
+        ("Avg. Trade [%]", f(s.avg_trade_pct), s.avg_trade_pct),
+        (
+            "Max. Trade Duration",
+            duration_text(s.max_trade_duration),
+            s.max_trade_duration.map(|d| d as f64 / 86_400e6),
+        ),
+        (
+            "Avg. Trade Duration",
+            duration_text(s.avg_trade_duration),
+            s.avg_trade_duration.map(|d| d as f64 / 86_400e6),
+        ),
+        ("Profit Factor", f(s.profit_factor), s.profit_factor),
+        ("Expectancy [%]", f(s.expectancy_pct), s.expectancy_pct),
+        ("SQN", f(s.sqn), s.sqn),
+        ("Kelly Criterion", f(s.kelly_criterion), s.kelly_criterion),
+        ("Total Fees [$]", Some(s.total_fees.round_dp(2).to_string()), dec(s.total_fees)),
+    ];
+    TableIterator::new(rows.into_iter().map(|(k, v, n)| (k.to_string(), v, n)).collect::<Vec<_>>())
+}
+
+/// Expands a grid like {"strategy.min_aggression_score": [50, 60], "slippage_bps": [0, 2]}
+/// into parameter objects (dotted keys are paths into the params object), applied over `base`.
+fn expand_grid(base: &serde_json::Value, grid: &serde_json::Value) -> Result<Vec<serde_json::Value>, String> {
+    let obj = grid.as_object().ok_or("grid must be a json object of \"path\": [values]")?;
+    let mut combos = vec![base.clone()];
+    for (path, values) in obj {
+        let values =
+            values.as_array().ok_or_else(|| format!("grid: {path} must map to an array of values"))?;
+        if values.is_empty() {
+            return Err(format!("grid: {path} has no values"));
+        }
+        let mut next = Vec::with_capacity(combos.len() * values.len());
+        for c in &combos {
+            for v in values {
+                let mut c = c.clone();
+                let mut node = &mut c;
+                let parts: Vec<&str> = path.split('.').collect();
+                for (i, part) in parts.iter().enumerate() {
+                    let map = node
+                        .as_object_mut()
+                        .ok_or_else(|| format!("grid: {path} goes through a non-object"))?;
+                    if i + 1 == parts.len() {
+                        map.insert(part.to_string(), v.clone());
+                        break;
+                    }
+                    node = map.entry(part.to_string()).or_insert_with(|| serde_json::json!({}));
+                }
+                next.push(c);
+            }
+        }
+        combos = next;
+        if combos.len() > 10_000 {
+            return Err("grid: more than 10000 combinations".into());
+        }
+    }
+    Ok(combos)
+}
+
+fn metric(s: &Stats, name: &str) -> Option<f64> {
+    match name {
+        "sharpe" => s.sharpe,
+        "sortino" => s.sortino,
+        "calmar" => s.calmar,
+        "return_pct" => Some(s.return_pct),
+        "profit_factor" => s.profit_factor,
+        "sqn" => s.sqn,
+        "win_rate_pct" => s.win_rate_pct,
+        _ => error!("unknown metric {name}: use sharpe, sortino, calmar, return_pct, profit_factor, sqn or win_rate_pct"),
+    }
+}
+
+/// One simulation per parameter combination over bars loaded once; returns the statistics
+/// of each. NOTICEs report progress; Ctrl-C cancels.
+#[pg_extern(volatile)]
+fn backtest_grid(
+    symbols: Vec<String>,
+    from: TimestampWithTimeZone,
+    to: TimestampWithTimeZone,
+    grid: JsonB,
+    base: default!(JsonB, "'{}'"),
+) -> TableIterator<
+    'static,
+    (
+        name!(combination, i32),
+        name!(params, JsonB),
+        name!(trades, i64),
+        name!(return_pct, f64),
+        name!(sharpe, Option<f64>),
+        name!(sortino, Option<f64>),
+        name!(max_drawdown_pct, f64),
+        name!(win_rate_pct, Option<f64>),
+        name!(profit_factor, Option<f64>),
+        name!(sqn, Option<f64>),
+        name!(final_equity, AnyNumeric),
+    ),
+> {
+    let combos = expand_grid(&base.0, &grid.0).unwrap_or_else(|e| error!("{e}"));
+    let params: Vec<BacktestParams> = combos
+        .iter()
+        .map(|c| params_from(&JsonB(c.clone())).unwrap_or_else(|e| error!("{e} in {c}")))
+        .collect();
+    let mut data = load_data(&symbols, from, to).unwrap_or_else(|e| error!("backtest_grid: {e}"));
+    let mut rows = Vec::with_capacity(combos.len());
+    for (i, (c, p)) in combos.into_iter().zip(params).enumerate() {
+        let label = format!("backtest_grid {}/{}", i + 1, rows.capacity());
+        let result = simulate(&mut data, &p, &label, |_| {}).unwrap_or_else(|e| error!("backtest_grid: {e}"));
+        let s = stats_of(&result, &p, micros(from), micros(to));
+        rows.push((
+            i as i32 + 1,
+            JsonB(c),
+            s.trades as i64,
+            s.return_pct,
+            s.sharpe,
+            s.sortino,
+            s.max_drawdown_pct,
+            s.win_rate_pct,
+            s.profit_factor,
+            s.sqn,
+            numeric(s.equity_final),
+        ));
+    }
+    TableIterator::new(rows)
+}
+
+/// Walk-forward analysis: rolling windows of `in_sample` followed by `out_of_sample`; in each,
+/// the grid combination with the best in-sample `metric` is chosen and then tested on the
+/// out-of-sample window that follows. Windows step by `out_of_sample`.
+#[pg_extern(volatile)]
+#[allow(clippy::too_many_arguments)]
+fn backtest_walk_forward(
+    symbols: Vec<String>,
+    from: TimestampWithTimeZone,
+    to: TimestampWithTimeZone,
+    grid: JsonB,
+    in_sample: Interval,
+    out_of_sample: Interval,
+    metric_name: default!(&str, "'sharpe'"),
+    base: default!(JsonB, "'{}'"),
+) -> TableIterator<
+    'static,
+    (
+        name!(window, i32),
+        name!(in_from, TimestampWithTimeZone),
+        name!(out_from, TimestampWithTimeZone),
+        name!(out_to, TimestampWithTimeZone),
+        name!(best_params, JsonB),
+        name!(in_sample_metric, Option<f64>),
+        name!(out_trades, i64),
+        name!(out_return_pct, f64),
+        name!(out_sharpe, Option<f64>),
+        name!(out_max_drawdown_pct, f64),
+    ),
+> {
+    let span = |i: &Interval| -> i64 {
+        if i.months() != 0 {
+            error!("walk-forward windows must be given in days or smaller units, e.g. '30 days'");
+        }
+        i.days() as i64 * 86_400_000_000 + i.micros()
+    };
+    let (ins, outs) = (span(&in_sample), span(&out_of_sample));
+    if ins <= 0 || outs <= 0 {
+        error!("in_sample and out_of_sample must be positive");
+    }
+    let combos = expand_grid(&base.0, &grid.0).unwrap_or_else(|e| error!("{e}"));
+    let params: Vec<BacktestParams> = combos
+        .iter()
+        .map(|c| params_from(&JsonB(c.clone())).unwrap_or_else(|e| error!("{e} in {c}")))
+        .collect();
+    let mut rows = Vec::new();
+    let mut start = micros(from);
+    let mut window = 0;
+    while start + ins + outs <= micros(to) {
+        window += 1;
+        let (in_from, out_from, out_to) =
+            (timestamptz(start), timestamptz(start + ins), timestamptz(start + ins + outs));
+        let mut in_data =
+            load_data(&symbols, in_from, out_from).unwrap_or_else(|e| error!("walk-forward: {e}"));
+        let mut best: Option<(usize, Option<f64>)> = None;
+        for (i, p) in params.iter().enumerate() {
+            let r = simulate(
+                &mut in_data,
+                p,
+                &format!("walk-forward window {window} in-sample {}", i + 1),
+                |_| {},
+            )
+            .unwrap_or_else(|e| error!("walk-forward: {e}"));
+            let m = metric(&stats_of(&r, p, start, start + ins), metric_name);
+            let better = match best {
+                None => true,
+                Some((_, bm)) => m.unwrap_or(f64::NEG_INFINITY) > bm.unwrap_or(f64::NEG_INFINITY),
+            };
+            if better {
+                best = Some((i, m));
+            }
+        }
+        let (bi, bm) = best.expect("at least one combination");
+        let mut out_data =
+            load_data(&symbols, out_from, out_to).unwrap_or_else(|e| error!("walk-forward: {e}"));
+        let r = simulate(
+            &mut out_data,
+            &params[bi],
+            &format!("walk-forward window {window} out-of-sample"),
+            |_| {},
+        )
+        .unwrap_or_else(|e| error!("walk-forward: {e}"));
+        let s = stats_of(&r, &params[bi], start + ins, start + ins + outs);
+        rows.push((
+            window,
+            in_from,
+            out_from,
+            out_to,
+            JsonB(combos[bi].clone()),
+            bm,
+            s.trades as i64,
+            s.return_pct,
+            s.sharpe,
+            s.max_drawdown_pct,
+        ));
+        start += outs;
+    }
+    TableIterator::new(rows)
+}
