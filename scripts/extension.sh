@@ -2,9 +2,10 @@
 # Installs the tapeflow extension into the system's PostgreSQL 15, keeping a copy of the
 # installed files so they can be put back after `cargo pgrx test` (which installs its own
 # test build into the same directories).
-#   extension.sh install   build (release) and install; stops the cluster first, because it
-#                          preloads the library and replacing it under a running server crashes it
+#   extension.sh install   build (release) and install
 #   extension.sh restore   put the release build back (after cargo pgrx test)
+# Files are replaced by rename, never overwritten in place: a running server maps the library,
+# and overwriting a mapped file crashes it. The project cluster is restarted to load the new one.
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 HOME_DIR="${TAPEFLOW_HOME:-$ROOT/.tapeflow}"
@@ -12,27 +13,32 @@ PG_CONFIG="${PG_CONFIG:-/usr/lib/postgresql/15/bin/pg_config}"
 STASH="$HOME_DIR/extension-release"
 LIBDIR="$("$PG_CONFIG" --pkglibdir)"
 EXTDIR="$("$PG_CONFIG" --sharedir)/extension"
-SUDO=""; PGRX_SUDO=""
-if [ "$(id -u)" != "0" ]; then SUDO="sudo"; PGRX_SUDO="--sudo"; fi
+SUDO=""
+if [ "$(id -u)" != "0" ]; then SUDO="sudo"; fi
 
-stop_all() {
-  bash "$ROOT/scripts/demo.sh" stop >/dev/null 2>&1 || true
-  bash "$ROOT/scripts/cluster.sh" stop
+put() { # put SRC DIR: atomic replace of DIR/basename(SRC)
+  local name; name="$(basename "$1")"
+  $SUDO cp "$1" "$2/.$name.new" && $SUDO mv -f "$2/.$name.new" "$2/$name"
+}
+
+install_stash() {
+  put "$STASH/tapeflow.so" "$LIBDIR"
+  for f in "$STASH"/tapeflow.control "$STASH"/tapeflow--*.sql; do put "$f" "$EXTDIR"; done
+  if bash "$ROOT/scripts/cluster.sh" status; then bash "$ROOT/scripts/cluster.sh" restart >/dev/null; fi
 }
 
 case "${1:-}" in
   install)
-    stop_all
-    (cd "$ROOT/pg_extension" && cargo pgrx install --release --pg-config "$PG_CONFIG" $PGRX_SUDO)
+    (cd "$ROOT/pg_extension" && cargo pgrx package --pg-config "$PG_CONFIG")
+    PKG="${CARGO_TARGET_DIR:-$ROOT/target}/release/tapeflow-pg15"
     rm -rf "$STASH"; mkdir -p "$STASH"
-    cp "$LIBDIR/tapeflow.so" "$EXTDIR"/tapeflow.control "$EXTDIR"/tapeflow--*.sql "$STASH/"
+    cp "$(find "$PKG" -name tapeflow.so)" "$STASH/"
+    find "$PKG" \( -name 'tapeflow.control' -o -name 'tapeflow--*.sql' \) -exec cp {} "$STASH/" \;
+    install_stash
     ;;
   restore)
     [ -f "$STASH/tapeflow.so" ] || { echo "no stashed extension build; run make extension" >&2; exit 1; }
-    stop_all
-    # Copy then rename, so a process mapping the old file never sees a half-written one.
-    $SUDO cp "$STASH/tapeflow.so" "$LIBDIR/tapeflow.so.new" && $SUDO mv "$LIBDIR/tapeflow.so.new" "$LIBDIR/tapeflow.so"
-    $SUDO cp "$STASH"/tapeflow.control "$STASH"/tapeflow--*.sql "$EXTDIR/"
+    install_stash
     ;;
   *) echo "usage: $0 install|restore" >&2; exit 2 ;;
 esac

@@ -4,27 +4,56 @@
 -- Plain PostgreSQL: tapeflow.bars_1m is a table kept current by statement-level triggers on
 -- ticks (transition tables give the statement's rows, so a 10,000-row COPY costs one
 -- aggregate query, not 10,000 trigger calls). With TimescaleDB it is a continuous aggregate
--- over the same tapeflow.candle_agg. Either way queries read tapeflow.bars_1m.
+-- over the same tapeflow.candle_agg and tapeflow.profile_agg. Either way queries read
+-- tapeflow.bars_1m, and on both paths the same statement-level trigger announces the newest
+-- changed minute of each symbol an insert touched (hypertables have transition tables since
+-- TimescaleDB 2.18, which 001_core requires).
 
 CREATE OR REPLACE FUNCTION tapeflow.minute(ts timestamptz) RETURNS timestamptz
     LANGUAGE sql IMMUTABLE PARALLEL SAFE
     RETURN date_bin('1 minute', ts, timestamptz '2000-01-01 00:00+00');
 
+-- The TimescaleDB path is taken when 001_core made ticks a hypertable.
 DO $$
+DECLARE
+    hypertable boolean := false;
+    what text := 'One-minute summaries per symbol: candle (OHLCV, buy/sell volume) and profile (volume per price row at the symbol''s tick size). Every timeframe, session and composite profile is a rollup() of these.';
 BEGIN
     IF EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'timescaledb') THEN
+        hypertable := EXISTS (SELECT 1 FROM timescaledb_information.hypertables
+                              WHERE hypertable_schema = 'tapeflow' AND hypertable_name = 'ticks');
+    END IF;
+    IF hypertable THEN
         IF to_regclass('tapeflow.bars_1m') IS NULL THEN
-            CREATE MATERIALIZED VIEW tapeflow.bars_1m WITH (timescaledb.continuous, timescaledb.materialized_only = false) AS
+            -- The profile is binned on the symbol's tick size, so the aggregate joins symbols
+            -- (continuous aggregates may join one plain table on equality). TimescaleDB only
+            -- tracks changes to ticks, not to the joined table; that is sound because
+            -- symbols_check (001_core) refuses to change a tick size once the symbol has ticks,
+            -- and the foreign key keeps a symbol with ticks from being deleted. time_bucket()
+            -- gives the same whole minutes as tapeflow.minute().
+            --
+            -- materialized_only = false: minutes the refresh has not reached yet (the current
+            -- one at least) are aggregated from ticks at query time, so a tick is visible at
+            -- once, as on the plain path.
+            CREATE MATERIALIZED VIEW tapeflow.bars_1m
+                WITH (timescaledb.continuous, timescaledb.materialized_only = false) AS
                 SELECT t.symbol, time_bucket('1 minute', t.time) AS bucket,
                        tapeflow.candle_agg(t.time, t.price, t.size, t.side) AS candle,
                        tapeflow.profile_agg(t.price, t.size, t.side, s.tick_size) AS profile
                 FROM tapeflow.ticks t JOIN tapeflow.symbols s ON s.symbol = t.symbol
                 GROUP BY t.symbol, time_bucket('1 minute', t.time)
                 WITH NO DATA;
+            -- No start_offset: the refresh then covers all history, and as TimescaleDB logs
+            -- which ranges of ticks changed, each run recomputes only those. A bounded start
+            -- would leave a late or corrected trade older than it out of bars_1m for good
+            -- (the plain path's triggers take trades of any age), and, on a view created over
+            -- stored ticks, would hide everything older once the first run moved the
+            -- materialization watermark past it.
             PERFORM add_continuous_aggregate_policy('tapeflow.bars_1m',
-                start_offset => interval '3 days', end_offset => interval '1 minute',
+                start_offset => NULL, end_offset => interval '1 minute',
                 schedule_interval => interval '1 minute');
         END IF;
+        EXECUTE format('COMMENT ON VIEW tapeflow.bars_1m IS %L', what || ' A TimescaleDB continuous aggregate over ticks.');
     ELSE
         CREATE TABLE IF NOT EXISTS tapeflow.bars_1m (
             symbol text NOT NULL,
@@ -33,9 +62,9 @@ BEGIN
             profile tapeflow.profile NOT NULL,
             PRIMARY KEY (symbol, bucket)
         );
+        EXECUTE format('COMMENT ON TABLE tapeflow.bars_1m IS %L', what);
     END IF;
 END $$;
-COMMENT ON TABLE tapeflow.bars_1m IS 'One-minute summaries per symbol: candle (OHLCV, buy/sell volume) and profile (volume per price row at the symbol''s tick size). Every timeframe, session and composite profile is a rollup() of these.';
 
 -- Announces the newest changed minute of each symbol touched by a statement.
 CREATE OR REPLACE FUNCTION tapeflow.announce_candles(changed tapeflow.bars_1m[]) RETURNS void
@@ -70,9 +99,19 @@ BEGIN
         )
         SELECT array_agg(up) INTO changed FROM up;
     ELSE
-        -- Continuous aggregate: read the affected minutes back through its real-time view.
-        SELECT array_agg(b) INTO changed FROM tapeflow.bars_1m b
-        JOIN (SELECT symbol, max(tapeflow.minute(time)) AS bucket FROM new_rows GROUP BY 1) n USING (symbol, bucket);
+        -- Continuous aggregate: it stores nothing here, so aggregate the trades of each
+        -- symbol's newest changed minute (an index range scan per symbol). That is what the
+        -- view shows for a minute not yet materialized, and what the next refresh stores for
+        -- one that is (a late trade), so the announcement never carries a stale candle. The
+        -- profile is not announced and is left out.
+        SELECT array_agg(ROW(n.symbol, n.bucket, c.candle, NULL::tapeflow.profile)::tapeflow.bars_1m)
+          INTO changed
+        FROM (SELECT symbol, max(tapeflow.minute(time)) AS bucket FROM new_rows GROUP BY 1) n
+        CROSS JOIN LATERAL (
+            SELECT tapeflow.candle_agg(k.time, k.price, k.size, k.side) AS candle
+            FROM tapeflow.ticks k
+            WHERE k.symbol = n.symbol AND k.time >= n.bucket AND k.time < n.bucket + interval '1 minute'
+        ) c;
     END IF;
     PERFORM tapeflow.announce_candles(changed);
     RETURN NULL;
@@ -101,15 +140,16 @@ BEGIN
     RETURN NULL;
 END $$;
 
+-- Inserts are announced on both paths (a hypertable's transition table holds the rows of
+-- every chunk the statement wrote, COPY included). Deletes and updates need triggers only on
+-- the plain path: TimescaleDB records them for the next refresh itself, and refuses DELETE
+-- triggers with transition tables once compression is enabled.
+DROP TRIGGER IF EXISTS ticks_inserted ON tapeflow.ticks;
+CREATE TRIGGER ticks_inserted AFTER INSERT ON tapeflow.ticks
+    REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION tapeflow.ticks_inserted();
 DO $$
 BEGIN
-    IF EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'timescaledb') THEN
-        -- Hypertables do not support transition tables; announcements come from ingest_ticks().
-        NULL;
-    ELSE
-        DROP TRIGGER IF EXISTS ticks_inserted ON tapeflow.ticks;
-        CREATE TRIGGER ticks_inserted AFTER INSERT ON tapeflow.ticks
-            REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION tapeflow.ticks_inserted();
+    IF (SELECT relkind FROM pg_class WHERE oid = 'tapeflow.bars_1m'::regclass) = 'r' THEN
         DROP TRIGGER IF EXISTS ticks_deleted ON tapeflow.ticks;
         CREATE TRIGGER ticks_deleted AFTER DELETE ON tapeflow.ticks
             REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION tapeflow.ticks_changed();
@@ -179,13 +219,27 @@ COMMENT ON FUNCTION tapeflow.candles(text, text, timestamptz, timestamptz) IS
 'Bars of a symbol for timeframe 1m, 5m, 15m, 30m, 1h or 1d whose start lies in [from, to), rolled up from tapeflow.bars_1m. Errors: unknown symbol, unknown timeframe.';
 
 -- Recomputes every one-minute summary from ticks (after a bulk load with triggers disabled,
--- or after the extension was recreated). Returns the number of minutes written.
+-- or after the extension was recreated). Returns the number of minutes written (with
+-- TimescaleDB: the number of minutes in the view, see below).
 CREATE OR REPLACE FUNCTION tapeflow.rebuild_rollups() RETURNS bigint LANGUAGE plpgsql AS $$
 DECLARE
     n bigint;
 BEGIN
     IF (SELECT relkind FROM pg_class WHERE oid = 'tapeflow.bars_1m'::regclass) <> 'r' THEN
-        CALL refresh_continuous_aggregate('tapeflow.bars_1m', NULL, NULL);
+        -- Continuous aggregate: there is nothing to recompute here. TimescaleDB records every
+        -- change to ticks while executing it (no trigger a bulk load could disable) and the
+        -- view aggregates what is not materialized yet from ticks; recorded changes to
+        -- materialized minutes are applied by the refresh policy, which is asked to run now.
+        -- The refresh itself cannot run here: refresh_continuous_aggregate() is a procedure
+        -- that TimescaleDB refuses inside a function or transaction block.
+        PERFORM alter_job(j.job_id, next_start => now())
+        FROM timescaledb_information.jobs j
+        WHERE j.proc_name = 'policy_refresh_continuous_aggregate'
+          AND j.hypertable_schema = 'tapeflow' AND j.hypertable_name = 'bars_1m';
+        RAISE NOTICE 'tapeflow.bars_1m is a continuous aggregate: its refresh policy will apply pending changes'
+            USING HINT = 'to materialize everything now, or after a load with timescaledb.skip_cagg_invalidation, '
+                         'run CALL refresh_continuous_aggregate(''tapeflow.bars_1m'', NULL, NULL, force => true) '
+                         'outside a transaction block';
         SELECT count(*) INTO n FROM tapeflow.bars_1m;
         RETURN n;
     END IF;

@@ -36,7 +36,7 @@ pub fn load(
         bars AS (
             SELECT tapeflow.bar_start(b.bucket, $2, s.timezone, s.session_open) AS t,
                    tapeflow.rollup(b.candle) AS candle, tapeflow.rollup(b.profile) AS profile
-            FROM s, tapeflow.bars_1m b
+            FROM s, tapeflow.minute_bars b
             WHERE b.symbol = $1 AND b.bucket >= tapeflow.bar_start($3, $2, s.timezone, s.session_open) AND b.bucket < $4
             GROUP BY 1
         )

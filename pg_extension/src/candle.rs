@@ -208,6 +208,35 @@ fn delta(c: Candle) -> f64 {
     c.0.delta()
 }
 
+/// A candle from a ready-made OHLCV bar (imported minute bars): the open/close times are the
+/// bar's time, the aggressor split is unknown (the bar engine estimates it from the bar), the
+/// notional uses the typical price (H+L+C)/3 for VWAP. Errors name an inconsistent bar.
+#[pg_extern(immutable, parallel_safe)]
+fn candle_of(time: TimestampWithTimeZone, open: f64, high: f64, low: f64, close: f64, volume: f64) -> Candle {
+    let t = micros(time);
+    for p in [open, high, low, close] {
+        tapeflow_analytics::candle::validate_trade(p, volume).unwrap_or_else(|e| error!("candle_of: {e}"));
+    }
+    if low > open.min(close) || high < open.max(close) {
+        error!("candle_of: open {open} and close {close} must lie within low {low} .. high {high}");
+    }
+    Candle(C {
+        open,
+        open_time: t,
+        high,
+        high_time: t,
+        low,
+        low_time: t,
+        close,
+        close_time: t,
+        volume,
+        buy_volume: 0.0,
+        sell_volume: 0.0,
+        trades: 0,
+        notional: (high + low + close) / 3.0 * volume,
+    })
+}
+
 #[cfg(any(test, feature = "pg_test"))]
 #[pg_schema]
 mod tests {

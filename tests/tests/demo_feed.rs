@@ -80,7 +80,8 @@ async fn demo_feed_backfills_streams_and_restarts_without_duplicates() {
 
     // Restart: resumes from the newest tick; replayed trades are skipped, none duplicated.
     let mut feed = Proc::spawn("tapeflow-feed", &["demo"], &feed_env(&db));
-    let resumed = wait_until(&client, "SELECT count(*) FROM tapeflow.ticks", before + 1, Duration::from_secs(30)).await;
+    let resumed =
+        wait_until(&client, "SELECT count(*) FROM tapeflow.ticks", before + 1, Duration::from_secs(30)).await;
     assert!(resumed > before, "the restarted feed wrote nothing new");
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert!(feed.terminate(Duration::from_secs(10)));

@@ -134,7 +134,9 @@ async fn live_replay_equals_history_and_notifies() {
         )
         .await
         .unwrap();
-        c.execute("SELECT count(*) FROM tapeflow.run_cycle($1::timestamptz + interval '62 seconds')", &[m]).await.unwrap();
+        c.execute("SELECT count(*) FROM tapeflow.run_cycle($1::timestamptz + interval '62 seconds')", &[m])
+            .await
+            .unwrap();
     }
 
     // Live log == one evaluation of the stored session, bar for bar.
@@ -225,7 +227,9 @@ async fn live_replay_equals_history_and_notifies() {
 
     // Running every cycle again changes nothing.
     for m in minutes.iter().step_by(50) {
-        c.execute("SELECT count(*) FROM tapeflow.run_cycle($1::timestamptz + interval '62 seconds')", &[m]).await.unwrap();
+        c.execute("SELECT count(*) FROM tapeflow.run_cycle($1::timestamptz + interval '62 seconds')", &[m])
+            .await
+            .unwrap();
     }
     let again: i64 = c.query_one("SELECT count(*) FROM tapeflow.signals", &[]).await.unwrap().get(0);
     assert_eq!(again as usize, signals.len());

@@ -1,17 +1,27 @@
 // Unit tests of shaping backtest results for display (no browser needed).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { downsample, normalizeEquity, normalizeTrade, sortTrades, statRows } from '../static/js/backtest-data.js';
+import { downsample, normalizeEquity, normalizeTrade, parseTime, sortTrades, statRows }
+  from '../static/js/backtest-data.js';
 import { setZone } from '../static/js/format.js';
 
 const T0 = Date.parse('2026-11-24T14:30:00Z') / 1000;
 const iso = (sec) => new Date(sec * 1000).toISOString();
+
+test('times in RFC 3339 and in PostgreSQL text form', () => {
+  assert.equal(parseTime('2026-11-24T14:30:00Z'), T0);
+  assert.equal(parseTime('2026-11-24T09:30:00-05:00'), T0);
+  assert.equal(parseTime('2026-11-24 14:30:00+00'), T0);
+  assert.equal(parseTime('2026-11-24 14:30:00.25+00'), T0);
+  assert.ok(Number.isNaN(parseTime('soon')));
+});
 
 test('equity points are sorted, unique in time and parsed', () => {
   const points = normalizeEquity([
     { time: iso(T0 + 60), equity: '101000.50', drawdown_pct: '0' },
     { time: iso(T0), equity: 100000, drawdown_pct: 0 },
     { time: iso(T0 + 60), equity: 99000, drawdown_pct: -1 }, // the later copy of an instant wins
+    { time: null, equity: 1 },
   ]);
   assert.deepEqual(points, [{ time: T0, equity: 100000, dd: 0 }, { time: T0 + 60, equity: 99000, dd: -1 }]);
 });
@@ -38,8 +48,9 @@ test('downsampling keeps the extremes, the ends and the order', () => {
 
 test('trades: money strings become numbers, missing values sort last', () => {
   const trades = [
-    { symbol: 'AAPL', side: 'long', quantity: 100, entry_time: iso(T0), entry_price: '189.10', exit_time: iso(T0 + 1500),
-      exit_price: '190.00', pnl: '88.50', return_pct: 0.47, fees: '1.50', exit_reason: 'target', mae: -0.2, mfe: 1.1 },
+    { symbol: 'AAPL', side: 'long', quantity: 100, entry_time: iso(T0), entry_price: '189.10',
+      exit_time: iso(T0 + 1500), exit_price: '190.00', pnl: '88.50', return_pct: 0.47, fees: '1.50',
+      exit_reason: 'target', mae: -0.2, mfe: 1.1 },
     { symbol: 'MSFT', side: 'short', quantity: 10, entry_time: iso(T0), entry_price: '415', exit_time: null,
       exit_price: null, pnl: null, return_pct: null, fees: '1', exit_reason: null, mae: null, mfe: null },
     { symbol: 'NVDA', side: 'long', quantity: 50, entry_time: iso(T0), entry_price: '140', exit_time: iso(T0 + 60),
@@ -55,7 +66,7 @@ test('trades: money strings become numbers, missing values sort last', () => {
 
 test('statistics: known keys in order with labels, others appended, null as a dash', () => {
   setZone('UTC');
-  const rows = statRows({ fees_total: 12.5, sharpe: 0.8123, start: '2026-11-20T14:30:00Z', return_pct: 1.234,
+  const rows = statRows({ fees_total: 12.5, sharpe: 0.8123, start: '2026-11-20 14:30:00+00', return_pct: 1.234,
     max_drawdown_pct: -2.1, sortino: null, trades: 12, final_equity: '101234.5', note: 'warm-up skipped',
     custom_pct: 3 });
   const byKey = Object.fromEntries(rows.map((r) => [r.key, r]));
@@ -73,4 +84,12 @@ test('statistics: known keys in order with labels, others appended, null as a da
   assert.deepEqual([byKey.note.label, byKey.note.text], ['Note', 'warm-up skipped']);
   assert.deepEqual([byKey.custom_pct.label, byKey.custom_pct.text], ['Custom', '3.00%']);
   assert.deepEqual(statRows(null), []);
+});
+
+test('statistics under other names get units and kinds from their labels', () => {
+  const rows = statRows({ 'Return [%]': -1.5, 'Max. Drawdown [%]': -3, 'Win Rate [%]': 55, 'Equity Final [$]': 99000,
+    'Avg. Trade Duration': 0.25, SQN: 1.234 });
+  assert.deepEqual(rows.map((r) => [r.label, r.text, r.tone]), [
+    ['Return', '-1.50%', 'down'], ['Max. Drawdown', '-3.00%', 'down'], ['Win Rate', '55.00%', ''],
+    ['Equity Final', '99,000.00', ''], ['Avg. Trade Duration', '6h 00m', ''], ['SQN', '1.234', '']]);
 });

@@ -277,8 +277,9 @@ const results = new Map(); // id → { stats, equity, trades }
 function finish(run, result, paths) {
   const stats = statsOf(result, paths);
   results.set(run.id, { stats, equity: result.equity.map(({ exposed, ...p }) => p), trades: result.trades });
-  Object.assign(run, { status: 'completed', progress: 1, trades: stats?.trades ?? 0, return_pct: stats?.return_pct ?? null,
-    sharpe: stats?.sharpe ?? null, max_drawdown_pct: stats?.max_drawdown_pct ?? null });
+  Object.assign(run, { status: 'completed', progress: 1, trades: stats?.trades ?? 0,
+    return_pct: stats?.return_pct ?? null, sharpe: stats?.sharpe ?? null,
+    max_drawdown_pct: stats?.max_drawdown_pct ?? null });
 }
 
 // Fixed runs: a cancelled and a failed one, and one completed over five

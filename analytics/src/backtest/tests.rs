@@ -744,16 +744,21 @@ fn backtest_throughput() {
     let secs = started.elapsed().as_secs_f64();
     println!("simulator alone: {:.0} bars/s; {} trades", total as f64 / secs, r.trades.len());
 
-    // Coin-flip entries with the strategy's 1 : 2 bracket: on a random walk the simulator must
-    // not create an edge of its own.
+    // Coin-flip entries with a symmetric bracket: on a random walk the simulator must not
+    // create an edge of its own (mean R ≈ 0).
     struct CoinFlip(Box<dyn FnMut() -> f64>);
     impl SignalSource for CoinFlip {
-        fn on_bar(&mut self, _: usize, bar: &BarInput, _: &BarContext) -> Result<Option<Signal>, EngineError> {
+        fn on_bar(
+            &mut self,
+            _: usize,
+            bar: &BarInput,
+            _: &BarContext,
+        ) -> Result<Option<Signal>, EngineError> {
             let c = bar.candle.close;
             let u = (self.0)();
             Ok(match bar.position {
-                None if u < 0.01 => Some(long(c, c * 0.997, Some(c * 1.006))),
-                None if u < 0.02 => Some(short(c, c * 1.003, Some(c * 0.994))),
+                None if u < 0.01 => Some(long(c, c * 0.997, Some(c * 1.003))),
+                None if u < 0.02 => Some(short(c, c * 1.003, Some(c * 0.997))),
                 _ => None,
             })
         }
@@ -777,11 +782,8 @@ fn splitmix(seed: u64) -> impl FnMut() -> f64 {
 
 /// Mean R-multiple (P&L over the money at risk at the signal) with its standard error.
 fn mean_r(r: &BacktestResult) -> String {
-    let rs: Vec<f64> = r
-        .trades
-        .iter()
-        .map(|t| to_f64(t.pnl) / ((t.signal_price - t.stop).abs() * t.qty as f64))
-        .collect();
+    let rs: Vec<f64> =
+        r.trades.iter().map(|t| to_f64(t.pnl) / ((t.signal_price - t.stop).abs() * t.qty as f64)).collect();
     let n = rs.len() as f64;
     let m = rs.iter().sum::<f64>() / n;
     let sd = (rs.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (n - 1.0)).sqrt();

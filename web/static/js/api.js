@@ -3,10 +3,17 @@
 // RFC 3339 without milliseconds: the plainest form for any server parser.
 export const rfc3339 = (date) => date.toISOString().replace(/\.\d{3}Z$/, 'Z');
 
-// The server explains refusals as {"error": "..."}; that beats a bare status.
+// The server explains refusals as {"error": "..."} (or, when the request
+// could not even be parsed, as plain text); either beats a bare status.
 async function failure(res) {
-  const body = await res.json().catch(() => null);
-  return new Error(body?.error ?? `HTTP ${res.status}`);
+  const text = (await res.text().catch(() => '')).trim();
+  let message = text.length > 0 && text.length < 500 && !text.startsWith('<') ? text : `HTTP ${res.status}`;
+  try {
+    message = JSON.parse(text).error ?? message;
+  } catch {
+    // not JSON: keep the text
+  }
+  return new Error(message);
 }
 
 async function getJSON(path, params = {}) {

@@ -1,5 +1,5 @@
 // Dashboard entry point: routing, selection, and wiring the live stream to
-// the watchlist, the chart and the signals log.
+// the watchlist, the chart, the signals log and the backtests page.
 import * as api from './api.js';
 import { Backtests } from './backtests.js';
 import { TIMEFRAMES, normalizeCandle } from './bars.js';

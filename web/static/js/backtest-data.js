@@ -1,7 +1,6 @@
 // Shaping backtest results for display: equity points, trades, statistics.
 // No DOM here, so the module can be unit-tested with plain node.
-import { toSec } from './bars.js';
-import { decimalsFor, fmtDateTime, fmtPrice } from './format.js';
+import { decimalsFor, fmtDateTime, fmtPrice, fmtSpan } from './format.js';
 
 /** Statuses after which a run never changes again. */
 export const FINAL = new Set(['completed', 'failed', 'cancelled']);
@@ -9,14 +8,24 @@ export const FINAL = new Set(['completed', 'failed', 'cancelled']);
 // Money and price fields may arrive as JSON strings (NUMERIC columns).
 const num = (v) => (v == null || v === '' ? null : Number(v));
 
+const TIMESTAMP = /^\d{4}-\d\d-\d\d[T ]\d\d:\d\d/;
+
+/** Unix seconds of an RFC 3339 time or of PostgreSQL's text form of one
+ *  ("2026-11-20 14:30:00+00"), or NaN. */
+export function parseTime(v) {
+  const text = String(v).replace(' ', 'T').replace(/([+-]\d\d)$/, '$1:00');
+  return Math.floor(Date.parse(text) / 1000);
+}
+
 /** API equity points → `{ time, equity, dd }`, time in Unix seconds,
  *  ascending with unique times (what the chart requires). A missing
  *  drawdown is derived from the running peak. */
 export function normalizeEquity(points) {
   const byTime = new Map();
-  for (const p of points) byTime.set(toSec(p.time), p); // the last one of an instant wins
+  for (const p of points) byTime.set(parseTime(p.time), p); // the last one of an instant wins
   let peak = -Infinity;
-  return [...byTime].sort((a, b) => a[0] - b[0]).map(([time, p]) => {
+  const known = [...byTime].filter(([time]) => Number.isFinite(time));
+  return known.sort((a, b) => a[0] - b[0]).map(([time, p]) => {
     const equity = num(p.equity);
     peak = Math.max(peak, equity);
     const dd = num(p.drawdown_pct) ?? (peak > 0 ? (equity / peak - 1) * 100 : 0);
@@ -56,8 +65,8 @@ export function downsample(points, max, values) {
 
 /** API trade → display shape: numbers parsed, times in Unix seconds. */
 export function normalizeTrade(t, index) {
-  const entry = t.entry_time ? toSec(t.entry_time) : null;
-  const exit = t.exit_time ? toSec(t.exit_time) : null;
+  const entry = t.entry_time ? parseTime(t.entry_time) : null;
+  const exit = t.exit_time ? parseTime(t.exit_time) : null;
   return {
     n: index + 1,
     symbol: t.symbol,
@@ -120,28 +129,38 @@ const STATS = [
   ['kelly', 'Kelly criterion', 'ratio'],
 ];
 const KNOWN = new Map(STATS.map(([key, label, kind]) => [key, { label, kind }]));
-const ISO_TIME = /^\d{4}-\d\d-\d\dT\d\d:\d\d/;
 
-// "fees_total" → "Fees total"; a `_pct` suffix shows in the value instead.
+// Other keys may be snake_case ("fees_total") or labels with a unit ("Total
+// Fees [$]"); the unit shows in the value instead.
+const UNIT = /_pct$|\s*\[[%$]\]$/;
 const labelOf = (key) => {
-  const words = key.replace(/_pct$/, '').replace(/_/g, ' ');
+  const words = key.replace(UNIT, '').replace(/_/g, ' ');
   return words.charAt(0).toUpperCase() + words.slice(1);
 };
 
 function guessKind(key, v) {
-  if (key.endsWith('_pct')) return 'pct';
-  if (typeof v === 'string' && ISO_TIME.test(v)) return 'time';
-  if (typeof v === 'number' || (typeof v === 'string' && v.trim() !== '' && Number.isFinite(Number(v)))) return 'number';
-  return 'text';
+  if (/_pct$|\[%\]$/.test(key)) {
+    if (/drawdown/i.test(key)) return 'drawdown';
+    return /return|trade|expectancy/i.test(key) ? 'signed' : 'pct';
+  }
+  if (/\[\$\]$/.test(key)) return 'money';
+  if (/duration/i.test(key) && typeof v === 'number') return 'days'; // a duration as a number counts days
+  if (typeof v === 'string' && TIMESTAMP.test(v)) return 'time';
+  const numeric = typeof v === 'number' || (typeof v === 'string' && v.trim() !== '' && Number.isFinite(Number(v)));
+  return numeric ? 'number' : 'text';
 }
 
-const fixed = (v, digits) => v.toLocaleString('en-US', { minimumFractionDigits: digits, maximumFractionDigits: digits });
+const fixed = (v, digits) =>
+  v.toLocaleString('en-US', { minimumFractionDigits: digits, maximumFractionDigits: digits });
 
 /** Text and colour tone ('up' | 'down' | '') of one statistic. */
 export function fmtStat(kind, v) {
   if (v == null) return { text: '—', tone: '' };
   if (kind === 'text') return { text: typeof v === 'object' ? JSON.stringify(v) : String(v), tone: '' };
-  if (kind === 'time') return { text: Number.isFinite(Date.parse(v)) ? fmtDateTime(toSec(v)) : String(v), tone: '' };
+  if (kind === 'time') {
+    const sec = parseTime(v);
+    return { text: Number.isFinite(sec) ? fmtDateTime(sec) : String(v), tone: '' };
+  }
   const n = Number(v);
   if (!Number.isFinite(n)) return { text: String(v), tone: '' };
   switch (kind) {
@@ -150,6 +169,7 @@ export function fmtStat(kind, v) {
     case 'pct': return { text: `${fixed(n, 2)}%`, tone: '' };
     case 'money': return { text: fmtPrice(n, 2), tone: '' };
     case 'ratio': return { text: fixed(n, 2), tone: '' };
+    case 'days': return { text: fmtSpan(n * 86400), tone: '' };
     default: return { text: Number.isInteger(n) ? fixed(n, 0) : fixed(n, Math.min(4, decimalsFor([n]))), tone: '' };
   }
 }

@@ -1,10 +1,9 @@
 // The backtests page: a form to start runs, the list of runs kept current by
 // live `backtest` events, and one run's results (#/backtests/<id>).
 import * as api from './api.js';
-import { FINAL, normalizeEquity, normalizeTrade, sortTrades, statRows } from './backtest-data.js';
+import { FINAL, normalizeEquity, normalizeTrade, parseTime, sortTrades, statRows } from './backtest-data.js';
 import { EquityChart } from './equity-chart.js';
 import { decimalsFor, fmtDateTime, fmtPct, fmtPrice, fmtSpan, fmtYMD, setText, startOfDay } from './format.js';
-import { toSec } from './bars.js';
 
 const $ = (sel) => document.querySelector(sel);
 const DAY = 86400;
@@ -25,7 +24,7 @@ const TRADE_COLUMNS = [
   ['exit_reason', 'Exit reason'], ['mae', 'MAE', 'num'], ['mfe', 'MFE', 'num'], ['held', 'Held', 'num'],
 ];
 
-const when = (iso) => (iso ? fmtDateTime(toSec(iso)) : '—');
+const when = (iso) => (iso ? fmtDateTime(parseTime(iso)) : '—');
 const ratio = (v) => (v == null || !Number.isFinite(Number(v)) ? '—' : Number(v).toFixed(2));
 const pctOf = (progress) => `${Math.round(Math.max(0, Math.min(1, Number(progress) || 0)) * 100)}%`;
 // "2026-11-24" moved by whole days (calendar arithmetic, zone-free).
@@ -288,7 +287,9 @@ export class Backtests {
       tr.dataset.runId = String(run.id);
       tr.tabIndex = 0;
       for (const c of RUN_COLUMNS) tr.insertCell().dataset.field = c;
-      for (const c of ['id', 'trades', 'return', 'sharpe', 'drawdown']) tr.cells[RUN_COLUMNS.indexOf(c)].classList.add('num');
+      for (const c of ['id', 'trades', 'return', 'sharpe', 'drawdown']) {
+        tr.cells[RUN_COLUMNS.indexOf(c)].classList.add('num');
+      }
       this.rows.set(run.id, tr);
       // Newest (highest id) first.
       const body = this.table.tBodies[0];
@@ -389,7 +390,7 @@ export class Backtests {
     progress.style.setProperty('--p', pctOf(run.progress));
     setText($('#run-progress-text'), run.status === 'running' ? pctOf(run.progress) : '');
 
-    const took = run.started_at && run.finished_at ? toSec(run.finished_at) - toSec(run.started_at) : null;
+    const took = run.started_at && run.finished_at ? parseTime(run.finished_at) - parseTime(run.started_at) : null;
     const meta = [
       ['Run', `#${run.id}`],
       ['Symbols', run.symbols?.join(', ')],

@@ -1,0 +1,282 @@
+//! Backtests from SQL and from the web API, over a demo session stored through the real
+//! ingest path.
+
+use std::time::Duration;
+use tapeflow_tests::*;
+
+/// Stores the previous regular session of the demo market for `symbols`.
+async fn demo_session(db: &TestDb, symbols: &str) -> tokio_postgres::Client {
+    let c = db.client().await;
+    let mut feed = Proc::spawn(
+        "tapeflow-feed",
+        &["demo"],
+        &[
+            ("DATABASE_URL", db.url.clone()),
+            ("TAPEFLOW_DEMO_SYMBOLS", symbols.into()),
+            ("TAPEFLOW_DEMO_BACKFILL_DAYS", "1".into()),
+            ("TAPEFLOW_DEMO_ALWAYS_OPEN", "false".into()),
+            ("TAPEFLOW_DEMO_QUOTES", "false".into()),
+        ],
+    );
+    let mut last = -1i64;
+    for _ in 0..120 {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let n: i64 = c.query_one("SELECT count(*) FROM tapeflow.ticks", &[]).await.unwrap().get(0);
+        if n > 1000 && n == last {
+            break;
+        }
+        last = n;
+    }
+    assert!(feed.terminate(Duration::from_secs(10)));
+    c
+}
+
+async fn one<T: for<'a> tokio_postgres::types::FromSql<'a>>(c: &tokio_postgres::Client, sql: &str) -> T {
+    c.query_one(sql, &[]).await.unwrap_or_else(|e| panic!("{sql}: {e}")).get(0)
+}
+
+const RANGE: &str =
+    "(SELECT min(time) FROM tapeflow.ticks), (SELECT max(time) FROM tapeflow.ticks) + interval '1 minute'";
+
+#[tokio::test]
+async fn backtest_runs_persist_trades_equity_and_statistics() {
+    let db = TestDb::create("bt", false).await;
+    let c = demo_session(&db, "AAPL,NVDA").await;
+    let params = r#"{"engine": {"strategy": {"min_aggression_score": 50}}, "commission_per_share": 0.005, "slippage_bps": 1}"#;
+
+    // The set-returning form and the persisted form give the same trades.
+    let direct: i64 = one(
+        &c,
+        &format!("SELECT count(*) FROM tapeflow.backtest(ARRAY['AAPL','NVDA'], {RANGE}, '{params}')"),
+    )
+    .await;
+    let id: i64 =
+        one(&c, &format!("SELECT tapeflow.backtest_run(ARRAY['AAPL','NVDA'], {RANGE}, '{params}')")).await;
+    let status: String = one(&c, &format!("SELECT status FROM tapeflow.backtest_runs WHERE id = {id}")).await;
+    assert_eq!(status, "completed");
+    let stored: i64 =
+        one(&c, &format!("SELECT count(*) FROM tapeflow.backtest_trades WHERE run_id = {id}")).await;
+    assert_eq!(direct, stored);
+    assert!(stored > 0, "the demo session should trade with a 50 aggression threshold");
+
+    // Every trade's P&L is exactly (exit - entry) x qty for longs, the reverse for shorts, minus fees.
+    let wrong: i64 = one(
+        &c,
+        &format!(
+            "SELECT count(*) FROM tapeflow.backtest_trades WHERE run_id = {id} AND pnl <>
+               CASE side WHEN 'long' THEN (exit_price - entry_price) ELSE (entry_price - exit_price) END * quantity - fees"
+        ),
+    )
+    .await;
+    assert_eq!(wrong, 0);
+    let order: i64 = one(
+        &c,
+        &format!("SELECT count(*) FROM tapeflow.backtest_trades WHERE run_id = {id} AND (exit_time < entry_time OR fees <= 0)"),
+    )
+    .await;
+    assert_eq!(order, 0);
+    // No look-ahead: an entry fills at the open of a bar after the one that signalled.
+    let same_bar: i64 = one(
+        &c,
+        &format!(
+            "SELECT count(*) FROM tapeflow.backtest_trades t JOIN tapeflow.bars_1m b
+               ON b.symbol = t.symbol AND b.bucket = tapeflow.minute(t.entry_time)
+             WHERE t.run_id = {id} AND t.entry_price NOT BETWEEN tapeflow.low(b.candle) * 0.99 AND tapeflow.high(b.candle) * 1.01"
+        ),
+    )
+    .await;
+    assert_eq!(same_bar, 0);
+    // The equity curve has one point per bar time and ends at initial cash + total P&L.
+    let points: i64 =
+        one(&c, &format!("SELECT count(*) FROM tapeflow.backtest_equity WHERE run_id = {id}")).await;
+    let times: i64 = one(&c, "SELECT count(DISTINCT bucket) FROM tapeflow.bars_1m").await;
+    assert_eq!(points, times);
+    let balanced: bool = one(
+        &c,
+        &format!(
+            "SELECT (SELECT equity FROM tapeflow.backtest_equity WHERE run_id = {id} ORDER BY time DESC LIMIT 1)
+                  = 100000 + (SELECT sum(pnl) FROM tapeflow.backtest_trades WHERE run_id = {id})"
+        ),
+    )
+    .await;
+    assert!(balanced);
+    let stats: i64 = one(
+        &c,
+        &format!("SELECT count(*) FROM tapeflow.backtest_stats({id}) WHERE statistic IN ('Sharpe Ratio', 'Max. Drawdown [%]', 'SQN', '# Trades')"),
+    )
+    .await;
+    assert_eq!(stats, 4);
+    let n_trades: f64 =
+        one(&c, &format!("SELECT number FROM tapeflow.backtest_stats({id}) WHERE statistic = '# Trades'"))
+            .await;
+    assert_eq!(n_trades as i64, stored);
+
+    // Live == backtest: each entry was signalled by the same engine on the bar before its fill.
+    let unsignalled: i64 = one(
+        &c,
+        &format!(
+            "SELECT count(*) FROM tapeflow.backtest_trades t
+             WHERE t.run_id = {id} AND NOT EXISTS (
+                 SELECT 1 FROM tapeflow.market_state_history(t.symbol, (SELECT min(time) FROM tapeflow.ticks), t.entry_time,
+                                                            '{{\"strategy\": {{\"min_aggression_score\": 50}}}}') h
+                 WHERE h.time < t.entry_time AND h.signal LIKE 'entry%' AND h.time >= t.entry_time - interval '2 minutes')"
+        ),
+    )
+    .await;
+    assert_eq!(unsignalled, 0);
+
+    // A grid runs every combination over the same bars.
+    let combos: Vec<tokio_postgres::Row> = c
+        .query(
+            &format!(
+                "SELECT combination, params, trades FROM tapeflow.backtest_grid(ARRAY['AAPL','NVDA'], {RANGE},
+                   '{{\"engine.strategy.min_aggression_score\": [50, 90], \"slippage_bps\": [0, 5]}}')"
+            ),
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(combos.len(), 4);
+    let strict: Vec<i64> = combos
+        .iter()
+        .filter(|r| r.get::<_, serde_json::Value>(1)["engine"]["strategy"]["min_aggression_score"] == 90)
+        .map(|r| r.get(2))
+        .collect();
+    let loose: Vec<i64> = combos
+        .iter()
+        .filter(|r| r.get::<_, serde_json::Value>(1)["engine"]["strategy"]["min_aggression_score"] == 50)
+        .map(|r| r.get(2))
+        .collect();
+    assert!(strict.iter().sum::<i64>() <= loose.iter().sum::<i64>());
+}
+
+#[tokio::test]
+async fn zero_trades_and_failures_are_recorded() {
+    let db = TestDb::create("bt0", false).await;
+    let c = db.client().await;
+    c.batch_execute(
+        "INSERT INTO tapeflow.symbols (symbol, tick_size) VALUES ('FLAT', 0.01);
+         INSERT INTO tapeflow.ticks (time, symbol, price, size, side, trade_id)
+         SELECT timestamptz '2024-03-04 14:30+00' + i * interval '20 seconds', 'FLAT', 20, 100, 'N', i::text
+         FROM generate_series(0, 1169) i;",
+    )
+    .await
+    .unwrap();
+    let id: i64 =
+        one(&c, "SELECT tapeflow.backtest_run(ARRAY['FLAT'], '2024-03-04 14:30+00', '2024-03-04 21:00+00')")
+            .await;
+    let (status, trades): (String, i64) = {
+        let r = c
+            .query_one(
+                &format!(
+                    "SELECT status, (stats ->> 'trades')::bigint FROM tapeflow.backtest_runs WHERE id = {id}"
+                ),
+                &[],
+            )
+            .await
+            .unwrap();
+        (r.get(0), r.get(1))
+    };
+    assert_eq!((status.as_str(), trades), ("completed", 0));
+    let ret: f64 =
+        one(&c, &format!("SELECT number FROM tapeflow.backtest_stats({id}) WHERE statistic = 'Return [%]'"))
+            .await;
+    assert_eq!(ret, 0.0);
+    let sharpe: Option<String> =
+        one(&c, &format!("SELECT value FROM tapeflow.backtest_stats({id}) WHERE statistic = 'Win Rate [%]'"))
+            .await;
+    assert_eq!(sharpe, None, "undefined without trades");
+
+    // Bad parameters are refused up front, naming the key.
+    let e = c
+        .query_one(
+            "SELECT tapeflow.backtest_run(ARRAY['FLAT'], '2024-03-04', '2024-03-05', '{\"slipage_bps\": 1}')",
+            &[],
+        )
+        .await
+        .unwrap_err();
+    assert!(e.as_db_error().unwrap().message().contains("slipage_bps"));
+    let e = c
+        .query_one("SELECT tapeflow.backtest_run(ARRAY['NOPE'], '2024-03-04', '2024-03-05')", &[])
+        .await
+        .unwrap_err();
+    assert!(e.as_db_error().unwrap().message().contains("unknown symbol(s) NOPE"));
+    // A run that fails while executing is kept, with its error.
+    let id: i64 = one(&c, "SELECT tapeflow.backtest_create(ARRAY['FLAT'], '2024-03-04', '2024-03-05')").await;
+    c.batch_execute(&format!(
+        "UPDATE tapeflow.backtest_runs SET params = '{{\"initial_cash\": -5}}' WHERE id = {id}"
+    ))
+    .await
+    .unwrap();
+    one::<i64>(&c, &format!("SELECT tapeflow.backtest_execute({id})")).await;
+    let (status, error): (String, Option<String>) = {
+        let r = c
+            .query_one(&format!("SELECT status, error FROM tapeflow.backtest_runs WHERE id = {id}"), &[])
+            .await
+            .unwrap();
+        (r.get(0), r.get(1))
+    };
+    assert_eq!(status, "failed");
+    assert!(error.unwrap_or_default().contains("initial_cash"));
+}
+
+#[tokio::test]
+async fn backtest_from_the_web_api_streams_progress() {
+    let db = TestDb::create("btweb", false).await;
+    let c = db.client().await;
+    c.batch_execute(
+        "INSERT INTO tapeflow.symbols (symbol, tick_size, timezone, session_open, session_close) VALUES ('WEB', 0.01, 'UTC', '00:00', '00:00');
+         INSERT INTO tapeflow.ticks (time, symbol, price, size, side, trade_id)
+         SELECT timestamptz '2024-03-04 00:00+00' + i * interval '30 seconds', 'WEB', 50 + 5 * sin(i / 300.0), 100,
+                CASE WHEN i % 3 = 0 THEN 'S' ELSE 'B' END, i::text
+         FROM generate_series(0, 5759) i;",
+    )
+    .await
+    .unwrap();
+    let port = free_port();
+    let _web = Proc::spawn(
+        "tapeflow-web",
+        &[],
+        &[
+            ("DATABASE_URL", db.url.clone()),
+            ("TAPEFLOW_WEB_ADDR", format!("127.0.0.1:{port}")),
+            ("TAPEFLOW_WEB_ROOT", repo_root().join("web").display().to_string()),
+        ],
+    );
+    let base = format!("http://127.0.0.1:{port}");
+    wait_http_ok(&format!("{base}/healthz"), Duration::from_secs(20)).await;
+    let mut sse = SseReader::connect(&format!("{base}/events")).await;
+    let http = reqwest::Client::new();
+    let bad = http
+        .post(format!("{base}/api/backtests"))
+        .json(&serde_json::json!({"symbols": ["WEB"], "from": "2024-03-04T00:00:00Z", "to": "2024-03-06T00:00:00Z", "params": {"nope": 1}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 400);
+    let resp: serde_json::Value = http
+        .post(format!("{base}/api/backtests"))
+        .json(&serde_json::json!({"symbols": ["WEB"], "from": "2024-03-04T00:00:00Z", "to": "2024-03-06T00:00:00Z"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = resp["id"].as_i64().expect("run id");
+    let done = sse
+        .wait_for("backtest", Duration::from_secs(60), |v| v["id"] == id && v["status"] != "running")
+        .await
+        .expect("a final backtest event");
+    assert_eq!(done["status"], "completed", "{done}");
+    let detail: serde_json::Value =
+        http.get(format!("{base}/api/backtests/{id}")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(detail["run"]["status"], "completed");
+    assert!(detail["stats"]["Sharpe Ratio"].is_number() || detail["stats"]["Sharpe Ratio"].is_null());
+    let equity: serde_json::Value =
+        http.get(format!("{base}/api/backtests/{id}/equity")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(equity.as_array().unwrap().len(), 5760 / 2);
+    let list: serde_json::Value =
+        http.get(format!("{base}/api/backtests")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(list[0]["id"], id);
+}
