@@ -32,9 +32,9 @@ BEGIN
             -- and the foreign key keeps a symbol with ticks from being deleted. time_bucket()
             -- gives the same whole minutes as tapeflow.minute().
             --
-            -- materialized_only = false: minutes the refresh has not reached yet (the current
-            -- one at least) are aggregated from ticks at query time, so a tick is visible at
-            -- once, as on the plain path.
+            -- materialized_only = false: minutes the refresh has not reached yet (the last
+            -- five at least, see end_offset below) are aggregated from ticks at query time, so
+            -- a tick is visible at once, as on the plain path.
             CREATE MATERIALIZED VIEW tapeflow.bars_1m
                 WITH (timescaledb.continuous, timescaledb.materialized_only = false) AS
                 SELECT t.symbol, time_bucket('1 minute', t.time) AS bucket,
@@ -48,9 +48,12 @@ BEGIN
             -- would leave a late or corrected trade older than it out of bars_1m for good
             -- (the plain path's triggers take trades of any age), and, on a view created over
             -- stored ticks, would hide everything older once the first run moved the
-            -- materialization watermark past it.
+            -- materialization watermark past it. The five-minute end_offset keeps the newest
+            -- minutes real-time, so a trade a few minutes late (a polled provider, a feed
+            -- reconnecting) still shows at once; a trade for a minute already materialized
+            -- shows in bars_1m after the next refresh (its announcement is immediate).
             PERFORM add_continuous_aggregate_policy('tapeflow.bars_1m',
-                start_offset => NULL, end_offset => interval '1 minute',
+                start_offset => NULL, end_offset => interval '5 minutes',
                 schedule_interval => interval '1 minute');
         END IF;
         EXECUTE format('COMMENT ON VIEW tapeflow.bars_1m IS %L', what || ' A TimescaleDB continuous aggregate over ticks.');
@@ -99,19 +102,32 @@ BEGIN
         )
         SELECT array_agg(up) INTO changed FROM up;
     ELSE
-        -- Continuous aggregate: it stores nothing here, so aggregate the trades of each
-        -- symbol's newest changed minute (an index range scan per symbol). That is what the
-        -- view shows for a minute not yet materialized, and what the next refresh stores for
-        -- one that is (a late trade), so the announcement never carries a stale candle. The
-        -- profile is not announced and is left out.
-        SELECT array_agg(ROW(n.symbol, n.bucket, c.candle, NULL::tapeflow.profile)::tapeflow.bars_1m)
+        -- Continuous aggregate: nothing is stored here, so each symbol's newest changed minute
+        -- is aggregated from its trades: those stored before this statement (an index range
+        -- scan) plus this statement's own, taken from the transition table. That is what the
+        -- view shows for a minute not materialized yet and what the next refresh stores for
+        -- one that is (a late trade), so no announcement carries a stale candle. The
+        -- statement's rows are not read back from ticks because a chunk that was compressed
+        -- is only marked as holding uncompressed rows when the statement ends, after this
+        -- trigger: until then a scan of it misses them. The profile is not announced.
+        WITH touched AS (
+            SELECT symbol, max(tapeflow.minute(time)) AS bucket FROM new_rows GROUP BY 1
+        ), fresh AS (
+            SELECT n.* FROM new_rows n JOIN touched t
+              ON n.symbol = t.symbol AND n.time >= t.bucket AND n.time < t.bucket + interval '1 minute'
+        ), trades AS (
+            SELECT k.symbol, k.time, k.price, k.size, k.side
+            FROM touched t JOIN tapeflow.ticks k
+              ON k.symbol = t.symbol AND k.time >= t.bucket AND k.time < t.bucket + interval '1 minute'
+            WHERE NOT EXISTS (SELECT 1 FROM fresh f
+                              WHERE f.symbol = k.symbol AND f.trade_id = k.trade_id AND f.time = k.time)
+            UNION ALL
+            SELECT symbol, time, price, size, side FROM fresh
+        )
+        SELECT array_agg(ROW(c.symbol, t.bucket, c.candle, NULL::tapeflow.profile)::tapeflow.bars_1m)
           INTO changed
-        FROM (SELECT symbol, max(tapeflow.minute(time)) AS bucket FROM new_rows GROUP BY 1) n
-        CROSS JOIN LATERAL (
-            SELECT tapeflow.candle_agg(k.time, k.price, k.size, k.side) AS candle
-            FROM tapeflow.ticks k
-            WHERE k.symbol = n.symbol AND k.time >= n.bucket AND k.time < n.bucket + interval '1 minute'
-        ) c;
+        FROM (SELECT symbol, tapeflow.candle_agg(time, price, size, side) AS candle FROM trades GROUP BY 1) c
+        JOIN touched t USING (symbol);
     END IF;
     PERFORM tapeflow.announce_candles(changed);
     RETURN NULL;

@@ -28,7 +28,7 @@
 use crate::atr::Atr;
 use crate::candle::{Candle, Micros};
 use crate::flow::{BarFlow, SessionCvd};
-use crate::profile::{NodeParams, Profile, ProfileError};
+use crate::profile::{node_rows, value_area_rows, NodeParams, Profile, ProfileError};
 use crate::side::Side;
 use crate::state::{
     aggression, classify, momentum_pct, nearest_lvn, AggressionParams, FlowBar, FlowDirection, LvnProximity,
@@ -215,6 +215,11 @@ pub struct BarEngine {
     /// Session closes, oldest first, at most `momentum_lookback + 1`.
     closes: VecDeque<f64>,
     last_state: Option<MarketState>,
+    /// The session profile's LVNs and the session volume when they were computed.
+    lvns: Vec<f64>,
+    lvn_volume: f64,
+    /// The session profile's (row, volume) pairs with volume, ascending.
+    session_rows: Vec<(i64, f64)>,
 }
 
 impl BarEngine {
@@ -237,6 +242,9 @@ impl BarEngine {
             volumes: VecDeque::new(),
             closes: VecDeque::new(),
             last_state: None,
+            lvns: Vec::new(),
+            lvn_volume: 0.0,
+            session_rows: Vec::new(),
             params,
         })
     }
@@ -287,6 +295,9 @@ impl BarEngine {
             self.volumes.clear();
             self.rolling.clear();
             self.last_state = None;
+            self.lvns.clear();
+            self.lvn_volume = 0.0;
+            self.session_rows.clear();
             self.session = Some(bar.session);
             self.session_profile = self.empty_profile.clone();
             self.bars_in_session = 0;
@@ -332,10 +343,31 @@ impl BarEngine {
             _ => None,
         };
 
+        // The session's rows are kept sorted as bars arrive, so the value area of every bar
+        // costs no sort (a rolling profile is rebuilt and sorted each bar instead).
+        for (row, v) in bar_profile.row_totals() {
+            if v > 0.0 {
+                match self.session_rows.binary_search_by_key(&row, |e| e.0) {
+                    Ok(i) => self.session_rows[i].1 += v,
+                    Err(i) => self.session_rows.insert(i, (row, v)),
+                }
+            }
+        }
         let va_profile = rolling_profile.as_ref().unwrap_or(&self.session_profile);
-        let value_area = va_profile
-            .value_area(p.state.value_area_pct, p.state.va_method)
-            .map(|va| ValueLevels { poc: va.poc, vah: va.vah, val: va.val });
+        let value_area = match &rolling_profile {
+            Some(r) => r.value_area(p.state.value_area_pct, p.state.va_method).map(|va| ValueLevels {
+                poc: va.poc,
+                vah: va.vah,
+                val: va.val,
+            }),
+            None => value_area_rows(&self.session_rows, p.state.value_area_pct, p.state.va_method).map(|r| {
+                ValueLevels {
+                    poc: va_profile.row_price(r.poc),
+                    vah: va_profile.row_price(r.hi),
+                    val: va_profile.row_price(r.lo),
+                }
+            }),
+        };
         // VAH and VAL are row prices (each row's lowest tick), so the close is compared on
         // the same grid: a close inside the VAH row is inside value.
         let grid_price = va_profile.row_price(va_profile.row_of(c.close));
@@ -348,8 +380,16 @@ impl BarEngine {
             },
             &p.state,
         );
-        let lvn =
-            nearest_lvn(c.close, &self.session_profile.lvns(&self.node_params), p.state.lvn_proximity_pct);
+        // Node detection scans the whole session profile; the nodes of a session only move
+        // once enough new volume arrives, so they are refreshed when the session's volume has
+        // grown by 5 % (and on its first bars). Deterministic: it depends only on the bars.
+        let volume: f64 = self.session_rows.iter().map(|e| e.1).sum();
+        if self.bars_in_session <= 5 || volume > self.lvn_volume * 1.05 {
+            let (_, rows) = node_rows(&self.session_rows, &self.node_params);
+            self.lvns = rows.into_iter().map(|r| self.session_profile.row_price(r)).collect();
+            self.lvn_volume = volume;
+        }
+        let lvn = nearest_lvn(c.close, &self.lvns, p.state.lvn_proximity_pct);
 
         let ready = self.bars_in_session >= p.warmup_bars && atr.is_some();
         let signal = if ready {

@@ -485,15 +485,12 @@ impl Profile {
             });
         }
         let vols = self.volume_rows();
-        let Some(p) = poc_index(&vols) else { return Ok(None) };
-        let total: f64 = vols.iter().map(|e| e.1).sum();
-        let (lo, hi, volume) = expand(&vols, p, pct * total, method.step());
-        Ok(Some(ValueArea {
-            poc: self.row_price(vols[p].0),
-            vah: self.row_price(hi),
-            val: self.row_price(lo),
-            volume,
-            pct_of_total: volume / total,
+        Ok(value_area_rows(&vols, pct, method).map(|r| ValueArea {
+            poc: self.row_price(r.poc),
+            vah: self.row_price(r.hi),
+            val: self.row_price(r.lo),
+            volume: r.volume,
+            pct_of_total: r.volume / r.total,
         }))
     }
 
@@ -527,25 +524,14 @@ impl Profile {
     /// in the trough between them. Ranges wider than [`MAX_NODE_ROWS`] rows have no nodes.
     pub fn nodes(&self, p: &NodeParams) -> Result<Nodes, ProfileError> {
         p.validate()?;
-        let vols = self.volume_rows();
-        let (Some(&(first, _)), Some(&(last, _))) = (vols.first(), vols.last()) else {
-            return Ok(Nodes::default());
-        };
-        let span = last - first + 1;
-        if span > MAX_NODE_ROWS {
-            return Ok(Nodes::default());
-        }
-        let mut v = vec![0.0; span as usize];
-        for &(r, x) in &vols {
-            v[(r - first) as usize] = x;
-        }
-        let mean = vols.iter().map(|e| e.1).sum::<f64>() / span as f64;
-        let s = smooth(&v, (p.smooth_rows / 2) as usize);
-        let hvns: Vec<usize> =
-            peaks(&s, p.min_prominence).into_iter().filter(|&i| s[i] >= p.hvn_ratio * mean).collect();
-        let lvns: Vec<usize> = hvns.windows(2).filter_map(|w| valley(&s, w[0], w[1], p.lvn_ratio)).collect();
-        let price = |i: &usize| self.row_price(first + *i as i64);
+        let (hvns, lvns) = node_rows(&self.volume_rows(), p);
+        let price = |r: &i64| self.row_price(*r);
         Ok(Nodes { hvns: hvns.iter().map(price).collect(), lvns: lvns.iter().map(price).collect() })
+    }
+
+    /// Row volumes, unsorted (with zero-volume rows), for callers that keep their own order.
+    pub fn row_totals(&self) -> impl Iterator<Item = (i64, f64)> + '_ {
+        self.rows.iter().map(|(&r, l)| (r, l.total()))
     }
 
     /// Binary form: a version byte, tick_size (f64), ticks_per_row (u32), the row count (u64),
@@ -667,6 +653,49 @@ fn decimal_tick(tick: f64) -> Option<(i64, usize)> {
 }
 
 /// Index in `vols` (ascending, volume rows only) of the POC under the documented tie rules.
+/// HVN and LVN rows (see [`Profile::nodes`]) of ascending `(row, volume)` pairs with volume > 0;
+/// `p` must already be validated.
+pub fn node_rows(vols: &[(i64, f64)], p: &NodeParams) -> (Vec<i64>, Vec<i64>) {
+    let (Some(&(first, _)), Some(&(last, _))) = (vols.first(), vols.last()) else {
+        return (Vec::new(), Vec::new());
+    };
+    let span = last - first + 1;
+    if span > MAX_NODE_ROWS {
+        return (Vec::new(), Vec::new());
+    }
+    let mut v = vec![0.0; span as usize];
+    for &(r, x) in vols {
+        v[(r - first) as usize] = x;
+    }
+    let mean = vols.iter().map(|e| e.1).sum::<f64>() / span as f64;
+    let s = smooth(&v, (p.smooth_rows / 2) as usize);
+    let hvns: Vec<usize> =
+        peaks(&s, p.min_prominence).into_iter().filter(|&i| s[i] >= p.hvn_ratio * mean).collect();
+    let lvns: Vec<usize> = hvns.windows(2).filter_map(|w| valley(&s, w[0], w[1], p.lvn_ratio)).collect();
+    let row = |i: &usize| first + *i as i64;
+    (hvns.iter().map(row).collect(), lvns.iter().map(row).collect())
+}
+
+/// A value area in rows: the POC row, the lowest and highest rows, the volume inside and the total.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ValueAreaRows {
+    pub poc: i64,
+    pub lo: i64,
+    pub hi: i64,
+    pub volume: f64,
+    pub total: f64,
+}
+
+/// The value area of ascending `(row, volume)` pairs with volume > 0 (what
+/// [`Profile::value_area`] computes; callers that keep rows sorted themselves, like the bar
+/// engine, skip the sort). `pct` must already be checked to lie in (0, 1].
+pub fn value_area_rows(vols: &[(i64, f64)], pct: f64, method: VaMethod) -> Option<ValueAreaRows> {
+    let p = poc_index(vols)?;
+    let total: f64 = vols.iter().map(|e| e.1).sum();
+    let (lo, hi, volume) = expand(vols, p, pct * total, method.step());
+    Some(ValueAreaRows { poc: vols[p].0, lo, hi, volume, total })
+}
+
 fn poc_index(vols: &[(i64, f64)]) -> Option<usize> {
     let centre2 = vols.first()?.0 + vols.last()?.0;
     let dist = |r: i64| (2 * r - centre2).unsigned_abs();

@@ -43,8 +43,12 @@ pub fn load(
         SELECT bars.t, bars.candle, bars.profile,
                (tapeflow.session_date(bars.t, s.timezone, s.session_open) - date '2000-01-01')::bigint AS session,
                CASE WHEN s.session_open = s.session_close THEN true
+                    WHEN s.session_open < s.session_close
+                    THEN (bars.t AT TIME ZONE s.timezone)::time >= s.session_open
+                         AND (bars.t AT TIME ZONE s.timezone)::time < s.session_close
+                    -- A session through midnight (futures: 17:00-16:00 Chicago).
                     ELSE (bars.t AT TIME ZONE s.timezone)::time >= s.session_open
-                         AND (bars.t AT TIME ZONE s.timezone)::time < s.session_close END AS in_session
+                         OR (bars.t AT TIME ZONE s.timezone)::time < s.session_close END AS in_session
         FROM bars, s ORDER BY bars.t";
     if Spi::get_one_with_args::<bool>("SELECT tapeflow.timeframe_interval($1) IS NULL", &[timeframe.into()])
         .unwrap_or_default()

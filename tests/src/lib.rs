@@ -65,6 +65,21 @@ impl Drop for TestDb {
     }
 }
 
+/// Whether the cluster can take the TimescaleDB path: the extension is installed and the
+/// server preloads it (the migrations use TimescaleDB only then).
+pub async fn timescaledb_available() -> bool {
+    let client = tapeflow_db::connect(&cluster_url("postgres"), Duration::from_secs(10))
+        .await
+        .expect("the project cluster is running (make test starts it)");
+    let installed: bool = client
+        .query_one("SELECT EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb')", &[])
+        .await
+        .unwrap()
+        .get(0);
+    let preload: String = client.query_one("SHOW shared_preload_libraries", &[]).await.unwrap().get(0);
+    installed && preload.split(',').any(|lib| lib.trim() == "timescaledb")
+}
+
 /// A port that was free a moment ago.
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()

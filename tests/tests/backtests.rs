@@ -280,3 +280,54 @@ async fn backtest_from_the_web_api_streams_progress() {
         http.get(format!("{base}/api/backtests")).send().await.unwrap().json().await.unwrap();
     assert_eq!(list[0]["id"], id);
 }
+
+/// Real one-minute bars (CME Euro FX futures, January 2024) imported without ticks: the engine
+/// estimates the order flow from the bars, and the run completes with statistics.
+#[tokio::test]
+async fn backtest_on_imported_real_minute_bars() {
+    let db = TestDb::create("bt6e", false).await;
+    let c = db.client().await;
+    c.batch_execute(
+        "INSERT INTO tapeflow.symbols (symbol, asset_class, tick_size, timezone, session_open, session_close)
+         VALUES ('6EH4', 'future', 0.00005, 'America/Chicago', '17:00', '16:00');
+         CREATE TABLE raw_bars (ts timestamp, open float8, high float8, low float8, close float8, volume float8);",
+    )
+    .await
+    .unwrap();
+    let file = repo_root().join("../shared/data/b_bars/cme_6EH4_eurofx_futures_1min_2024-01.csv.gz");
+    assert!(file.exists(), "shared data missing: {}", file.display());
+    let status = std::process::Command::new("psql")
+        .arg(&db.url)
+        .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-c"])
+        .arg(format!("\\copy raw_bars FROM PROGRAM 'zcat {}' CSV HEADER", file.display()))
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let imported = c
+        .execute(
+            "INSERT INTO tapeflow.bars_1m_imported (symbol, bucket, open, high, low, close, volume)
+             SELECT '6EH4', ts AT TIME ZONE 'UTC', open, high, low, close, volume FROM raw_bars",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(imported, 29_996);
+    let id: i64 = one(
+        &c,
+        "SELECT tapeflow.backtest_run(ARRAY['6EH4'], '2024-01-01', '2024-02-01',
+                '{\"engine\": {\"strategy\": {\"min_aggression_score\": 40}}, \"initial_cash\": 1000000}')",
+    )
+    .await;
+    let (status, bars): (String, i64) = {
+        let r = c.query_one(&format!("SELECT status, bars FROM tapeflow.backtest_runs WHERE id = {id}"), &[]).await.unwrap();
+        (r.get(0), r.get(1))
+    };
+    assert_eq!(status, "completed");
+    assert_eq!(bars, 29_996);
+    let bh: Option<f64> =
+        one(&c, &format!("SELECT number FROM tapeflow.backtest_stats({id}) WHERE statistic = 'Buy & Hold Return [%]'")).await;
+    // The contract went from 1.1078 (first close) to about 1.086 at the end of January.
+    assert!(bh.unwrap() < 0.0, "buy & hold of 6EH4 in January 2024 lost: {bh:?}");
+    let daily: i64 = one(&c, &format!("SELECT count(*) FROM tapeflow.backtest_daily WHERE run_id = {id}")).await;
+    assert!(daily >= 20, "about 22 trading sessions, got {daily}");
+}
