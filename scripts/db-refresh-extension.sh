@@ -26,7 +26,8 @@ echo "==> the tapeflow extension changed: recreating it and its dependent object
 "${PSQL[@]}" <<SQL
 BEGIN;
 DO \$\$ BEGIN
-  IF EXISTS (SELECT 1 FROM pg_class WHERE oid = to_regclass('tapeflow.bars_1m') AND relkind = 'm') THEN
+  -- A continuous aggregate (TimescaleDB) is a view over its materialization.
+  IF EXISTS (SELECT 1 FROM pg_class WHERE oid = to_regclass('tapeflow.bars_1m') AND relkind IN ('m', 'v')) THEN
     EXECUTE 'DROP MATERIALIZED VIEW tapeflow.bars_1m CASCADE';
   END IF;
 END \$\$;

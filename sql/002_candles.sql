@@ -103,31 +103,35 @@ BEGIN
         SELECT array_agg(up) INTO changed FROM up;
     ELSE
         -- Continuous aggregate: nothing is stored here, so each symbol's newest changed minute
-        -- is aggregated from its trades: those stored before this statement (an index range
-        -- scan) plus this statement's own, taken from the transition table. That is what the
-        -- view shows for a minute not materialized yet and what the next refresh stores for
-        -- one that is (a late trade), so no announcement carries a stale candle. The
-        -- statement's rows are not read back from ticks because a chunk that was compressed
-        -- is only marked as holding uncompressed rows when the statement ends, after this
-        -- trigger: until then a scan of it misses them. The profile is not announced.
+        -- is aggregated from its trades: those stored before this statement plus this
+        -- statement's own, taken from the transition table. That is what the view shows for a
+        -- minute not materialized yet and what the next refresh stores for one that is (a
+        -- late trade), so no announcement carries a stale candle. The statement's rows are
+        -- not read back from ticks because a chunk that was compressed is only marked as
+        -- holding uncompressed rows when the statement ends, after this trigger: until then a
+        -- scan of it misses them. The aggregate inside LATERAL keeps the scan of ticks a
+        -- per-symbol index range scan of the one chunk holding the minute (a plain join is
+        -- planned as a hash join over every chunk). The profile is not announced.
         WITH touched AS (
             SELECT symbol, max(tapeflow.minute(time)) AS bucket FROM new_rows GROUP BY 1
         ), fresh AS (
             SELECT n.* FROM new_rows n JOIN touched t
               ON n.symbol = t.symbol AND n.time >= t.bucket AND n.time < t.bucket + interval '1 minute'
-        ), trades AS (
-            SELECT k.symbol, k.time, k.price, k.size, k.side
-            FROM touched t JOIN tapeflow.ticks k
-              ON k.symbol = t.symbol AND k.time >= t.bucket AND k.time < t.bucket + interval '1 minute'
-            WHERE NOT EXISTS (SELECT 1 FROM fresh f
-                              WHERE f.symbol = k.symbol AND f.trade_id = k.trade_id AND f.time = k.time)
-            UNION ALL
-            SELECT symbol, time, price, size, side FROM fresh
         )
-        SELECT array_agg(ROW(c.symbol, t.bucket, c.candle, NULL::tapeflow.profile)::tapeflow.bars_1m)
+        SELECT array_agg(ROW(t.symbol, t.bucket, tapeflow.candle_merge(stored.candle, mine.candle),
+                             NULL::tapeflow.profile)::tapeflow.bars_1m)
           INTO changed
-        FROM (SELECT symbol, tapeflow.candle_agg(time, price, size, side) AS candle FROM trades GROUP BY 1) c
-        JOIN touched t USING (symbol);
+        FROM touched t
+        CROSS JOIN LATERAL (
+            SELECT tapeflow.candle_agg(k.time, k.price, k.size, k.side) AS candle
+            FROM tapeflow.ticks k
+            WHERE k.symbol = t.symbol AND k.time >= t.bucket AND k.time < t.bucket + interval '1 minute'
+              AND NOT EXISTS (SELECT 1 FROM fresh f
+                              WHERE f.symbol = k.symbol AND f.trade_id = k.trade_id AND f.time = k.time)
+        ) stored
+        CROSS JOIN LATERAL (
+            SELECT tapeflow.candle_agg(f.time, f.price, f.size, f.side) AS candle FROM fresh f WHERE f.symbol = t.symbol
+        ) mine;
     END IF;
     PERFORM tapeflow.announce_candles(changed);
     RETURN NULL;

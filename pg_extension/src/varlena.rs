@@ -62,8 +62,11 @@ macro_rules! binary_varlena_type {
                 Self: 'dat,
             {
                 unsafe {
-                    <Self as ::pgrx::datum::FromDatum>::from_datum(::core::mem::transmute(datum), false)
-                        .unwrap()
+                    <Self as ::pgrx::datum::FromDatum>::from_datum(
+                        ::core::mem::transmute::<::pgrx::datum::Datum<'_>, ::pgrx::pg_sys::Datum>(datum),
+                        false,
+                    )
+                    .unwrap()
                 }
             }
         }

@@ -319,15 +319,24 @@ async fn backtest_on_imported_real_minute_bars() {
     )
     .await;
     let (status, bars): (String, i64) = {
-        let r = c.query_one(&format!("SELECT status, bars FROM tapeflow.backtest_runs WHERE id = {id}"), &[]).await.unwrap();
+        let r = c
+            .query_one(&format!("SELECT status, bars FROM tapeflow.backtest_runs WHERE id = {id}"), &[])
+            .await
+            .unwrap();
         (r.get(0), r.get(1))
     };
     assert_eq!(status, "completed");
     assert_eq!(bars, 29_996);
-    let bh: Option<f64> =
-        one(&c, &format!("SELECT number FROM tapeflow.backtest_stats({id}) WHERE statistic = 'Buy & Hold Return [%]'")).await;
+    let bh: Option<f64> = one(
+        &c,
+        &format!(
+            "SELECT number FROM tapeflow.backtest_stats({id}) WHERE statistic = 'Buy & Hold Return [%]'"
+        ),
+    )
+    .await;
     // The contract went from 1.1078 (first close) to about 1.086 at the end of January.
     assert!(bh.unwrap() < 0.0, "buy & hold of 6EH4 in January 2024 lost: {bh:?}");
-    let daily: i64 = one(&c, &format!("SELECT count(*) FROM tapeflow.backtest_daily WHERE run_id = {id}")).await;
+    let daily: i64 =
+        one(&c, &format!("SELECT count(*) FROM tapeflow.backtest_daily WHERE run_id = {id}")).await;
     assert!(daily >= 20, "about 22 trading sessions, got {daily}");
 }
