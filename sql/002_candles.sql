@@ -202,6 +202,9 @@ CREATE OR REPLACE FUNCTION tapeflow.bar_start(ts timestamptz, timeframe text, tz
     END;
 $$;
 
+-- What candles() and backtests read; 007 adds imported bars to it.
+CREATE OR REPLACE VIEW tapeflow.minute_bars AS SELECT symbol, bucket, candle, profile FROM tapeflow.bars_1m;
+
 CREATE OR REPLACE FUNCTION tapeflow.candles(
     symbol text, timeframe text, "from" timestamptz, "to" timestamptz)
 RETURNS TABLE ("time" timestamptz, open double precision, high double precision, low double precision,
@@ -227,7 +230,7 @@ BEGIN
     FROM (
         SELECT tapeflow.bar_start(b.bucket, timeframe, s.timezone, s.session_open) AS t,
                tapeflow.rollup(b.candle) AS c
-        FROM tapeflow.bars_1m b
+        FROM tapeflow.minute_bars b
         WHERE b.symbol = candles.symbol
           AND b.bucket >= tapeflow.bar_start("from", timeframe, s.timezone, s.session_open)
           AND b.bucket < "to"
@@ -236,7 +239,7 @@ BEGIN
     ORDER BY r.t;
 END $$;
 COMMENT ON FUNCTION tapeflow.candles(text, text, timestamptz, timestamptz) IS
-'Bars of a symbol for timeframe 1m, 5m, 15m, 30m, 1h or 1d whose start lies in [from, to), rolled up from tapeflow.bars_1m. Errors: unknown symbol, unknown timeframe.';
+'Bars of a symbol for timeframe 1m, 5m, 15m, 30m, 1h or 1d whose start lies in [from, to), rolled up from the one-minute bars (tapeflow.minute_bars). Errors: unknown symbol, unknown timeframe.';
 
 -- Recomputes every one-minute summary from ticks (after a bulk load with triggers disabled,
 -- or after the extension was recreated). Returns the number of minutes written (with

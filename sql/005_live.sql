@@ -151,7 +151,8 @@ WHERE NOT EXISTS (
       AND x.id > e.id
 );
 
--- The watchlist now carries the live market state and aggression.
+-- The dashboard's watchlist: last price, change since the previous trading day's last price,
+-- the trading day's volume, and the live market state and aggression, per active symbol.
 CREATE OR REPLACE VIEW tapeflow.watchlist AS
 SELECT s.symbol, s.name, s.exchange, s.asset_class,
        tapeflow.close(l.candle) AS last,
@@ -178,3 +179,4 @@ LEFT JOIN LATERAL (
     WHERE g.symbol = s.symbol ORDER BY g.bar DESC LIMIT 1
 ) m ON true
 WHERE s.active;
+COMMENT ON VIEW tapeflow.watchlist IS 'Per active symbol: last price, % change vs the previous trading day''s last price, the trading day''s volume, live market state and aggression.';

@@ -11,6 +11,15 @@ pub use listen::{listen, ListenEvent};
 use std::time::Duration;
 use tokio_postgres::{Client, NoTls};
 
+/// Structured logs on stderr, filtered by `RUST_LOG` (default `info`).
+pub fn init_tracing() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+}
+
 /// Connects, retrying with exponential backoff (capped at 10 s) until `give_up_after`.
 pub async fn connect(url: &str, give_up_after: Duration) -> anyhow::Result<Client> {
     let started = tokio::time::Instant::now();

@@ -8,11 +8,7 @@ use tapeflow_db::ListenEvent;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .init();
+    tapeflow_db::init_tracing();
     let url = tapeflow_db::database_url();
     let mut events = tapeflow_db::listen(url, vec!["tapeflow_signals".into()]);
     tracing::info!("tapeflow-exec listening on tapeflow_signals");

@@ -82,23 +82,6 @@ fn numeric(d: Decimal) -> AnyNumeric {
     AnyNumeric::try_from(d.to_string().as_str()).expect("decimals are valid numerics")
 }
 
-type TradeRow = (
-    name!(symbol, String),
-    name!(side, String),
-    name!(quantity, i64),
-    name!(entry_time, TimestampWithTimeZone),
-    name!(entry_price, AnyNumeric),
-    name!(exit_time, TimestampWithTimeZone),
-    name!(exit_price, AnyNumeric),
-    name!(pnl, AnyNumeric),
-    name!(return_pct, f64),
-    name!(fees, AnyNumeric),
-    name!(exit_reason, String),
-    name!(mae, AnyNumeric),
-    name!(mfe, AnyNumeric),
-    name!(bars, i32),
-);
-
 /// Runs the AMT strategy over the one-minute bars of `symbols` in [from, to) and returns the
 /// trades: side, quantity, entry and exit (time, price), P&L after fees, fees, exit reason
 /// (stop, target, signal, session_end, end_of_data), and the maximum adverse / favourable
@@ -131,7 +114,7 @@ fn backtest(
     let p = params_from(&params).unwrap_or_else(|e| error!("{e}"));
     let mut data = load_data(&symbols, from, to).unwrap_or_else(|e| error!("backtest: {e}"));
     let result = simulate(&mut data, &p, "backtest", |_| {}).unwrap_or_else(|e| error!("backtest: {e}"));
-    let rows: Vec<TradeRow> = result
+    let rows: Vec<_> = result
         .trades
         .into_iter()
         .map(|t| {

@@ -212,3 +212,49 @@ impl SseReader {
         None
     }
 }
+
+/// Starts tapeflow-web on a free port against `db`; returns it and its base URL once ready.
+pub async fn start_web(db: &TestDb) -> (Proc, String) {
+    let port = free_port();
+    let web = Proc::spawn(
+        "tapeflow-web",
+        &[],
+        &[
+            ("DATABASE_URL", db.url.clone()),
+            ("TAPEFLOW_WEB_ADDR", format!("127.0.0.1:{port}")),
+            ("TAPEFLOW_WEB_ROOT", repo_root().join("web").display().to_string()),
+        ],
+    );
+    let base = format!("http://127.0.0.1:{port}");
+    wait_http_ok(&format!("{base}/healthz"), Duration::from_secs(20)).await;
+    (web, base)
+}
+
+/// Stores the previous regular session of the demo market for `symbols` (comma-separated)
+/// through the real feed, and returns a client once the backfill has settled.
+pub async fn demo_session(db: &TestDb, symbols: &str) -> tokio_postgres::Client {
+    let c = db.client().await;
+    let mut feed = Proc::spawn(
+        "tapeflow-feed",
+        &["demo"],
+        &[
+            ("DATABASE_URL", db.url.clone()),
+            ("TAPEFLOW_DEMO_SYMBOLS", symbols.into()),
+            ("TAPEFLOW_DEMO_BACKFILL_DAYS", "1".into()),
+            ("TAPEFLOW_DEMO_ALWAYS_OPEN", "false".into()),
+            ("TAPEFLOW_DEMO_QUOTES", "false".into()),
+        ],
+    );
+    let mut last = -1i64;
+    for _ in 0..120 {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let n: i64 = c.query_one("SELECT count(*) FROM tapeflow.ticks", &[]).await.unwrap().get(0);
+        if n > 1000 && n == last {
+            break;
+        }
+        last = n;
+    }
+    assert!(feed.terminate(Duration::from_secs(10)), "feed did not stop on SIGTERM");
+    assert!(last > 1000, "backfill wrote {last} ticks");
+    c
+}

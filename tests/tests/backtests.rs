@@ -4,33 +4,6 @@
 use std::time::Duration;
 use tapeflow_tests::*;
 
-/// Stores the previous regular session of the demo market for `symbols`.
-async fn demo_session(db: &TestDb, symbols: &str) -> tokio_postgres::Client {
-    let c = db.client().await;
-    let mut feed = Proc::spawn(
-        "tapeflow-feed",
-        &["demo"],
-        &[
-            ("DATABASE_URL", db.url.clone()),
-            ("TAPEFLOW_DEMO_SYMBOLS", symbols.into()),
-            ("TAPEFLOW_DEMO_BACKFILL_DAYS", "1".into()),
-            ("TAPEFLOW_DEMO_ALWAYS_OPEN", "false".into()),
-            ("TAPEFLOW_DEMO_QUOTES", "false".into()),
-        ],
-    );
-    let mut last = -1i64;
-    for _ in 0..120 {
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        let n: i64 = c.query_one("SELECT count(*) FROM tapeflow.ticks", &[]).await.unwrap().get(0);
-        if n > 1000 && n == last {
-            break;
-        }
-        last = n;
-    }
-    assert!(feed.terminate(Duration::from_secs(10)));
-    c
-}
-
 async fn one<T: for<'a> tokio_postgres::types::FromSql<'a>>(c: &tokio_postgres::Client, sql: &str) -> T {
     c.query_one(sql, &[]).await.unwrap_or_else(|e| panic!("{sql}: {e}")).get(0)
 }
@@ -233,18 +206,7 @@ async fn backtest_from_the_web_api_streams_progress() {
     )
     .await
     .unwrap();
-    let port = free_port();
-    let _web = Proc::spawn(
-        "tapeflow-web",
-        &[],
-        &[
-            ("DATABASE_URL", db.url.clone()),
-            ("TAPEFLOW_WEB_ADDR", format!("127.0.0.1:{port}")),
-            ("TAPEFLOW_WEB_ROOT", repo_root().join("web").display().to_string()),
-        ],
-    );
-    let base = format!("http://127.0.0.1:{port}");
-    wait_http_ok(&format!("{base}/healthz"), Duration::from_secs(20)).await;
+    let (_web, base) = start_web(&db).await;
     let mut sse = SseReader::connect(&format!("{base}/events")).await;
     let http = reqwest::Client::new();
     let bad = http

@@ -108,23 +108,13 @@ async fn dashboard_updates_live_in_headless_chromium() {
     let client = db.client().await;
     let _feed = Proc::spawn("tapeflow-feed", &["demo"], &feed_env(&db));
     wait_until(&client, "SELECT count(*) FROM tapeflow.bars_1m", 100, Duration::from_secs(120)).await;
-    let port = free_port();
-    let _web = Proc::spawn(
-        "tapeflow-web",
-        &[],
-        &[
-            ("DATABASE_URL", db.url.clone()),
-            ("TAPEFLOW_WEB_ADDR", format!("127.0.0.1:{port}")),
-            ("TAPEFLOW_WEB_ROOT", repo_root().join("web").display().to_string()),
-        ],
-    );
-    wait_http_ok(&format!("http://127.0.0.1:{port}/healthz"), Duration::from_secs(20)).await;
+    let (_web, base) = start_web(&db).await;
     let screenshot = repo_root().join("target/dashboard.png");
     let _ = std::fs::remove_file(&screenshot);
     let status = Command::new("node")
         .args(["--test", "browser-test/dashboard.test.mjs"])
         .current_dir(repo_root().join("web"))
-        .env("TAPEFLOW_WEB_URL", format!("http://127.0.0.1:{port}"))
+        .env("TAPEFLOW_WEB_URL", &base)
         .env("TAPEFLOW_SCREENSHOT", &screenshot)
         .status()
         .expect("run node");

@@ -4,22 +4,6 @@
 use std::time::{Duration, Instant};
 use tapeflow_tests::*;
 
-async fn start_web(db: &TestDb) -> (Proc, String) {
-    let port = free_port();
-    let web = Proc::spawn(
-        "tapeflow-web",
-        &[],
-        &[
-            ("DATABASE_URL", db.url.clone()),
-            ("TAPEFLOW_WEB_ADDR", format!("127.0.0.1:{port}")),
-            ("TAPEFLOW_WEB_ROOT", repo_root().join("web").display().to_string()),
-        ],
-    );
-    let base = format!("http://127.0.0.1:{port}");
-    wait_http_ok(&format!("{base}/healthz"), Duration::from_secs(20)).await;
-    (web, base)
-}
-
 #[tokio::test]
 async fn tick_insert_reaches_sse_within_two_seconds() {
     let db = TestDb::create("sse", false).await;

@@ -79,30 +79,8 @@ async fn scheduler_closes_quiet_bars_once() {
 #[tokio::test]
 async fn live_replay_equals_history_and_notifies() {
     let db = TestDb::create("replay", false).await;
-    let c = db.client().await;
     // One regular session of the demo market for AAPL.
-    let mut feed = Proc::spawn(
-        "tapeflow-feed",
-        &["demo"],
-        &[
-            ("DATABASE_URL", db.url.clone()),
-            ("TAPEFLOW_DEMO_SYMBOLS", "AAPL".into()),
-            ("TAPEFLOW_DEMO_BACKFILL_DAYS", "1".into()),
-            ("TAPEFLOW_DEMO_ALWAYS_OPEN", "false".into()),
-            ("TAPEFLOW_DEMO_QUOTES", "false".into()),
-        ],
-    );
-    let mut last = -1i64;
-    for _ in 0..120 {
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        let n: i64 = c.query_one("SELECT count(*) FROM tapeflow.ticks", &[]).await.unwrap().get(0);
-        if n > 1000 && n == last {
-            break;
-        }
-        last = n;
-    }
-    assert!(feed.terminate(Duration::from_secs(10)));
-    assert!(last > 1000, "backfill wrote {last} ticks");
+    let c = demo_session(&db, "AAPL").await;
 
     // Move the session aside and replay it.
     c.batch_execute(

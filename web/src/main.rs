@@ -5,11 +5,7 @@ use tapeflow_web::{app, AppState, Config};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .init();
+    tapeflow_db::init_tracing();
     let config = Config::from_env();
     let state = AppState::start(&config).await?;
     let listener = tokio::net::TcpListener::bind(&config.addr).await?;
