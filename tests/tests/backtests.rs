@@ -301,4 +301,22 @@ async fn backtest_on_imported_real_minute_bars() {
     let daily: i64 =
         one(&c, &format!("SELECT count(*) FROM tapeflow.backtest_daily WHERE run_id = {id}")).await;
     assert!(daily >= 20, "about 22 trading sessions, got {daily}");
+
+    // Walk-forward: 10 days in sample, 5 out, stepping by 5 -> windows starting Jan 1, 6, 11, 16.
+    let windows = c
+        .query(
+            "SELECT window, out_from, best_params, out_trades FROM tapeflow.backtest_walk_forward(ARRAY['6EH4'],
+                 '2024-01-01', '2024-01-31', '{\"engine.strategy.min_aggression_score\": [40, 95]}',
+                 in_sample => '10 days', out_of_sample => '5 days', metric_name => 'return_pct',
+                 base => '{\"initial_cash\": 1000000}')",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(windows.len(), 4);
+    for (i, w) in windows.iter().enumerate() {
+        assert_eq!(w.get::<_, i32>(0), i as i32 + 1);
+        let best: serde_json::Value = w.get(2);
+        assert!([40, 95].contains(&best["engine"]["strategy"]["min_aggression_score"].as_i64().unwrap()));
+    }
 }
