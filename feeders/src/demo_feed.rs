@@ -7,9 +7,11 @@
 
 use crate::demo::market::{session_bounds, trading_days_before, DemoEvent, DemoMarket};
 use crate::demo::watchlist::{self, DemoSymbol};
+use crate::ingest_side::IngestClassifier;
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 use std::time::Duration;
+use tapeflow_analytics::SideSource;
 use tapeflow_db::copy::{write_quotes, write_ticks, QuoteRow, TickRow};
 use tokio_postgres::Client;
 
@@ -33,6 +35,9 @@ pub struct DemoConfig {
     pub interval: Duration,
     /// `TAPEFLOW_DEMO_QUOTES`: also store quotes (default true).
     pub quotes: bool,
+    /// `TAPEFLOW_DEMO_INFER_SIDES`: withhold the true aggressor and classify trades at ingest
+    /// with Lee-Ready, as for a feed without aggressor flags (default false).
+    pub infer_sides: bool,
 }
 
 fn env_parse<T: std::str::FromStr>(name: &str) -> anyhow::Result<Option<T>>
@@ -61,6 +66,7 @@ impl DemoConfig {
                 .map(|s| s.split(',').map(|x| x.trim().to_uppercase()).collect()),
             interval: Duration::from_millis(env_parse("TAPEFLOW_DEMO_INTERVAL_MS")?.unwrap_or(250)),
             quotes: env_parse("TAPEFLOW_DEMO_QUOTES")?.unwrap_or(true),
+            infer_sides: env_parse("TAPEFLOW_DEMO_INFER_SIDES")?.unwrap_or(false),
         })
     }
 }
@@ -113,35 +119,53 @@ fn now_us() -> UnixMicros {
     Utc::now().timestamp_micros()
 }
 
-/// Converts simulated events to rows.
-fn rows(market: &DemoMarket, events: &[DemoEvent], quotes: bool) -> (Vec<TickRow>, Vec<QuoteRow>) {
+/// Converts simulated events to rows. With a classifier the true side is withheld and the
+/// side is inferred at ingest from the quotes and prices, as for a feed without aggressor flags.
+fn rows(
+    market: &DemoMarket,
+    events: &[DemoEvent],
+    quotes: bool,
+    mut infer: Option<&mut IngestClassifier>,
+) -> (Vec<TickRow>, Vec<QuoteRow>) {
     let mut ticks = Vec::new();
     let mut qs = Vec::new();
     for e in events {
         match *e {
-            DemoEvent::Trade { symbol_idx, time_us, price, size, side, seq } => ticks.push(TickRow {
-                time: to_utc(time_us),
-                symbol: market.symbols()[symbol_idx].symbol.clone(),
-                price,
-                size: size as f64,
-                side: side.code(),
-                side_source: "simulated",
-                trade_id: seq.to_string(),
-                exchange: Some(watchlist::EXCHANGE.to_string()),
-                conditions: None,
-            }),
-            DemoEvent::Quote { symbol_idx, time_us, bid, ask, bid_size, ask_size } if quotes => {
-                qs.push(QuoteRow {
+            DemoEvent::Trade { symbol_idx, time_us, price, size, side, seq } => {
+                let symbol = &market.symbols()[symbol_idx].symbol;
+                let (side, source) = match infer.as_deref_mut() {
+                    Some(c) => c.classify(symbol, price, None),
+                    None => (side, SideSource::Simulated),
+                };
+                ticks.push(TickRow {
                     time: to_utc(time_us),
-                    symbol: market.symbols()[symbol_idx].symbol.clone(),
-                    bid,
-                    ask,
-                    bid_size: bid_size as f64,
-                    ask_size: ask_size as f64,
+                    symbol: symbol.clone(),
+                    price,
+                    size: size as f64,
+                    side: side.code(),
+                    side_source: source.as_str(),
+                    trade_id: seq.to_string(),
                     exchange: Some(watchlist::EXCHANGE.to_string()),
+                    conditions: None,
                 })
             }
-            DemoEvent::Quote { .. } => {}
+            DemoEvent::Quote { symbol_idx, time_us, bid, ask, bid_size, ask_size } => {
+                let symbol = &market.symbols()[symbol_idx].symbol;
+                if let Some(c) = infer.as_deref_mut() {
+                    c.on_quote(symbol, bid, ask);
+                }
+                if quotes {
+                    qs.push(QuoteRow {
+                        time: to_utc(time_us),
+                        symbol: symbol.clone(),
+                        bid,
+                        ask,
+                        bid_size: bid_size as f64,
+                        ask_size: ask_size as f64,
+                        exchange: Some(watchlist::EXCHANGE.to_string()),
+                    })
+                }
+            }
         }
     }
     (ticks, qs)
@@ -154,9 +178,10 @@ async fn write_events(
     config: &DemoConfig,
     market: &DemoMarket,
     events: &[DemoEvent],
+    infer: Option<&mut IngestClassifier>,
     stop: &tokio::sync::watch::Receiver<bool>,
 ) -> anyhow::Result<u64> {
-    let (ticks, quotes) = rows(market, events, config.quotes);
+    let (ticks, quotes) = rows(market, events, config.quotes, infer);
     let mut delay = Duration::from_millis(200);
     loop {
         let result = async {
@@ -189,7 +214,7 @@ async fn resume_point(
     let names: Vec<&str> = symbols.iter().map(|s| s.symbol.as_str()).collect();
     let row = client
         .query_one(
-            "SELECT max(time) FROM tapeflow.ticks WHERE symbol = ANY($1) AND side_source = 'simulated'",
+            "SELECT max(time) FROM tapeflow.ticks WHERE symbol = ANY($1) AND exchange = 'DEMO'",
             &[&names],
         )
         .await?;
@@ -214,6 +239,7 @@ pub async fn run(config: DemoConfig) -> anyhow::Result<()> {
     let mut client = tapeflow_db::connect(&config.database_url, Duration::from_secs(60)).await?;
     register_symbols(&client, &symbols).await?;
     let mut cursor = resume_point(&client, &config, &symbols).await?;
+    let mut classifier = config.infer_sides.then(IngestClassifier::default);
 
     // Backfill in one-hour steps up to now, reporting progress.
     let backfill_end = now_us();
@@ -223,7 +249,8 @@ pub async fn run(config: DemoConfig) -> anyhow::Result<()> {
         while cursor < backfill_end && !*stop.borrow() {
             let next = (cursor + 3_600_000_000).min(backfill_end);
             let events = events_between(&mut market, cursor, next);
-            written += write_events(&mut client, &config, &market, &events, &stop).await?;
+            written +=
+                write_events(&mut client, &config, &market, &events, classifier.as_mut(), &stop).await?;
             cursor = next;
             tracing::info!(upto = %to_utc(cursor), trades = written, "backfill progress");
         }
@@ -243,7 +270,7 @@ pub async fn run(config: DemoConfig) -> anyhow::Result<()> {
         }
         let now = now_us();
         let events = events_between(&mut market, cursor, now);
-        write_events(&mut client, &config, &market, &events, &stop).await?;
+        write_events(&mut client, &config, &market, &events, classifier.as_mut(), &stop).await?;
         cursor = now;
     }
     tracing::info!("demo feed stopped");

@@ -4,6 +4,7 @@
 
 mod demo;
 mod demo_feed;
+mod ingest_side;
 mod shutdown;
 
 fn usage() -> ! {

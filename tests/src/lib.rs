@@ -233,18 +233,25 @@ pub async fn start_web(db: &TestDb) -> (Proc, String) {
 /// Stores the previous regular session of the demo market for `symbols` (comma-separated)
 /// through the real feed, and returns a client once the backfill has settled.
 pub async fn demo_session(db: &TestDb, symbols: &str) -> tokio_postgres::Client {
+    demo_session_with(db, symbols, &[]).await
+}
+
+/// [`demo_session`] with more feed settings.
+pub async fn demo_session_with(
+    db: &TestDb,
+    symbols: &str,
+    extra: &[(&str, String)],
+) -> tokio_postgres::Client {
     let c = db.client().await;
-    let mut feed = Proc::spawn(
-        "tapeflow-feed",
-        &["demo"],
-        &[
-            ("DATABASE_URL", db.url.clone()),
-            ("TAPEFLOW_DEMO_SYMBOLS", symbols.into()),
-            ("TAPEFLOW_DEMO_BACKFILL_DAYS", "1".into()),
-            ("TAPEFLOW_DEMO_ALWAYS_OPEN", "false".into()),
-            ("TAPEFLOW_DEMO_QUOTES", "false".into()),
-        ],
-    );
+    let mut env = vec![
+        ("DATABASE_URL", db.url.clone()),
+        ("TAPEFLOW_DEMO_SYMBOLS", symbols.into()),
+        ("TAPEFLOW_DEMO_BACKFILL_DAYS", "1".into()),
+        ("TAPEFLOW_DEMO_ALWAYS_OPEN", "false".into()),
+        ("TAPEFLOW_DEMO_QUOTES", "false".into()),
+    ];
+    env.extend_from_slice(extra);
+    let mut feed = Proc::spawn("tapeflow-feed", &["demo"], &env);
     let mut last = -1i64;
     for _ in 0..120 {
         tokio::time::sleep(Duration::from_secs(1)).await;

@@ -121,3 +121,27 @@ async fn dashboard_updates_live_in_headless_chromium() {
     assert!(status.success(), "browser test failed");
     assert!(screenshot.exists(), "no screenshot at {}", screenshot.display());
 }
+
+/// A feed without aggressor flags: the demo withholds its true sides and the feeder classifies
+/// at ingest (Lee-Ready on the quotes it sees); compared with the truth of the same simulation.
+#[tokio::test]
+async fn sides_inferred_at_ingest_match_the_simulated_truth() {
+    let truth_db = TestDb::create("truth", false).await;
+    let inferred_db = TestDb::create("inferred", false).await;
+    let truth = demo_session(&truth_db, "JPM").await;
+    let inferred =
+        demo_session_with(&inferred_db, "JPM", &[("TAPEFLOW_DEMO_INFER_SIDES", "true".into())]).await;
+    let sides = |rows: Vec<tokio_postgres::Row>| -> std::collections::HashMap<String, (i8, String)> {
+        rows.iter().map(|r| (r.get(0), (r.get(1), r.get(2)))).collect()
+    };
+    let q = "SELECT trade_id, side, side_source FROM tapeflow.ticks";
+    let t = sides(truth.query(q, &[]).await.unwrap());
+    let i = sides(inferred.query(q, &[]).await.unwrap());
+    assert_eq!(t.len(), i.len(), "the same simulated trades");
+    assert!(t.values().all(|(_, src)| src == "simulated"));
+    assert!(i.values().all(|(_, src)| src == "inferred" || src == "none"));
+    let agree = t.iter().filter(|(id, (side, _))| i.get(*id).map(|x| x.0) == Some(*side)).count();
+    let accuracy = agree as f64 / t.len() as f64;
+    // Trades print at the touch of the quote in force, so Lee-Ready is almost always right.
+    assert!(accuracy > 0.98, "ingest classification accuracy {accuracy:.4} on {} trades", t.len());
+}
