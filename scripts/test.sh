@@ -19,7 +19,9 @@ echo "==> extension tests inside PostgreSQL 15"
 # cluster first and put the release build back afterwards.
 bash scripts/demo.sh stop >/dev/null 2>&1 || true
 bash scripts/cluster.sh stop
-mkdir -p "$HOME_DIR"
+# The test server runs as the postgres user and creates its data directory there.
+mkdir -p "$HOME_DIR/pgrx-test-data"
+if [ "$(id -u)" = "0" ]; then chown postgres:postgres "$HOME_DIR" "$HOME_DIR/pgrx-test-data"; fi
 (cd pg_extension && cargo pgrx test pg15 --runas postgres --pgdata "$HOME_DIR/pgrx-test-data")
 bash scripts/extension.sh restore
 bash scripts/cluster.sh start
