@@ -343,7 +343,7 @@ mod tests {
              SET min_parallel_table_scan_size = 0;",
         )
         .unwrap();
-        let plan = Spi::get_one::<pgrx::JsonB>(&format!("EXPLAIN (FORMAT JSON) {q}")).unwrap().unwrap();
+        let plan = Spi::get_one::<pgrx::Json>(&format!("EXPLAIN (FORMAT JSON) {q}")).unwrap().unwrap();
         let plan = plan.0.to_string();
         assert!(
             plan.contains("\"Partial Mode\":\"Partial\"") && plan.contains("Gather"),

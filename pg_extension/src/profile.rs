@@ -421,7 +421,7 @@ mod tests {
              SET min_parallel_table_scan_size = 0;",
         )
         .unwrap();
-        let plan = Spi::get_one::<pgrx::JsonB>(&format!("EXPLAIN (FORMAT JSON) {whole_q}")).unwrap().unwrap();
+        let plan = Spi::get_one::<pgrx::Json>(&format!("EXPLAIN (FORMAT JSON) {whole_q}")).unwrap().unwrap();
         assert!(plan.0.to_string().contains("\"Partial Mode\":\"Partial\""), "not parallel: {}", plan.0);
         let parallel = Spi::get_one::<String>(whole_q).unwrap().unwrap();
         assert_eq!(whole, parallel);
