@@ -479,7 +479,7 @@ fn backtest_walk_forward(
 ) -> TableIterator<
     'static,
     (
-        name!(window, i32),
+        name!(window_no, i32),
         name!(in_from, TimestampWithTimeZone),
         name!(out_from, TimestampWithTimeZone),
         name!(out_to, TimestampWithTimeZone),

@@ -305,7 +305,7 @@ async fn backtest_on_imported_real_minute_bars() {
     // Walk-forward: 10 days in sample, 5 out, stepping by 5 -> windows starting Jan 1, 6, 11, 16.
     let windows = c
         .query(
-            "SELECT window, out_from, best_params, out_trades FROM tapeflow.backtest_walk_forward(ARRAY['6EH4'],
+            "SELECT window_no, out_from, best_params, out_trades FROM tapeflow.backtest_walk_forward(ARRAY['6EH4'],
                  '2024-01-01', '2024-01-31', '{\"engine.strategy.min_aggression_score\": [40, 95]}',
                  in_sample => '10 days', out_of_sample => '5 days', metric_name => 'return_pct',
                  base => '{\"initial_cash\": 1000000}')",
