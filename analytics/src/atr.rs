@@ -98,21 +98,7 @@ pub(crate) mod tests {
 
     /// A candle with only the fields the ATR reads set.
     pub(crate) fn hlc(high: f64, low: f64, close: f64) -> Candle {
-        Candle {
-            open: close,
-            open_time: 0,
-            high,
-            high_time: 0,
-            low,
-            low_time: 0,
-            close,
-            close_time: 0,
-            volume: 0.0,
-            buy_volume: 0.0,
-            sell_volume: 0.0,
-            trades: 0,
-            notional: 0.0,
-        }
+        Candle::from_ohlcv(0, close, high, low, close, 0.0)
     }
 
     #[test]

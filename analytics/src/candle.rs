@@ -85,6 +85,27 @@ impl Candle {
         })
     }
 
+    /// A candle from a ready-made OHLCV bar: no trades are known, so the aggressor split is
+    /// unknown (zero buy and sell volume), open and close share the bar's time, and the
+    /// notional uses the typical price (H+L+C)/3 for VWAP. The caller checks the prices.
+    pub fn from_ohlcv(time: Micros, open: f64, high: f64, low: f64, close: f64, volume: f64) -> Candle {
+        Candle {
+            open,
+            open_time: time,
+            high,
+            high_time: time,
+            low,
+            low_time: time,
+            close,
+            close_time: time,
+            volume,
+            buy_volume: 0.0,
+            sell_volume: 0.0,
+            trades: 0,
+            notional: (high + low + close) / 3.0 * volume,
+        }
+    }
+
     /// Adds one trade.
     pub fn add(&mut self, time: Micros, price: f64, size: f64, side: Side) -> Result<(), TradeError> {
         let other = Candle::from_trade(time, price, size, side)?;

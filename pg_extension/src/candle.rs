@@ -220,21 +220,7 @@ fn candle_of(time: TimestampWithTimeZone, open: f64, high: f64, low: f64, close:
     if low > open.min(close) || high < open.max(close) {
         error!("candle_of: open {open} and close {close} must lie within low {low} .. high {high}");
     }
-    Candle(C {
-        open,
-        open_time: t,
-        high,
-        high_time: t,
-        low,
-        low_time: t,
-        close,
-        close_time: t,
-        volume,
-        buy_volume: 0.0,
-        sell_volume: 0.0,
-        trades: 0,
-        notional: (high + low + close) / 3.0 * volume,
-    })
+    Candle(C::from_ohlcv(t, open, high, low, close, volume))
 }
 
 #[cfg(any(test, feature = "pg_test"))]

@@ -9,21 +9,7 @@ use std::collections::HashMap;
 const MINUTE: Micros = 60_000_000;
 
 fn candle(open: f64, high: f64, low: f64, close: f64) -> Candle {
-    Candle {
-        open,
-        open_time: 0,
-        high,
-        high_time: 0,
-        low,
-        low_time: 0,
-        close,
-        close_time: 0,
-        volume: 1000.0,
-        buy_volume: 0.0,
-        sell_volume: 0.0,
-        trades: 0,
-        notional: 0.0,
-    }
+    Candle::from_ohlcv(0, open, high, low, close, 1000.0)
 }
 
 /// A regular-hours bar starting `minute` minutes after the epoch.
