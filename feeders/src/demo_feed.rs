@@ -107,6 +107,14 @@ async fn register_symbols(client: &Client, symbols: &[DemoSymbol]) -> anyhow::Re
             )
             .await
             .with_context(|| format!("registering {}", s.symbol))?;
+        // The demo trades its whole watchlist live with the default strategy parameters.
+        client
+            .execute(
+                "INSERT INTO tapeflow.strategy_configs (symbol) VALUES ($1) ON CONFLICT DO NOTHING",
+                &[&s.symbol],
+            )
+            .await
+            .with_context(|| format!("enabling the live strategy for {}", s.symbol))?;
     }
     Ok(())
 }
