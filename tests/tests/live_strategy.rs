@@ -86,7 +86,8 @@ async fn live_replay_equals_history_and_notifies() {
     c.batch_execute(
         "CREATE TABLE recorded AS SELECT * FROM tapeflow.ticks;
          DELETE FROM tapeflow.ticks;
-         INSERT INTO tapeflow.strategy_configs (symbol, params) VALUES ('AAPL', '{\"strategy\": {\"min_aggression_score\": 50}}');
+         INSERT INTO tapeflow.strategy_configs (symbol, params) VALUES ('AAPL', '{\"strategy\": {\"min_aggression_score\": 50}}')
+           ON CONFLICT (symbol, strategy) DO UPDATE SET params = EXCLUDED.params;
          UPDATE tapeflow.risk_limits SET signal_ttl = '3 minutes';",
     )
     .await
