@@ -7,7 +7,7 @@ use crate::varlena::binary_varlena_type;
 use pgrx::prelude::*;
 use pgrx::Internal;
 use tapeflow_analytics::footprint::{self, ImbalanceParams};
-use tapeflow_analytics::profile::{NodeParams, Profile as P, VaMethod};
+use tapeflow_analytics::profile::{NodeParams, Nodes, Profile as P, VaMethod};
 use tapeflow_analytics::Side;
 
 /// A volume profile: volume per price row (exact integer tick bins), split by aggressor side.
@@ -217,13 +217,20 @@ fn levels(
     )
 }
 
-fn node_params(smooth_rows: i32, hvn_ratio: f64, lvn_ratio: f64, min_prominence: f64) -> NodeParams {
+/// HVNs and LVNs of `p` with the SQL arguments checked; errors are prefixed with `what`.
+fn nodes(
+    p: &Profile,
+    what: &str,
+    smooth_rows: i32,
+    hvn_ratio: f64,
+    lvn_ratio: f64,
+    min_prominence: f64,
+) -> Nodes {
     if smooth_rows < 1 {
-        error!("smooth_rows must be >= 1, got {smooth_rows}");
+        error!("{what}: smooth_rows must be >= 1, got {smooth_rows}");
     }
-    let p = NodeParams { smooth_rows: smooth_rows as u32, hvn_ratio, lvn_ratio, min_prominence };
-    p.validate().unwrap_or_else(|e| fail("node parameters", e));
-    p
+    let params = NodeParams { smooth_rows: smooth_rows as u32, hvn_ratio, lvn_ratio, min_prominence };
+    p.0.nodes(&params).unwrap_or_else(|e| fail(what, e))
 }
 
 /// High-volume nodes: prominent peaks of the profile smoothed over `smooth_rows` rows whose
@@ -236,9 +243,7 @@ fn hvns(
     lvn_ratio: default!(f64, 0.5),
     min_prominence: default!(f64, 0.25),
 ) -> Vec<f64> {
-    p.0.nodes(&node_params(smooth_rows, hvn_ratio, lvn_ratio, min_prominence))
-        .unwrap_or_else(|e| fail("hvns", e))
-        .hvns
+    nodes(&p, "hvns", smooth_rows, hvn_ratio, lvn_ratio, min_prominence).hvns
 }
 
 /// Low-volume nodes: the lowest smoothed row between two neighbouring HVNs, when it is at most
@@ -251,9 +256,7 @@ fn lvns(
     lvn_ratio: default!(f64, 0.5),
     min_prominence: default!(f64, 0.25),
 ) -> Vec<f64> {
-    p.0.nodes(&node_params(smooth_rows, hvn_ratio, lvn_ratio, min_prominence))
-        .unwrap_or_else(|e| fail("lvns", e))
-        .lvns
+    nodes(&p, "lvns", smooth_rows, hvn_ratio, lvn_ratio, min_prominence).lvns
 }
 
 #[pg_extern(immutable, parallel_safe)]
