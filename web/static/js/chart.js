@@ -1,7 +1,7 @@
 // Candlestick + volume chart of one symbol, on TradingView lightweight-charts
 // (loaded as a classic script: window.LightweightCharts).
 import { BarSeries, toSec } from './bars.js';
-import { fmtDate, fmtDateTime, fmtPrice, fmtTick, fmtVolume } from './format.js';
+import { fmtDate, fmtDateTime, fmtPrice, fmtTick, fmtVolume, renderLegend } from './format.js';
 
 const UP = '#26a69a';
 const DOWN = '#ef5350';
@@ -184,18 +184,9 @@ export class ChartView {
       ...(bar.trades == null ? [] : [['T', fmtVolume(bar.trades)]]),
     ];
     const tone = bar.close >= bar.open ? 'up' : 'down';
-    this.legend.replaceChildren(...items.map(([k, v]) => {
-      const span = document.createElement('span');
-      if (k) {
-        const key = document.createElement('b');
-        key.textContent = k;
-        span.append(key, ' ');
-      }
-      const val = document.createElement('span');
-      val.textContent = v;
-      if (k && k !== 'V' && k !== 'T') val.className = k === 'Δ' ? (delta >= 0 ? 'up' : 'down') : tone;
-      span.append(val);
-      return span;
-    }));
+    renderLegend(this.legend, items, (k) => {
+      if (!k || k === 'V' || k === 'T') return '';
+      return k === 'Δ' ? (delta >= 0 ? 'up' : 'down') : tone;
+    });
   }
 }

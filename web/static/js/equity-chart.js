@@ -1,7 +1,7 @@
 // Equity curve of a backtest over its drawdown, as two stacked charts that
 // scroll, zoom and hover together.
 import { downsample } from './backtest-data.js';
-import { fmtDateTime, fmtPrice, fmtTick } from './format.js';
+import { fmtDateTime, fmtPrice, fmtTick, renderLegend } from './format.js';
 
 // Drawing more points than the chart is wide only costs time; min/max
 // buckets keep every spike visible.
@@ -136,18 +136,6 @@ export class EquityChart {
       return;
     }
     const items = [['', fmtDateTime(p.time)], ['Equity', fmtPrice(p.equity, 2)], ['DD', `${p.dd.toFixed(2)}%`]];
-    this.legend.replaceChildren(...items.map(([k, v]) => {
-      const span = document.createElement('span');
-      if (k) {
-        const key = document.createElement('b');
-        key.textContent = k;
-        span.append(key, ' ');
-      }
-      const val = document.createElement('span');
-      val.textContent = v;
-      if (k === 'DD' && p.dd < 0) val.className = 'down';
-      span.append(val);
-      return span;
-    }));
+    renderLegend(this.legend, items, (k) => (k === 'DD' && p.dd < 0 ? 'down' : ''));
   }
 }

@@ -117,3 +117,24 @@ export function fmtPct(v) {
 export function setText(el, text) {
   if (el.textContent !== text) el.textContent = text;
 }
+
+/**
+ * Fill a chart legend with [key, value] items: the key in bold (omitted when empty), the value
+ * in a span whose class `classOf(key)` gives (e.g. 'up' or 'down').
+ */
+export function renderLegend(el, items, classOf = () => '') {
+  el.replaceChildren(...items.map(([k, v]) => {
+    const span = document.createElement('span');
+    if (k) {
+      const key = document.createElement('b');
+      key.textContent = k;
+      span.append(key, ' ');
+    }
+    const val = document.createElement('span');
+    val.textContent = v;
+    const cls = classOf(k);
+    if (cls) val.className = cls;
+    span.append(val);
+    return span;
+  }));
+}
