@@ -28,7 +28,8 @@
 use crate::atr::Atr;
 use crate::candle::{Candle, Micros};
 use crate::flow::{BarFlow, SessionCvd};
-use crate::profile::{node_rows, value_area_rows, NodeParams, Profile, ProfileError};
+use crate::ladder::RowLadder;
+use crate::profile::{node_rows, NodeParams, Profile, ProfileError};
 use crate::side::Side;
 use crate::state::{
     aggression, classify, momentum_pct, nearest_lvn, AggressionParams, FlowBar, FlowDirection, LvnProximity,
@@ -202,11 +203,16 @@ pub struct BarEngine {
     session: Option<i64>,
     last_time: Option<Micros>,
     bars_in_session: u32,
-    session_profile: Profile,
-    /// An empty profile on the engine's grid, cloned wherever a fresh one is needed.
-    empty_profile: Profile,
-    /// Bar profiles of the rolling scope, oldest first (empty for the session scope).
-    rolling: VecDeque<Profile>,
+    /// An empty profile: the engine's price grid (rows and their prices).
+    grid: Profile,
+    /// The session profile's row volumes.
+    session_rows: RowLadder,
+    /// Row volumes of the bars of the rolling scope, oldest first (empty for the session scope),
+    /// and their sum.
+    rolling: VecDeque<Vec<(i64, f64)>>,
+    rolling_rows: RowLadder,
+    /// The current bar's row volumes.
+    bar_rows: Vec<(i64, f64)>,
     cvd: SessionCvd<i64>,
     /// Session bars of the flow window, oldest first.
     flow_window: VecDeque<FlowBar>,
@@ -215,18 +221,18 @@ pub struct BarEngine {
     /// Session closes, oldest first, at most `momentum_lookback + 1`.
     closes: VecDeque<f64>,
     last_state: Option<MarketState>,
+    /// Whether LVN proximity is read (see [`BarEngine::without_lvns`]).
+    track_lvns: bool,
     /// The session profile's LVNs and the session volume when they were computed.
     lvns: Vec<f64>,
     lvn_volume: f64,
-    /// The session profile's (row, volume) pairs with volume, ascending.
-    session_rows: Vec<(i64, f64)>,
 }
 
 impl BarEngine {
     /// A fresh engine for a symbol whose prices move in steps of `tick_size`.
     pub fn new(params: EngineParams, tick_size: f64) -> Result<BarEngine, EngineError> {
         params.validate()?;
-        let empty_profile = Profile::new(tick_size, params.ticks_per_row)?;
+        let grid = Profile::new(tick_size, params.ticks_per_row)?;
         Ok(BarEngine {
             atr: Atr::new(params.atr_period as usize),
             tick_size,
@@ -234,29 +240,34 @@ impl BarEngine {
             session: None,
             last_time: None,
             bars_in_session: 0,
-            session_profile: empty_profile.clone(),
-            empty_profile,
+            grid,
+            session_rows: RowLadder::default(),
             rolling: VecDeque::new(),
+            rolling_rows: RowLadder::default(),
+            bar_rows: Vec::new(),
             cvd: SessionCvd::new(),
             flow_window: VecDeque::new(),
             volumes: VecDeque::new(),
             closes: VecDeque::new(),
             last_state: None,
+            track_lvns: true,
             lvns: Vec::new(),
             lvn_volume: 0.0,
-            session_rows: Vec::new(),
             params,
         })
+    }
+
+    /// An engine that does not look for LVNs: [`BarOutput::lvn`] stays `None`, everything else
+    /// is unchanged (no state or strategy rule reads it). Node detection scans the session
+    /// profile, so backtests, which only need the signals, leave it out.
+    pub fn without_lvns(mut self) -> BarEngine {
+        self.track_lvns = false;
+        self
     }
 
     /// The parameters the engine runs with.
     pub fn params(&self) -> &EngineParams {
         &self.params
-    }
-
-    /// The current session's profile (all bars of the session so far).
-    pub fn session_profile(&self) -> &Profile {
-        &self.session_profile
     }
 
     /// Evaluates one closed bar. On error the engine is left exactly as it was.
@@ -273,18 +284,23 @@ impl BarEngine {
         }
         let c = &bar.candle;
         let flow = bar_flow(c, bar.profile.as_ref())?;
-        let estimated;
-        let bar_profile = match &bar.profile {
+        let spread = match &bar.profile {
             Some(given) => {
                 given.check_grid(self.tick_size, self.params.ticks_per_row)?;
-                given
+                None
             }
-            None => {
-                estimated = estimate_profile(c, &flow, self.tick_size, self.params.ticks_per_row)?;
-                &estimated
-            }
+            None => Some(Spread::new(c, &flow, &self.grid)?),
         };
-        // From here on nothing can fail: the grid is checked, so merges succeed.
+        // From here on nothing can fail.
+        self.bar_rows.clear();
+        match (&bar.profile, &spread) {
+            (Some(given), _) => {
+                self.bar_rows.extend(given.row_totals());
+                self.bar_rows.sort_unstable_by_key(|e| e.0);
+            }
+            (None, Some(spread)) => self.bar_rows.extend(spread.row_totals()),
+            (None, None) => unreachable!("a bar without a profile has a spread"),
+        }
 
         let p = &self.params;
         if self.session != Some(bar.session) {
@@ -299,7 +315,6 @@ impl BarEngine {
             self.lvn_volume = 0.0;
             self.session_rows.clear();
             self.session = Some(bar.session);
-            self.session_profile = self.empty_profile.clone();
             self.bars_in_session = 0;
             self.flow_window.clear();
             self.closes.clear();
@@ -308,21 +323,22 @@ impl BarEngine {
         self.last_time = Some(bar.time);
 
         let atr = self.atr.update(c);
-        self.session_profile.merge(bar_profile)?;
-        let rolling_profile = match p.state.profile_scope {
-            ProfileScope::Session => None,
-            ProfileScope::Rolling => {
-                self.rolling.push_back(bar_profile.clone());
-                while self.rolling.len() > p.state.rolling_bars as usize {
-                    self.rolling.pop_front();
-                }
-                let mut merged = self.empty_profile.clone();
-                for bp in &self.rolling {
-                    merged.merge(bp)?;
-                }
-                Some(merged)
+        self.session_rows.add_ascending(&self.bar_rows);
+        if p.state.profile_scope == ProfileScope::Rolling {
+            let mut rows = if self.rolling.len() >= p.state.rolling_bars as usize {
+                self.rolling.pop_front().unwrap_or_default()
+            } else {
+                Vec::new()
+            };
+            rows.clone_from(&self.bar_rows);
+            self.rolling.push_back(rows);
+            // Rebuilt from the window's bars, oldest first, so the sums never carry the
+            // rounding of bars that left the window.
+            self.rolling_rows.clear();
+            for rows in &self.rolling {
+                self.rolling_rows.add_ascending(rows);
             }
-        };
+        }
 
         // Average volume of the bars before this one; then this bar joins the history.
         let avg_volume =
@@ -343,34 +359,18 @@ impl BarEngine {
             _ => None,
         };
 
-        // The session's rows are kept sorted as bars arrive, so the value area of every bar
-        // costs no sort (a rolling profile is rebuilt and sorted each bar instead).
-        for (row, v) in bar_profile.row_totals() {
-            if v > 0.0 {
-                match self.session_rows.binary_search_by_key(&row, |e| e.0) {
-                    Ok(i) => self.session_rows[i].1 += v,
-                    Err(i) => self.session_rows.insert(i, (row, v)),
-                }
-            }
-        }
-        let va_profile = rolling_profile.as_ref().unwrap_or(&self.session_profile);
-        let value_area = match &rolling_profile {
-            Some(r) => r.value_area(p.state.value_area_pct, p.state.va_method).map(|va| ValueLevels {
-                poc: va.poc,
-                vah: va.vah,
-                val: va.val,
-            }),
-            None => value_area_rows(&self.session_rows, p.state.value_area_pct, p.state.va_method).map(|r| {
-                ValueLevels {
-                    poc: va_profile.row_price(r.poc),
-                    vah: va_profile.row_price(r.hi),
-                    val: va_profile.row_price(r.lo),
-                }
-            }),
+        let va_rows = match p.state.profile_scope {
+            ProfileScope::Session => &mut self.session_rows,
+            ProfileScope::Rolling => &mut self.rolling_rows,
         };
+        let value_area = va_rows.value_area(p.state.value_area_pct, p.state.va_method).map(|r| ValueLevels {
+            poc: self.grid.row_price(r.poc),
+            vah: self.grid.row_price(r.hi),
+            val: self.grid.row_price(r.lo),
+        });
         // VAH and VAL are row prices (each row's lowest tick), so the close is compared on
         // the same grid: a close inside the VAH row is inside value.
-        let grid_price = va_profile.row_price(va_profile.row_of(c.close));
+        let grid_price = self.grid.row_price(self.grid.row_of(c.close));
         let reading = classify(
             &StateInput {
                 price: grid_price,
@@ -383,13 +383,17 @@ impl BarEngine {
         // Node detection scans the whole session profile; the nodes of a session only move
         // once enough new volume arrives, so they are refreshed when the session's volume has
         // grown by 5 % (and on its first bars). Deterministic: it depends only on the bars.
-        let volume: f64 = self.session_rows.iter().map(|e| e.1).sum();
-        if self.bars_in_session <= 5 || volume > self.lvn_volume * 1.05 {
-            let (_, rows) = node_rows(&self.session_rows, &self.node_params);
-            self.lvns = rows.into_iter().map(|r| self.session_profile.row_price(r)).collect();
-            self.lvn_volume = volume;
-        }
-        let lvn = nearest_lvn(c.close, &self.lvns, p.state.lvn_proximity_pct);
+        let lvn = if self.track_lvns {
+            let volume = self.session_rows.total();
+            if self.bars_in_session <= 5 || volume > self.lvn_volume * 1.05 {
+                let (_, rows) = node_rows(self.session_rows.rows(), &self.node_params);
+                self.lvns = rows.into_iter().map(|r| self.grid.row_price(r)).collect();
+                self.lvn_volume = volume;
+            }
+            nearest_lvn(c.close, &self.lvns, p.state.lvn_proximity_pct)
+        } else {
+            None
+        };
 
         let ready = self.bars_in_session >= p.warmup_bars && atr.is_some();
         let signal = if ready {
@@ -498,24 +502,67 @@ pub fn estimate_profile(
     ticks_per_row: u32,
 ) -> Result<Profile, ProfileError> {
     let mut p = Profile::new(tick_size, ticks_per_row)?;
-    let (lo, hi) = (p.checked_row_of(c.low)?, p.checked_row_of(c.high)?);
-    let span = hi - lo + 1;
-    let stride = (span + MAX_ESTIMATED_ROWS - 1) / MAX_ESTIMATED_ROWS;
-    let n = (span + stride - 1) / stride;
-    let unknown = (c.volume - flow.buy - flow.sell).max(0.0);
-    for (total, side) in [(flow.buy, Side::Buy), (flow.sell, Side::Sell), (unknown, Side::Unknown)] {
-        if total <= 0.0 {
-            continue;
-        }
-        let each = total / n as f64;
-        for i in 0..n {
-            let size = if i == n - 1 { total - each * (n - 1) as f64 } else { each };
+    let spread = Spread::new(c, flow, &p)?;
+    for (k, side) in [Side::Buy, Side::Sell, Side::Unknown].into_iter().enumerate() {
+        for i in 0..spread.n {
+            let size = spread.share(k, i);
             if size > 0.0 {
-                p.add(p.row_price(lo + i * stride), size, side)?;
+                p.add(p.row_price(spread.row(i)), size, side)?;
             }
         }
     }
     Ok(p)
+}
+
+/// How [`estimate_profile`] spreads a bar: `n` rows from `lo`, `stride` rows apart (1 unless
+/// the bar spans more than [`MAX_ESTIMATED_ROWS`] rows), and the buy, sell and unclassified
+/// volume to share out. The engine reads the row totals straight from here, without building
+/// the profile.
+struct Spread {
+    lo: i64,
+    stride: i64,
+    n: i64,
+    /// Buy, sell, unclassified.
+    volumes: [f64; 3],
+}
+
+impl Spread {
+    fn new(c: &Candle, flow: &BarFlow, grid: &Profile) -> Result<Spread, ProfileError> {
+        let (lo, hi) = (grid.checked_row_of(c.low)?, grid.checked_row_of(c.high)?);
+        let span = hi - lo + 1;
+        let stride = (span + MAX_ESTIMATED_ROWS - 1) / MAX_ESTIMATED_ROWS;
+        let n = (span + stride - 1) / stride;
+        let unknown = (c.volume - flow.buy - flow.sell).max(0.0);
+        Ok(Spread { lo, stride, n, volumes: [flow.buy, flow.sell, unknown] })
+    }
+
+    fn row(&self, i: i64) -> i64 {
+        self.lo + i * self.stride
+    }
+
+    /// Row `i`'s share of volume `k` (0 buy, 1 sell, 2 unclassified); ≤ 0 means none.
+    fn share(&self, k: usize, i: i64) -> f64 {
+        let total = self.volumes[k];
+        if total <= 0.0 {
+            return 0.0;
+        }
+        let each = total / self.n as f64;
+        if i == self.n - 1 {
+            total - each * (self.n - 1) as f64
+        } else {
+            each
+        }
+    }
+
+    /// `(row, volume)` of every row, each volume the sum of the row's shares in the order a
+    /// profile level adds them (buy + sell + unclassified), so it equals the estimated
+    /// profile's row total.
+    fn row_totals(&self) -> impl Iterator<Item = (i64, f64)> + '_ {
+        (0..self.n).map(|i| {
+            let [b, s, u] = [0, 1, 2].map(|k| self.share(k, i).max(0.0));
+            (self.row(i), b + s + u)
+        })
+    }
 }
 
 #[cfg(test)]

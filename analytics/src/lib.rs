@@ -9,6 +9,7 @@ pub mod engine;
 pub mod flow;
 pub mod footprint;
 pub mod ground_truth;
+pub mod ladder;
 pub mod profile;
 pub mod side;
 pub mod state;

@@ -692,22 +692,38 @@ pub struct ValueAreaRows {
 pub fn value_area_rows(vols: &[(i64, f64)], pct: f64, method: VaMethod) -> Option<ValueAreaRows> {
     let p = poc_index(vols)?;
     let total: f64 = vols.iter().map(|e| e.1).sum();
-    let (lo, hi, volume) = expand(vols, p, pct * total, method.step());
-    Some(ValueAreaRows { poc: vols[p].0, lo, hi, volume, total })
+    Some(value_area_around(vols, p, total, pct, method))
 }
 
-fn poc_index(vols: &[(i64, f64)]) -> Option<usize> {
+/// The value area of `vols` (as for [`value_area_rows`]) given its POC index and total volume.
+pub(crate) fn value_area_around(
+    vols: &[(i64, f64)],
+    poc: usize,
+    total: f64,
+    pct: f64,
+    method: VaMethod,
+) -> ValueAreaRows {
+    let (lo, hi, volume) = expand(vols, poc, pct * total, method.step());
+    ValueAreaRows { poc: vols[poc].0, lo, hi, volume, total }
+}
+
+pub(crate) fn poc_index(vols: &[(i64, f64)]) -> Option<usize> {
     let centre2 = vols.first()?.0 + vols.last()?.0;
-    let dist = |r: i64| (2 * r - centre2).unsigned_abs();
     let mut best = 0;
-    for (i, &(r, v)) in vols.iter().enumerate().skip(1) {
-        let (br, bv) = vols[best];
-        // Ascending order plus strict comparisons keep the lower row on a full tie.
-        if v > bv || (v == bv && dist(r) < dist(br)) {
+    for (i, &e) in vols.iter().enumerate().skip(1) {
+        if poc_beats(e, vols[best], centre2) {
             best = i;
         }
     }
     Some(best)
+}
+
+/// The POC order: more volume wins, then the row nearer the centre of the range (`centre2` is
+/// lowest + highest row), then the lower row. A total order, so the POC can also be kept up to
+/// date row by row.
+pub(crate) fn poc_beats((r, v): (i64, f64), (br, bv): (i64, f64), centre2: i64) -> bool {
+    let dist = |r: i64| (2 * r - centre2).unsigned_abs();
+    v > bv || (v == bv && (dist(r), r) < (dist(br), br))
 }
 
 /// Grows the value area from `vols[p]` by steps of `step` rows until it holds `target`;

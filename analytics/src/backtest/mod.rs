@@ -361,7 +361,7 @@ impl EngineSource {
         let engines = data
             .symbols
             .iter()
-            .map(|s| BarEngine::new(params.clone(), s.tick_size))
+            .map(|s| BarEngine::new(params.clone(), s.tick_size).map(BarEngine::without_lvns))
             .collect::<Result<_, _>>()?;
         Ok(EngineSource { engines })
     }
