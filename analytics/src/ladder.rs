@@ -40,7 +40,7 @@ impl RowLadder {
         };
         let mut i = self.rows.partition_point(|e| e.0 < first);
         for &(row, volume) in rows {
-            if !(volume > 0.0) {
+            if volume.is_nan() || volume <= 0.0 {
                 continue;
             }
             while i < self.rows.len() && self.rows[i].0 < row {
