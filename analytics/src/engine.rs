@@ -386,7 +386,7 @@ impl BarEngine {
         let lvn = if self.track_lvns {
             let volume = self.session_rows.total();
             if self.bars_in_session <= 5 || volume > self.lvn_volume * 1.05 {
-                let (_, rows) = node_rows(self.session_rows.rows(), &self.node_params);
+                let (_, rows) = node_rows(&self.session_rows.rows(), &self.node_params);
                 self.lvns = rows.into_iter().map(|r| self.grid.row_price(r)).collect();
                 self.lvn_volume = volume;
             }

@@ -2,26 +2,78 @@
 //!
 //! The bar engine needs the POC and value area of the session profile after each bar. Sorting
 //! the rows, summing them and scanning for the POC every bar made that the dominant cost of a
-//! backtest; a [`RowLadder`] keeps the rows sorted, the total running and the POC up to date
-//! as bars add volume, so a bar costs its own rows plus the walk out from the POC.
+//! backtest. A [`RowLadder`] keeps the volumes in a dense array indexed by row, the total
+//! running and the POC up to date as bars add volume, so a bar costs its own rows plus the
+//! walk out from the POC over contiguous memory.
 
-use crate::profile::{poc_beats, poc_index, value_area_around, VaMethod, ValueAreaRows};
+use crate::profile::{
+    poc_beats, poc_row, value_area_around, RowVolumes, VaMethod, ValueAreaRows, MAX_NODE_ROWS,
+};
 
-/// Ascending `(row, volume)` pairs with volume > 0, their total and their POC.
+/// Widest range of rows kept dense; a session whose prices span more (a far-off bad print on a
+/// fine grid) switches to sorted pairs until it is cleared.
+const MAX_DENSE_ROWS: i64 = MAX_NODE_ROWS;
+
+/// Row volumes with a running total and POC; see the module documentation.
 #[derive(Debug, Clone, Default)]
 pub struct RowLadder {
-    rows: Vec<(i64, f64)>,
+    rows: Rows,
     total: f64,
-    /// The POC row as of the last [`RowLadder::value_area`] (`None`: scan again).
+    /// The POC as of the last [`RowLadder::value_area`] (`None`: scan again).
     poc: Option<i64>,
     /// Rows that gained volume since then.
     touched: Vec<i64>,
 }
 
+#[derive(Debug, Clone)]
+enum Rows {
+    Dense(DenseRows),
+    /// Ascending `(row, volume)` pairs with volume.
+    Sparse(Vec<(i64, f64)>),
+}
+
+/// `volumes[i]` is row `base + i`; `lo..=hi` are the lowest and highest rows with volume
+/// (`lo > hi` when empty).
+#[derive(Debug, Clone)]
+struct DenseRows {
+    base: i64,
+    volumes: Vec<f64>,
+    lo: i64,
+    hi: i64,
+}
+
+impl Default for Rows {
+    fn default() -> Self {
+        Rows::Dense(DenseRows { base: 0, volumes: Vec::new(), lo: 1, hi: 0 })
+    }
+}
+
+/// Calls `$f` with the rows as their concrete type, so the value area walk is compiled (and
+/// inlined) for each storage.
+macro_rules! with_rows {
+    ($rows:expr, $r:ident => $f:expr) => {
+        match $rows {
+            Rows::Dense($r) => $f,
+            Rows::Sparse(pairs) => {
+                let $r = pairs.as_slice();
+                $f
+            }
+        }
+    };
+}
+
 impl RowLadder {
     /// Empties the ladder, keeping its memory.
     pub fn clear(&mut self) {
-        self.rows.clear();
+        match &mut self.rows {
+            Rows::Dense(DenseRows { base, volumes, lo, hi }) => {
+                if lo <= hi {
+                    volumes[(*lo - *base) as usize..=(*hi - *base) as usize].fill(0.0);
+                }
+                (*lo, *hi) = (1, 0);
+            }
+            Rows::Sparse(_) => self.rows = Rows::default(),
+        }
         self.total = 0.0;
         self.poc = None;
         self.touched.clear();
@@ -32,28 +84,27 @@ impl RowLadder {
         self.add_ascending(&[(row, volume)]);
     }
 
-    /// Adds `(row, volume)` pairs in ascending row order (what a bar brings): one search, then
-    /// a walk, instead of a search per row.
+    /// Adds `(row, volume)` pairs (what a bar brings); volumes that are not > 0 are ignored.
     pub fn add_ascending(&mut self, rows: &[(i64, f64)]) {
-        let Some(&(first, _)) = rows.first() else {
+        let rows = || rows.iter().copied().filter(|e| e.1 > 0.0);
+        let (Some(min), Some(max)) = (rows().map(|e| e.0).min(), rows().map(|e| e.0).max()) else {
             return;
         };
-        let mut i = self.rows.partition_point(|e| e.0 < first);
-        for &(row, volume) in rows {
-            if volume.is_nan() || volume <= 0.0 {
-                continue;
-            }
-            while i < self.rows.len() && self.rows[i].0 < row {
-                i += 1;
-            }
-            if i < self.rows.len() && self.rows[i].0 == row {
-                self.rows[i].1 += volume;
-            } else {
-                // A new lowest or highest row moves the centre that breaks POC ties.
-                if i == 0 || i == self.rows.len() {
-                    self.poc = None;
+        // A new lowest or highest row moves the centre that breaks POC ties.
+        if self.is_empty() || min < self.bounds().0 || max > self.bounds().1 {
+            self.poc = None;
+        }
+        self.make_room(min, max);
+        for (row, volume) in rows() {
+            match &mut self.rows {
+                Rows::Dense(DenseRows { base, volumes, lo, hi }) => {
+                    volumes[(row - *base) as usize] += volume;
+                    (*lo, *hi) = if *lo > *hi { (row, row) } else { ((*lo).min(row), (*hi).max(row)) };
                 }
-                self.rows.insert(i, (row, volume));
+                Rows::Sparse(pairs) => match pairs.binary_search_by_key(&row, |e| e.0) {
+                    Ok(i) => pairs[i].1 += volume,
+                    Err(i) => pairs.insert(i, (row, volume)),
+                },
             }
             self.total += volume;
             if self.poc.is_some() {
@@ -62,9 +113,53 @@ impl RowLadder {
         }
     }
 
-    /// The rows with volume, ascending.
-    pub fn rows(&self) -> &[(i64, f64)] {
-        &self.rows
+    /// Grows the dense array to cover `min..=max`, or turns sparse when that would be too wide.
+    fn make_room(&mut self, min: i64, max: i64) {
+        let Rows::Dense(DenseRows { base, volumes, lo, hi }) = &mut self.rows else {
+            return;
+        };
+        let (want_lo, want_hi) = if lo > hi { (min, max) } else { ((*lo).min(min), (*hi).max(max)) };
+        if want_lo >= *base && want_hi < *base + volumes.len() as i64 {
+            return;
+        }
+        let span = want_hi - want_lo + 1;
+        if span > MAX_DENSE_ROWS {
+            let pairs = (*lo..=*hi)
+                .map(|r| (r, volumes[(r - *base) as usize]))
+                .filter(|e| e.1 > 0.0)
+                .collect::<Vec<_>>();
+            self.rows = Rows::Sparse(pairs);
+            return;
+        }
+        // Room on both sides for the prices still to come, so growing is rare.
+        let margin = (span / 2).max(64);
+        let new_base = want_lo - margin;
+        let mut grown = vec![0.0; (span + 2 * margin) as usize];
+        if lo <= hi {
+            let from = (*lo - *base) as usize..=(*hi - *base) as usize;
+            let to = (*lo - new_base) as usize;
+            grown[to..=to + (*hi - *lo) as usize].copy_from_slice(&volumes[from]);
+        }
+        (*base, *volumes) = (new_base, grown);
+    }
+
+    fn is_empty(&self) -> bool {
+        match &self.rows {
+            Rows::Dense(d) => d.lo > d.hi,
+            Rows::Sparse(pairs) => pairs.is_empty(),
+        }
+    }
+
+    fn volume_at(&self, row: i64) -> f64 {
+        with_rows!(&self.rows, r => r.sum(row, row))
+    }
+
+    /// `(row, volume)` of the rows with volume, ascending.
+    pub fn rows(&self) -> Vec<(i64, f64)> {
+        if self.is_empty() {
+            return Vec::new();
+        }
+        with_rows!(&self.rows, r => r.traded().collect())
     }
 
     /// Total volume, summed in the order it was added.
@@ -76,30 +171,70 @@ impl RowLadder {
     /// those of [`crate::profile::Profile::try_value_area`].
     pub fn value_area(&mut self, pct: f64, method: VaMethod) -> Option<ValueAreaRows> {
         let poc = self.settle_poc()?;
-        Some(value_area_around(&self.rows, poc, self.total, pct, method))
+        let total = self.total;
+        Some(with_rows!(&self.rows, r => value_area_around(r, poc, total, pct, method)))
     }
 
-    /// Index of the POC. Only touched rows gained volume and the range kept its ends, so the
-    /// POC is the best of the previous POC and the touched rows under the same total order a
-    /// full scan uses; a new end of the range rescans.
-    fn settle_poc(&mut self) -> Option<usize> {
-        let index = |rows: &[(i64, f64)], r: i64| rows.binary_search_by_key(&r, |e| e.0).ok();
-        let (first, last) = (self.rows.first()?.0, self.rows.last()?.0);
-        let best = match self.poc.and_then(|r| index(&self.rows, r)) {
-            Some(mut best) => {
+    /// The POC. Only touched rows gained volume and the range kept its ends, so the POC is the
+    /// best of the previous POC and the touched rows under the order a full scan uses; a new
+    /// end of the range rescans.
+    fn settle_poc(&mut self) -> Option<(i64, f64)> {
+        if self.is_empty() {
+            return None;
+        }
+        let (lo, hi) = self.bounds();
+        let best = match self.poc {
+            Some(row) => {
+                let mut best = (row, self.volume_at(row));
                 for &r in &self.touched {
-                    let i = index(&self.rows, r).expect("touched rows hold volume");
-                    if poc_beats(self.rows[i], self.rows[best], first + last) {
-                        best = i;
+                    let e = (r, self.volume_at(r));
+                    if poc_beats(e, best, lo + hi) {
+                        best = e;
                     }
                 }
                 best
             }
-            None => poc_index(&self.rows)?,
+            None => with_rows!(&self.rows, r => poc_row(r))?,
         };
         self.touched.clear();
-        self.poc = Some(self.rows[best].0);
+        self.poc = Some(best.0);
         Some(best)
+    }
+
+    fn bounds(&self) -> (i64, i64) {
+        with_rows!(&self.rows, r => r.bounds())
+    }
+}
+
+impl RowVolumes for DenseRows {
+    fn bounds(&self) -> (i64, i64) {
+        (self.lo, self.hi)
+    }
+
+    #[inline]
+    fn sum(&self, lo: i64, hi: i64) -> f64 {
+        self.volumes[(lo - self.base) as usize..=(hi - self.base) as usize].iter().sum()
+    }
+
+    fn traded_above(&self, row: i64) -> i64 {
+        let from = (row + 1 - self.base) as usize;
+        let offset = self.volumes[from..].iter().position(|&v| v > 0.0).expect("a row above");
+        row + 1 + offset as i64
+    }
+
+    fn traded_below(&self, row: i64) -> i64 {
+        let to = (row - self.base) as usize;
+        self.base + self.volumes[..to].iter().rposition(|&v| v > 0.0).expect("a row below") as i64
+    }
+
+    fn traded(&self) -> impl Iterator<Item = (i64, f64)> + '_ {
+        let range = if self.lo <= self.hi {
+            (self.lo - self.base) as usize..(self.hi - self.base + 1) as usize
+        } else {
+            0..0
+        };
+        let lo = self.lo;
+        self.volumes[range].iter().enumerate().map(move |(i, &v)| (lo + i as i64, v)).filter(|e| e.1 > 0.0)
     }
 }
 
@@ -114,7 +249,7 @@ mod tests {
         /// from scratch (the total is compared with a tolerance: it is summed in another order).
         #[test]
         fn matches_a_full_recomputation(
-            bars in prop::collection::vec(prop::collection::vec((0i64..60, 1u32..50), 1..12), 1..40),
+            bars in prop::collection::vec(prop::collection::vec((-200i64..200, 1u32..50), 1..12), 1..40),
             single in any::<bool>(),
         ) {
             let method = if single { VaMethod::Single } else { VaMethod::Dalton };
@@ -124,7 +259,7 @@ mod tests {
                     ladder.add(r, f64::from(v));
                 }
                 let got = ladder.value_area(0.7, method).unwrap();
-                let want = value_area_rows(ladder.rows(), 0.7, method).unwrap();
+                let want = value_area_rows(&ladder.rows(), 0.7, method).unwrap();
                 prop_assert_eq!((got.poc, got.lo, got.hi), (want.poc, want.lo, want.hi));
                 prop_assert!((got.total - want.total).abs() < 1e-9 * want.total);
             }
@@ -147,7 +282,27 @@ mod tests {
         assert_eq!(l.value_area(0.1, VaMethod::Single).unwrap().poc, 10);
         l.clear();
         assert!(l.value_area(0.7, VaMethod::Dalton).is_none());
+        assert!(l.rows().is_empty());
         l.add(3, 0.0);
         assert!(l.rows().is_empty());
+    }
+
+    #[test]
+    fn a_far_off_print_turns_the_ladder_sparse_with_the_same_answers() {
+        let mut l = RowLadder::default();
+        let far = 3 * MAX_DENSE_ROWS;
+        let bars: [&[(i64, f64)]; 3] =
+            [&[(100, 5.0), (101, 7.0), (102, 5.0)], &[(far, 1.0)], &[(99, 2.0), (101, 1.0)]];
+        for bar in bars {
+            l.add_ascending(bar);
+            let want = value_area_rows(&l.rows(), 0.7, VaMethod::Dalton).unwrap();
+            assert_eq!(l.value_area(0.7, VaMethod::Dalton), Some(want));
+        }
+        assert!(matches!(l.rows, Rows::Sparse(_)));
+        assert_eq!(l.rows(), vec![(99, 2.0), (100, 5.0), (101, 8.0), (102, 5.0), (far, 1.0)]);
+        assert_eq!(l.total(), 21.0);
+        l.clear();
+        l.add(7, 1.0);
+        assert_eq!(l.rows(), vec![(7, 1.0)]);
     }
 }

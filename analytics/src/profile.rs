@@ -448,8 +448,7 @@ impl Profile {
 
     /// Row of the point of control; see [`Profile::poc`].
     pub fn poc_row(&self) -> Option<i64> {
-        let v = self.volume_rows();
-        poc_index(&v).map(|i| v[i].0)
+        poc_row(self.volume_rows().as_slice()).map(|p| p.0)
     }
 
     /// Price of the row with the most volume. Ties go to the row nearest the centre of the
@@ -687,35 +686,70 @@ pub struct ValueAreaRows {
 }
 
 /// The value area of ascending `(row, volume)` pairs with volume > 0 (what
-/// [`Profile::value_area`] computes; callers that keep rows sorted themselves, like the bar
-/// engine, skip the sort). `pct` must already be checked to lie in (0, 1].
+/// [`Profile::value_area`] computes). `pct` must already be checked to lie in (0, 1].
 pub fn value_area_rows(vols: &[(i64, f64)], pct: f64, method: VaMethod) -> Option<ValueAreaRows> {
-    let p = poc_index(vols)?;
+    let poc = poc_row(vols)?;
     let total: f64 = vols.iter().map(|e| e.1).sum();
-    Some(value_area_around(vols, p, total, pct, method))
+    Some(value_area_around(vols, poc, total, pct, method))
 }
 
-/// The value area of `vols` (as for [`value_area_rows`]) given its POC index and total volume.
-pub(crate) fn value_area_around(
-    vols: &[(i64, f64)],
-    poc: usize,
+/// Row volumes as the value area walk reads them: empty rows inside the range count as zero.
+/// Implemented by sorted `(row, volume)` pairs and by the bar engine's dense ladder
+/// ([`crate::ladder::RowLadder`]), so both walk by the same code.
+pub(crate) trait RowVolumes {
+    /// The lowest and highest rows with volume; the rows must not be empty.
+    fn bounds(&self) -> (i64, i64);
+    /// Volume of rows `lo..=hi`, summed upwards.
+    fn sum(&self, lo: i64, hi: i64) -> f64;
+    /// The nearest row with volume above `row` (which lies below the highest such row).
+    fn traded_above(&self, row: i64) -> i64;
+    /// The nearest row with volume below `row` (which lies above the lowest such row).
+    fn traded_below(&self, row: i64) -> i64;
+    /// `(row, volume)` of the rows with volume, ascending.
+    fn traded(&self) -> impl Iterator<Item = (i64, f64)> + '_;
+}
+
+impl RowVolumes for [(i64, f64)] {
+    fn bounds(&self) -> (i64, i64) {
+        (self[0].0, self[self.len() - 1].0)
+    }
+
+    fn sum(&self, lo: i64, hi: i64) -> f64 {
+        let i = self.partition_point(|e| e.0 < lo);
+        self[i..].iter().take_while(|e| e.0 <= hi).map(|e| e.1).sum()
+    }
+
+    fn traded_above(&self, row: i64) -> i64 {
+        self[self.partition_point(|e| e.0 <= row)].0
+    }
+
+    fn traded_below(&self, row: i64) -> i64 {
+        self[self.partition_point(|e| e.0 < row) - 1].0
+    }
+
+    fn traded(&self) -> impl Iterator<Item = (i64, f64)> + '_ {
+        self.iter().copied()
+    }
+}
+
+/// The value area of `vols` (as for [`value_area_rows`]) given its POC row and total volume.
+pub(crate) fn value_area_around<R: RowVolumes + ?Sized>(
+    vols: &R,
+    poc: (i64, f64),
     total: f64,
     pct: f64,
     method: VaMethod,
 ) -> ValueAreaRows {
     let (lo, hi, volume) = expand(vols, poc, pct * total, method.step());
-    ValueAreaRows { poc: vols[poc].0, lo, hi, volume, total }
+    ValueAreaRows { poc: poc.0, lo, hi, volume, total }
 }
 
-pub(crate) fn poc_index(vols: &[(i64, f64)]) -> Option<usize> {
-    let centre2 = vols.first()?.0 + vols.last()?.0;
-    let mut best = 0;
-    for (i, &e) in vols.iter().enumerate().skip(1) {
-        if poc_beats(e, vols[best], centre2) {
-            best = i;
-        }
-    }
-    Some(best)
+/// The POC `(row, volume)` under [`poc_beats`]; `None` when there is no volume.
+pub(crate) fn poc_row<R: RowVolumes + ?Sized>(vols: &R) -> Option<(i64, f64)> {
+    let mut traded = vols.traded();
+    let first = traded.next()?;
+    let (lo, hi) = vols.bounds();
+    Some(traded.fold(first, |best, e| if poc_beats(e, best, lo + hi) { e } else { best }))
 }
 
 /// The POC order: more volume wins, then the row nearer the centre of the range (`centre2` is
@@ -726,51 +760,49 @@ pub(crate) fn poc_beats((r, v): (i64, f64), (br, bv): (i64, f64), centre2: i64) 
     v > bv || (v == bv && (dist(r), r) < (dist(br), br))
 }
 
-/// Grows the value area from `vols[p]` by steps of `step` rows until it holds `target`;
-/// returns `(low row, high row, volume)`. `vols` holds only rows with volume, so the walk moves
-/// in row numbers and looks rows up: `vols[up]` is the first row above the area and
-/// `vols[down - 1]` the first below it.
-fn expand(vols: &[(i64, f64)], p: usize, target: f64, step: i64) -> (i64, i64, f64) {
-    let (min_row, max_row) = (vols[0].0, vols[vols.len() - 1].0);
-    let (mut lo, mut hi) = (vols[p].0, vols[p].0);
-    let (mut up, mut down) = (p + 1, p);
-    let mut volume = vols[p].1;
+/// Grows the value area from the POC by steps of `step` rows until it holds `target`; returns
+/// `(low row, high row, volume)`.
+fn expand<R: RowVolumes + ?Sized>(
+    vols: &R,
+    (poc, poc_volume): (i64, f64),
+    target: f64,
+    step: i64,
+) -> (i64, i64, f64) {
+    let (min_row, max_row) = vols.bounds();
+    let (mut lo, mut hi) = (poc, poc);
+    let mut volume = poc_volume;
     while volume < target {
         let up_n = step.min(max_row - hi);
         let down_n = step.min(lo - min_row);
         if up_n == 0 && down_n == 0 {
             break;
         }
-        let up_sum: f64 = vols[up..].iter().take_while(|e| e.0 <= hi + up_n).map(|e| e.1).sum();
-        let down_sum: f64 = vols[..down].iter().rev().take_while(|e| e.0 >= lo - down_n).map(|e| e.1).sum();
+        let up_sum = if up_n > 0 { vols.sum(hi + 1, hi + up_n) } else { 0.0 };
+        let down_sum = if down_n > 0 { vols.sum(lo - down_n, lo - 1) } else { 0.0 };
         // Volumes are > 0, so a zero sum means the whole step is empty rows. Then take every
         // empty step at once: nothing changes on the other side and this side stays at zero, so
         // the same choice would be made step after step (a stray print far away must not cost
         // one iteration per empty row).
         if down_n == 0 || (up_n > 0 && up_sum >= down_sum) {
             if up_sum == 0.0 {
-                hi += (vols[up].0 - 1 - hi) / step * step;
+                hi += (vols.traded_above(hi) - 1 - hi) / step * step;
                 continue;
             }
             hi += up_n;
-            while up < vols.len() && vols[up].0 <= hi {
-                up += 1;
-            }
             volume += up_sum;
         } else {
             if down_sum == 0.0 {
-                lo -= (lo - 1 - vols[down - 1].0) / step * step;
+                lo -= (lo - 1 - vols.traded_below(lo)) / step * step;
                 continue;
             }
             lo -= down_n;
-            while down > 0 && vols[down - 1].0 >= lo {
-                down -= 1;
-            }
             volume += down_sum;
         }
     }
     // A pair or a jump can end on empty rows; the area's edges are its outermost traded rows.
-    (vols[down].0, vols[up - 1].0, volume)
+    let edge_lo = if vols.sum(lo, lo) > 0.0 { lo } else { vols.traded_above(lo) };
+    let edge_hi = if vols.sum(hi, hi) > 0.0 { hi } else { vols.traded_below(hi) };
+    (edge_lo, edge_hi, volume)
 }
 
 /// Centred moving average over `2 × half + 1` rows, truncated at the edges so that the first

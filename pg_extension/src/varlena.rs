@@ -15,8 +15,8 @@ macro_rules! binary_varlena_type {
                 Some(::pgrx::pg_sys::Datum::from(v.into_pg()))
             }
             fn type_oid() -> ::pgrx::pg_sys::Oid {
-                // Schema-qualified: callers (the scheduler, other schemas) need not have tapeflow on their search_path.
-                ::pgrx::wrappers::regtypein($sql_name)
+                static CACHE: $crate::varlena::TypeOid = $crate::varlena::TypeOid::new($sql_name);
+                CACHE.get()
             }
         }
 
@@ -101,3 +101,55 @@ macro_rules! binary_varlena_type {
 }
 
 pub(crate) use binary_varlena_type;
+
+use pgrx::pg_sys;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+
+/// Bumped by any change to `pg_type` (see [`register_invalidation`]), which makes every
+/// [`TypeOid`] look its name up again: a dropped and recreated extension gets new OIDs.
+static TYPE_GENERATION: AtomicU32 = AtomicU32::new(1);
+
+/// A type's OID, looked up by name once per backend. SPI checks a value's type by this OID
+/// for every value read, and a lookup by name runs the SQL parser: done per value it took a
+/// quarter of a backtest's time.
+pub(crate) struct TypeOid {
+    /// Schema-qualified, so callers (the scheduler, other schemas) need not have tapeflow on
+    /// their search_path.
+    name: &'static str,
+    /// Generation in the high half, OID in the low half; generation 0 is never current.
+    cached: AtomicU64,
+}
+
+impl TypeOid {
+    pub(crate) const fn new(name: &'static str) -> TypeOid {
+        TypeOid { name, cached: AtomicU64::new(0) }
+    }
+
+    pub(crate) fn get(&self) -> pg_sys::Oid {
+        let generation = TYPE_GENERATION.load(Ordering::Relaxed);
+        let cached = self.cached.load(Ordering::Relaxed);
+        if (cached >> 32) as u32 == generation {
+            return pg_sys::Oid::from(cached as u32);
+        }
+        let oid = pgrx::wrappers::regtypein(self.name);
+        self.cached.store((u64::from(generation) << 32) | u64::from(oid.to_u32()), Ordering::Relaxed);
+        oid
+    }
+}
+
+unsafe extern "C-unwind" fn type_changed(_: pg_sys::Datum, _: std::ffi::c_int, _: u32) {
+    TYPE_GENERATION.fetch_add(1, Ordering::Relaxed);
+}
+
+/// Registers the invalidation of cached type OIDs; called once per process from `_PG_init`.
+pub(crate) fn register_invalidation() {
+    // SAFETY: registering a syscache callback is allowed at any time in a backend or the
+    // postmaster; the callback only bumps an atomic counter.
+    unsafe {
+        pg_sys::CacheRegisterSyscacheCallback(
+            pg_sys::SysCacheIdentifier::TYPEOID as std::ffi::c_int,
+            Some(type_changed),
+            pg_sys::Datum::from(0),
+        );
+    }
+}
