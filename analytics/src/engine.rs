@@ -193,6 +193,20 @@ pub struct BarOutput {
     pub signal: Option<Signal>,
 }
 
+impl BarOutput {
+    /// What the strategy decides on, once the bar is [`BarOutput::ready`].
+    pub fn strategy_input(&self) -> Option<StrategyInput> {
+        self.ready.then_some(StrategyInput {
+            price: self.close,
+            state: self.state,
+            confidence: self.confidence,
+            aggression: self.aggression,
+            direction: self.direction,
+            atr: self.atr,
+        })
+    }
+}
+
 /// Rolling state of one symbol; see the module documentation.
 #[derive(Debug, Clone)]
 pub struct BarEngine {
@@ -272,15 +286,26 @@ impl BarEngine {
 
     /// Evaluates one closed bar. On error the engine is left exactly as it was.
     pub fn on_bar(&mut self, bar: &BarInput) -> Result<BarOutput, EngineError> {
+        if bar.position == Some(Side::Unknown) {
+            return Err(EngineError::BadBar("position must be Buy (long), Sell (short) or none".into()));
+        }
+        let mut out = self.observe(bar)?;
+        out.signal =
+            out.strategy_input().and_then(|input| evaluate(&input, bar.position, &self.params.strategy));
+        Ok(out)
+    }
+
+    /// Evaluates one closed bar like [`BarEngine::on_bar`] but leaves out the signal, the only
+    /// output that depends on the position: a backtest reads every bar here first (on several
+    /// threads) and asks the strategy later, once it knows the position
+    /// ([`BarOutput::strategy_input`]).
+    pub fn observe(&mut self, bar: &BarInput) -> Result<BarOutput, EngineError> {
         // Everything fallible first, so a refused bar leaves no trace.
         check_candle(&bar.candle)?;
         if let Some(previous) = self.last_time {
             if bar.time <= previous {
                 return Err(EngineError::OutOfOrder { time: bar.time, previous });
             }
-        }
-        if bar.position == Some(Side::Unknown) {
-            return Err(EngineError::BadBar("position must be Buy (long), Sell (short) or none".into()));
         }
         let c = &bar.candle;
         let flow = bar_flow(c, bar.profile.as_ref())?;
@@ -396,19 +421,6 @@ impl BarEngine {
         };
 
         let ready = self.bars_in_session >= p.warmup_bars && atr.is_some();
-        let signal = if ready {
-            let input = StrategyInput {
-                price: c.close,
-                state: reading.state,
-                confidence: reading.confidence,
-                aggression: aggr.score,
-                direction: aggr.direction,
-                atr,
-            };
-            evaluate(&input, bar.position, &p.strategy)
-        } else {
-            None
-        };
         let state_changed = self.last_state != Some(reading.state);
         self.last_state = Some(reading.state);
 
@@ -434,7 +446,7 @@ impl BarEngine {
             value_area,
             lvn,
             ready,
-            signal,
+            signal: None,
         })
     }
 }
@@ -515,15 +527,15 @@ pub fn estimate_profile(
 }
 
 /// How [`estimate_profile`] spreads a bar: `n` rows from `lo`, `stride` rows apart (1 unless
-/// the bar spans more than [`MAX_ESTIMATED_ROWS`] rows), and the buy, sell and unclassified
-/// volume to share out. The engine reads the row totals straight from here, without building
+/// the bar spans more than [`MAX_ESTIMATED_ROWS`] rows), and the shares of the buy, sell and
+/// unclassified volume. The engine reads the row totals straight from here, without building
 /// the profile.
 struct Spread {
     lo: i64,
     stride: i64,
     n: i64,
-    /// Buy, sell, unclassified.
-    volumes: [f64; 3],
+    /// Per volume (buy, sell, unclassified): every row's share but the last, and the last's.
+    shares: [(f64, f64); 3],
 }
 
 impl Spread {
@@ -533,7 +545,14 @@ impl Spread {
         let stride = (span + MAX_ESTIMATED_ROWS - 1) / MAX_ESTIMATED_ROWS;
         let n = (span + stride - 1) / stride;
         let unknown = (c.volume - flow.buy - flow.sell).max(0.0);
-        Ok(Spread { lo, stride, n, volumes: [flow.buy, flow.sell, unknown] })
+        let shares = [flow.buy, flow.sell, unknown].map(|total| {
+            if total <= 0.0 {
+                return (0.0, 0.0);
+            }
+            let each = total / n as f64;
+            (each, total - each * (n - 1) as f64)
+        });
+        Ok(Spread { lo, stride, n, shares })
     }
 
     fn row(&self, i: i64) -> i64 {
@@ -542,13 +561,9 @@ impl Spread {
 
     /// Row `i`'s share of volume `k` (0 buy, 1 sell, 2 unclassified); ≤ 0 means none.
     fn share(&self, k: usize, i: i64) -> f64 {
-        let total = self.volumes[k];
-        if total <= 0.0 {
-            return 0.0;
-        }
-        let each = total / self.n as f64;
+        let (each, last) = self.shares[k];
         if i == self.n - 1 {
-            total - each * (self.n - 1) as f64
+            last
         } else {
             each
         }
@@ -558,10 +573,9 @@ impl Spread {
     /// profile level adds them (buy + sell + unclassified), so it equals the estimated
     /// profile's row total.
     fn row_totals(&self) -> impl Iterator<Item = (i64, f64)> + '_ {
-        (0..self.n).map(|i| {
-            let [b, s, u] = [0, 1, 2].map(|k| self.share(k, i).max(0.0));
-            (self.row(i), b + s + u)
-        })
+        let total = |i| self.share(0, i).max(0.0) + self.share(1, i).max(0.0) + self.share(2, i).max(0.0);
+        let (each, last) = (total(0), total(self.n - 1));
+        (0..self.n).map(move |i| (self.row(i), if i == self.n - 1 { last } else { each }))
     }
 }
 

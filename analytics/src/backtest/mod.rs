@@ -67,12 +67,13 @@
 //! entries once the day's loss (equity now against the day's starting equity, so realised and
 //! unrealised) exceeds `max_daily_loss_pct` of the day's starting equity.
 
+mod evaluate;
 mod sim;
 #[cfg(test)]
 mod tests;
 
 use crate::candle::Micros;
-use crate::engine::{BarEngine, BarInput, EngineError, EngineParams};
+use crate::engine::{BarInput, EngineError, EngineParams};
 use crate::side::Side;
 use crate::state::MarketState;
 use crate::strategy::{check_range, ParamError, Signal};
@@ -81,6 +82,7 @@ use rust_decimal::{Decimal, RoundingStrategy};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
+pub use evaluate::{evaluate_all, Readings};
 pub use sim::{run, run_with};
 
 /// Decimal places kept when a market price (`f64`) becomes money, and for commissions.
@@ -261,6 +263,46 @@ pub struct BacktestData {
     symbols: Vec<SymbolSeries>,
     bars: u64,
     progress_every: u64,
+    threads: usize,
+}
+
+/// One evaluation thread per available core.
+pub fn default_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, usize::from)
+}
+
+/// Checks one series as [`BacktestData::new`] does; the error names the symbol and bar.
+pub fn check_series(s: &SymbolSeries) -> Result<(), BacktestError> {
+    if !(s.tick_size.is_finite() && s.tick_size > 0.0) {
+        return Err(BacktestError::Data(format!(
+            "{}: tick_size must be a finite number > 0, got {}",
+            s.symbol, s.tick_size
+        )));
+    }
+    let mut previous: Option<Micros> = None;
+    for b in &s.bars {
+        let c = &b.input.candle;
+        let t = b.input.time;
+        let ok_prices =
+            [c.open, c.high, c.low, c.close].iter().all(|p| p.is_finite() && *p > 0.0 && *p < 1e15);
+        if !ok_prices || c.low > c.open.min(c.close) || c.high < c.open.max(c.close) {
+            return Err(BacktestError::Data(format!(
+                "{}: bar at {t} has invalid prices (open {}, high {}, low {}, close {}): \
+                 they must be finite, > 0 and within low..high",
+                s.symbol, c.open, c.high, c.low, c.close
+            )));
+        }
+        if let Some(p) = previous {
+            if t <= p {
+                return Err(BacktestError::Data(format!(
+                    "{}: bar at {t} is not after the previous bar at {p}; bars must be in time order",
+                    s.symbol
+                )));
+            }
+        }
+        previous = Some(t);
+    }
+    Ok(())
 }
 
 impl BacktestData {
@@ -268,40 +310,22 @@ impl BacktestData {
     /// `low ≤ open, close ≤ high`, and strictly increasing times within each symbol. The
     /// error names the symbol and bar. The order of `symbols` is their priority.
     pub fn new(symbols: Vec<SymbolSeries>) -> Result<BacktestData, BacktestError> {
-        let mut bars = 0u64;
         for s in &symbols {
-            if !(s.tick_size.is_finite() && s.tick_size > 0.0) {
-                return Err(BacktestError::Data(format!(
-                    "{}: tick_size must be a finite number > 0, got {}",
-                    s.symbol, s.tick_size
-                )));
-            }
-            let mut previous: Option<Micros> = None;
-            for b in &s.bars {
-                let c = &b.input.candle;
-                let t = b.input.time;
-                let ok_prices =
-                    [c.open, c.high, c.low, c.close].iter().all(|p| p.is_finite() && *p > 0.0 && *p < 1e15);
-                if !ok_prices || c.low > c.open.min(c.close) || c.high < c.open.max(c.close) {
-                    return Err(BacktestError::Data(format!(
-                        "{}: bar at {t} has invalid prices (open {}, high {}, low {}, close {}): \
-                         they must be finite, > 0 and within low..high",
-                        s.symbol, c.open, c.high, c.low, c.close
-                    )));
-                }
-                if let Some(p) = previous {
-                    if t <= p {
-                        return Err(BacktestError::Data(format!(
-                            "{}: bar at {t} is not after the previous bar at {p}; bars must be in time order",
-                            s.symbol
-                        )));
-                    }
-                }
-                previous = Some(t);
-            }
-            bars += s.bars.len() as u64;
+            check_series(s)?;
         }
-        Ok(BacktestData { symbols, bars, progress_every: DEFAULT_PROGRESS_EVERY })
+        Ok(BacktestData::checked(symbols))
+    }
+
+    /// Series already checked with [`check_series`].
+    fn checked(symbols: Vec<SymbolSeries>) -> BacktestData {
+        let bars = symbols.iter().map(|s| s.bars.len() as u64).sum();
+        BacktestData { symbols, bars, progress_every: DEFAULT_PROGRESS_EVERY, threads: default_threads() }
+    }
+
+    /// Evaluates the symbols on `n` threads (≥ 1) instead of one per available core.
+    pub fn with_threads(mut self, n: usize) -> BacktestData {
+        self.threads = n.max(1);
+        self
     }
 
     /// Reports progress every `n` bars instead of every [`DEFAULT_PROGRESS_EVERY`] (`n` ≥ 1).
@@ -347,35 +371,6 @@ pub trait SignalSource {
         bar: &BarInput,
         ctx: &BarContext,
     ) -> Result<Option<Signal>, EngineError>;
-}
-
-/// The live strategy as a signal source: one [`BarEngine`] per symbol.
-#[derive(Debug, Clone)]
-pub struct EngineSource {
-    engines: Vec<BarEngine>,
-}
-
-impl EngineSource {
-    /// Fresh engines for every symbol of `data`.
-    pub fn new(params: &EngineParams, data: &BacktestData) -> Result<EngineSource, EngineError> {
-        let engines = data
-            .symbols
-            .iter()
-            .map(|s| BarEngine::new(params.clone(), s.tick_size).map(BarEngine::without_lvns))
-            .collect::<Result<_, _>>()?;
-        Ok(EngineSource { engines })
-    }
-}
-
-impl SignalSource for EngineSource {
-    fn on_bar(
-        &mut self,
-        symbol: usize,
-        bar: &BarInput,
-        _: &BarContext,
-    ) -> Result<Option<Signal>, EngineError> {
-        Ok(self.engines[symbol].on_bar(bar)?.signal)
-    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -613,11 +608,36 @@ pub struct BacktestResult {
     pub symbols: Vec<SymbolSummary>,
 }
 
+/// The two stages of a run: the engine reads every bar (symbols in parallel), then the
+/// simulator walks them in time order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Stage {
+    Evaluating,
+    Simulating,
+}
+
+impl Stage {
+    /// `"evaluating"` or `"simulating"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stage::Evaluating => "evaluating",
+            Stage::Simulating => "simulating",
+        }
+    }
+}
+
 /// Where a run is, for progress reports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Progress {
+    pub stage: Stage,
+    /// Bars through the current stage.
     pub bars_processed: u64,
+    /// Bars of the run; while evaluating, of the symbols loaded so far.
     pub bars_total: u64,
+    /// Symbols fully evaluated, of `symbols`.
+    pub symbols_done: usize,
+    pub symbols: usize,
     /// Start of the bar just processed.
     pub time: Micros,
     /// Trades closed so far.
@@ -635,6 +655,17 @@ pub enum BacktestError {
     Engine { symbol: String, time: Micros, error: EngineError },
     /// The progress callback asked to stop.
     Cancelled { bars_processed: u64 },
+}
+
+impl Progress {
+    /// Share of the run done, 0–1: evaluation (by symbols) counts for 90 %, simulation for the
+    /// rest, roughly their shares of the time.
+    pub fn fraction(&self) -> f64 {
+        match self.stage {
+            Stage::Evaluating => 0.9 * self.symbols_done as f64 / self.symbols.max(1) as f64,
+            Stage::Simulating => 0.9 + 0.1 * self.bars_processed as f64 / self.bars_total.max(1) as f64,
+        }
+    }
 }
 
 impl fmt::Display for BacktestError {

@@ -1,36 +1,35 @@
 //! The event loop and the portfolio; the rules are in the parent module's documentation.
 
+use super::evaluate::evaluate_data;
 use super::{
     money, round_money, to_f64, BacktestData, BacktestError, BacktestParams, BacktestResult, BarContext,
-    BlockedSignals, DailyStat, DayBoundary, Direction, EngineSource, EquityPoint, ExitReason, Progress,
-    SignalSource, SymbolSummary, Trade, DAY,
+    BlockedSignals, DailyStat, DayBoundary, Direction, EquityPoint, ExitReason, Progress, SignalSource,
+    Stage, SymbolSummary, Trade, DAY,
 };
 use crate::candle::{Candle, Micros};
-use crate::engine::EngineError;
 use crate::strategy::{Signal, SignalKind};
 use rust_decimal::prelude::ToPrimitive;
 use rust_decimal::Decimal;
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 
-/// Runs the live strategy ([`EngineSource`] with `params.engine`) over `data`.
+/// Runs the live strategy over `data`: every symbol's bars through its own bar engine (on
+/// the data's threads, see [`BacktestData::with_threads`]), then the simulator in time order
+/// asking the strategy at each bar with the position it holds.
 ///
-/// `progress` is called every `progress_every` bars (see [`BacktestData::with_progress_every`])
-/// and once at the end; returning `false` (except at the end) stops the run with
-/// [`BacktestError::Cancelled`]. `data` is only changed in its bars' `input.position`, which
-/// the simulator sets before each evaluation; the data can be run again.
+/// `progress` is called while the engines run and every `progress_every` bars of the
+/// simulation (see [`BacktestData::with_progress_every`]) and once at the end; returning
+/// `false` (except at the end) stops the run with [`BacktestError::Cancelled`]. `data` is only
+/// changed in its bars' `input.position`, which the simulator sets before each evaluation; the
+/// data can be run again.
 pub fn run(
     data: &mut BacktestData,
     params: &BacktestParams,
     progress: &mut dyn FnMut(Progress) -> bool,
 ) -> Result<BacktestResult, BacktestError> {
     params.validate()?;
-    // Parameters and tick sizes are checked already; this maps what cannot normally happen.
-    let mut source = EngineSource::new(&params.engine, data).map_err(|e| match e {
-        EngineError::Params(p) => BacktestError::Params(p.within("engine")),
-        other => BacktestError::Data(other.to_string()),
-    })?;
-    run_with(data, params, &mut source, progress)
+    let mut readings = evaluate_data(data, &params.engine, progress)?;
+    run_with(data, params, &mut readings, progress)
 }
 
 /// Like [`run`] with any signal source (a fresh one per run: sources keep state).
@@ -75,8 +74,11 @@ pub fn run_with<S: SignalSource + ?Sized>(
         if until_report == 0 {
             until_report = every;
             let p = Progress {
+                stage: Stage::Simulating,
                 bars_processed: processed,
                 bars_total: total,
+                symbols_done: data.symbols.len(),
+                symbols: data.symbols.len(),
                 time,
                 trades: sim.trades.len() as u64,
             };
@@ -91,8 +93,11 @@ pub fn run_with<S: SignalSource + ?Sized>(
     sim.finish(data);
     if until_report != every || processed == 0 {
         let p = Progress {
+            stage: Stage::Simulating,
             bars_processed: processed,
             bars_total: total,
+            symbols_done: data.symbols.len(),
+            symbols: data.symbols.len(),
             time: current.unwrap_or(0),
             trades: sim.trades.len() as u64,
         };

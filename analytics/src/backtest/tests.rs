@@ -643,6 +643,110 @@ fn the_live_engine_drives_the_default_run_deterministically() {
     assert!(c.trades.is_empty() && c.signals_seen == 0);
 }
 
+/// What a run did before the engines were evaluated up front: each symbol's live engine
+/// ([`BarEngine::on_bar`]) called in the simulator's order, told the simulator's position.
+struct EnginesBarByBar(Vec<crate::engine::BarEngine>);
+
+impl SignalSource for EnginesBarByBar {
+    fn on_bar(&mut self, s: usize, bar: &BarInput, _: &BarContext) -> Result<Option<Signal>, EngineError> {
+        Ok(self.0[s].on_bar(bar)?.signal)
+    }
+}
+
+/// Five symbols over two sessions, trending up and down at different paces.
+fn five_symbols() -> Vec<SymbolSeries> {
+    (0..5)
+        .map(|k| {
+            let mut b = trend_then_reversal(40 + 7 * k);
+            let mut second = trend_then_reversal(30 + 5 * k);
+            let offset = b.len() as i64 + 600;
+            for (i, x) in second.iter_mut().enumerate() {
+                x.input.time = (offset + i as i64) * MINUTE;
+                x.input.session = 2;
+            }
+            b.extend(second);
+            if k % 2 == 1 {
+                for x in &mut b {
+                    let c = &mut x.input.candle;
+                    let m = |p: f64| ((300.0 - p) * 100.0).round() / 100.0;
+                    (c.open, c.high, c.low, c.close) = (m(c.open), m(c.low), m(c.high), m(c.close));
+                }
+            }
+            series(&format!("S{k}"), b)
+        })
+        .collect()
+}
+
+#[test]
+fn parallel_evaluation_equals_the_engine_bar_by_bar() {
+    let params = BacktestParams::default();
+    let symbols = five_symbols();
+    let mut data = BacktestData::new(symbols.clone()).unwrap();
+    let engines =
+        symbols.iter().map(|s| crate::engine::BarEngine::new(params.engine.clone(), s.tick_size).unwrap());
+    let reference =
+        run_with(&mut data, &params, &mut EnginesBarByBar(engines.collect()), &mut |_| true).unwrap();
+    assert!(reference.trades.len() >= 5, "{:?}", reference.trades.len());
+    for threads in [1, 2, 8] {
+        let mut d = BacktestData::new(symbols.clone()).unwrap().with_threads(threads);
+        assert_eq!(run(&mut d, &params, &mut |_| true).unwrap(), reference, "{threads} threads");
+    }
+    // Symbols produced one by one while earlier ones are evaluated: the same run.
+    let mut stages = Vec::new();
+    let (mut d, mut readings) =
+        evaluate_all(&params.engine, 2, symbols.len(), &mut |i| Ok(symbols[i].clone()), &mut |p| {
+            stages.push((p.stage, p.symbols_done, p.symbols));
+            true
+        })
+        .unwrap();
+    assert_eq!(stages.last().map(|s| (s.0, s.2)), Some((Stage::Evaluating, 5)));
+    assert_eq!(d.bar_count(), data.bar_count());
+    assert_eq!(run_with(&mut d, &params, &mut readings, &mut |_| true).unwrap(), reference);
+}
+
+#[test]
+fn evaluation_errors_cancellation_and_load_failures() {
+    let params = BacktestParams::default();
+    // The engine refuses negative volume (the data check does not look at volume): the error is
+    // the earliest refused bar over all symbols, as a run in time order would meet it.
+    let mut symbols = five_symbols();
+    symbols[3].bars[20].input.candle.volume = -1.0;
+    symbols[1].bars[30].input.candle.volume = -1.0;
+    let mut data = BacktestData::new(symbols.clone()).unwrap();
+    match run(&mut data, &params, &mut |_| true).unwrap_err() {
+        BacktestError::Engine { symbol, time, error } => {
+            assert_eq!((symbol.as_str(), time), ("S3", symbols[3].bars[20].input.time));
+            assert!(error.to_string().contains("volume"), "{error}");
+        }
+        other => panic!("{other:?}"),
+    }
+
+    // Cancelled while the engines run: the data is intact and runs again.
+    let mut data = BacktestData::new(five_symbols()).unwrap();
+    let err = run(&mut data, &params, &mut |p| p.stage != Stage::Evaluating).unwrap_err();
+    assert!(matches!(err, BacktestError::Cancelled { .. }), "{err:?}");
+    assert_eq!(data.symbols().len(), 5);
+    assert!(run(&mut data, &params, &mut |_| true).is_ok());
+
+    // A symbol that cannot be loaded, or is malformed, stops the run with its error.
+    let symbols = five_symbols();
+    let failing = |bad: usize| {
+        move |i: usize| {
+            if i == bad {
+                Err(BacktestError::Data(format!("cannot load S{i}")))
+            } else {
+                Ok(symbols[i].clone())
+            }
+        }
+    };
+    let err = evaluate_all(&params.engine, 2, 5, &mut failing(2), &mut |_| true).unwrap_err();
+    assert_eq!(err, BacktestError::Data("cannot load S2".into()));
+    let mut unordered = five_symbols().remove(0);
+    unordered.bars.swap(3, 4);
+    let err = evaluate_all(&params.engine, 2, 1, &mut |_| Ok(unordered.clone()), &mut |_| true).unwrap_err();
+    assert!(err.to_string().contains("not after the previous bar"), "{err}");
+}
+
 /// 30 symbols × 252 sessions × 390 one-minute bars (≈2.9 M bars) of a random walk without
 /// profiles, through the live engine. Run with
 /// `cargo test --release -p tapeflow-analytics backtest_throughput -- --ignored --nocapture`.

@@ -1,0 +1,228 @@
+//! The first stage of a run: every bar of every symbol through its own bar engine, on worker
+//! threads.
+//!
+//! The engine's readings of a bar do not depend on the position; only the strategy's decision
+//! does ([`BarEngine::observe`] and [`BarOutput::strategy_input`]). So the symbols are
+//! independent here and run in parallel, while the caller's thread produces the next symbol's
+//! bars (the database loads them). The simulator then walks all symbols in time order and asks
+//! the strategy at each bar, with the position it holds ([`Readings`] as its signal source).
+
+use super::{
+    check_series, BacktestData, BacktestError, BarContext, Progress, SignalSource, Stage, SymbolSeries,
+};
+use crate::candle::Micros;
+use crate::engine::{BarEngine, BarInput, EngineError, EngineParams};
+use crate::strategy::{evaluate, Signal, StrategyInput, StrategyParams};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::{Mutex, OnceLock};
+use std::time::Duration;
+
+/// Bars a worker evaluates between looks at the cancel flag.
+const CHUNK: usize = 4096;
+
+/// How often the calling thread reports progress while it waits for the workers.
+const REPORT_EVERY: Duration = Duration::from_millis(100);
+
+/// The engine's readings of every bar: per symbol, per bar, what the strategy decides on
+/// (`None` before the warm-up ends).
+#[derive(Debug, Clone, Default)]
+pub struct Readings {
+    symbols: Vec<Vec<Option<StrategyInput>>>,
+    strategy: StrategyParams,
+}
+
+impl SignalSource for Readings {
+    fn on_bar(
+        &mut self,
+        symbol: usize,
+        bar: &BarInput,
+        ctx: &BarContext,
+    ) -> Result<Option<Signal>, EngineError> {
+        let input = self.symbols[symbol][ctx.bar_index];
+        Ok(input.and_then(|i| evaluate(&i, bar.position, &self.strategy)))
+    }
+}
+
+type Outcome = Result<Vec<Option<StrategyInput>>, (Micros, EngineError)>;
+
+/// Evaluates `count` symbols produced one by one by `produce` (called on this thread, in
+/// order, while workers evaluate the symbols already produced), on `threads` worker threads.
+/// Returns the checked data (symbol priority = order produced) and the readings.
+///
+/// Errors: the first error of `produce`, a malformed series, or the engine's refusal of a bar
+/// (the earliest in `(time, symbol)` order, which is where a run bar by bar would have
+/// stopped). `progress` is called from this thread after each symbol produced and at least
+/// every 100 ms while it waits; returning `false` cancels.
+pub fn evaluate_all(
+    engine: &EngineParams,
+    threads: usize,
+    count: usize,
+    produce: &mut dyn FnMut(usize) -> Result<SymbolSeries, BacktestError>,
+    progress: &mut dyn FnMut(Progress) -> bool,
+) -> Result<(BacktestData, Readings), BacktestError> {
+    let slots: Vec<OnceLock<SymbolSeries>> = (0..count).map(|_| OnceLock::new()).collect();
+    let readings = evaluate_slots(engine, threads, &slots, produce, progress)?;
+    let series = slots.into_iter().map(|s| s.into_inner().expect("every symbol was produced")).collect();
+    Ok((BacktestData::checked(series), readings))
+}
+
+/// Evaluates the series of `data` (which keeps them, whatever the outcome).
+pub(super) fn evaluate_data(
+    data: &mut BacktestData,
+    engine: &EngineParams,
+    progress: &mut dyn FnMut(Progress) -> bool,
+) -> Result<Readings, BacktestError> {
+    let slots: Vec<OnceLock<SymbolSeries>> =
+        std::mem::take(&mut data.symbols).into_iter().map(OnceLock::from).collect();
+    let readings =
+        evaluate_slots(engine, data.threads, &slots, &mut |_| unreachable!("data is loaded"), progress);
+    data.symbols = slots.into_iter().map(|s| s.into_inner().expect("loaded")).collect();
+    readings
+}
+
+/// The evaluation proper: empty slots are filled by `produce` (and checked), in order, on this
+/// thread; workers evaluate each filled slot.
+fn evaluate_slots(
+    engine: &EngineParams,
+    threads: usize,
+    slots: &[OnceLock<SymbolSeries>],
+    produce: &mut dyn FnMut(usize) -> Result<SymbolSeries, BacktestError>,
+    progress: &mut dyn FnMut(Progress) -> bool,
+) -> Result<Readings, BacktestError> {
+    let count = slots.len();
+    let evaluated = AtomicU64::new(0);
+    let cancel = AtomicBool::new(false);
+    let (job_tx, job_rx) = mpsc::channel::<usize>();
+    let job_rx = Mutex::new(job_rx);
+    let (done_tx, done_rx) = mpsc::channel::<(usize, Outcome)>();
+    let mut outcomes: Vec<Option<Outcome>> = (0..count).map(|_| None).collect();
+
+    std::thread::scope(|scope| {
+        for _ in 0..threads.clamp(1, count.max(1)) {
+            let done_tx = done_tx.clone();
+            let (job_rx, evaluated, cancel) = (&job_rx, &evaluated, &cancel);
+            scope.spawn(move || {
+                block_signals();
+                loop {
+                    let job = job_rx.lock().map(|rx| rx.recv());
+                    let Ok(Ok(i)) = job else { break };
+                    let series = slots[i].get().expect("filled before it is queued");
+                    if done_tx.send((i, evaluate_series(engine, series, evaluated, cancel))).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+        drop(done_tx);
+
+        let (mut bars_loaded, mut received) = (0u64, 0usize);
+        let mut report = |bars_loaded: u64, received: usize| {
+            progress(Progress {
+                stage: Stage::Evaluating,
+                bars_processed: evaluated.load(Ordering::Relaxed),
+                bars_total: bars_loaded,
+                symbols_done: received,
+                symbols: count,
+                time: 0,
+                trades: 0,
+            })
+        };
+        let cancelled = || BacktestError::Cancelled { bars_processed: evaluated.load(Ordering::Relaxed) };
+        let feed = || -> Result<(), BacktestError> {
+            for (i, slot) in slots.iter().enumerate() {
+                if slot.get().is_none() {
+                    let series = produce(i)?;
+                    check_series(&series)?;
+                    let _ = slot.set(series);
+                }
+                bars_loaded += slot.get().map_or(0, |s| s.bars.len() as u64);
+                // Workers hold the receiver as long as the scope runs, so this cannot fail.
+                let _ = job_tx.send(i);
+                while let Ok((i, outcome)) = done_rx.try_recv() {
+                    outcomes[i] = Some(outcome);
+                    received += 1;
+                }
+                if !report(bars_loaded, received) {
+                    return Err(cancelled());
+                }
+            }
+            // No more symbols: idle workers stop.
+            drop(job_tx);
+            while received < count {
+                match done_rx.recv_timeout(REPORT_EVERY) {
+                    Ok((i, outcome)) => {
+                        outcomes[i] = Some(outcome);
+                        received += 1;
+                    }
+                    Err(RecvTimeoutError::Timeout) if !report(bars_loaded, received) => {
+                        return Err(cancelled())
+                    }
+                    Err(_) => {}
+                }
+            }
+            Ok(())
+        };
+        let fed = feed();
+        if fed.is_err() {
+            // Busy workers stop at their next chunk; the scope then joins them all.
+            cancel.store(true, Ordering::Relaxed);
+        }
+        fed
+    })?;
+
+    let mut readings = Vec::with_capacity(count);
+    let mut first_error: Option<(Micros, usize, EngineError)> = None;
+    for (i, outcome) in outcomes.into_iter().enumerate() {
+        match outcome.expect("every symbol was evaluated") {
+            Ok(r) => readings.push(r),
+            Err((time, error)) => {
+                if first_error.as_ref().is_none_or(|(t, _, _)| time < *t) {
+                    first_error = Some((time, i, error));
+                }
+                readings.push(Vec::new());
+            }
+        }
+    }
+    if let Some((time, i, error)) = first_error {
+        let symbol = slots[i].get().map(|s| s.symbol.clone()).unwrap_or_default();
+        return Err(BacktestError::Engine { symbol, time, error });
+    }
+    Ok(Readings { symbols: readings, strategy: engine.strategy.clone() })
+}
+
+/// One symbol through a fresh engine; stops early (with whatever it has) once cancelled.
+fn evaluate_series(
+    engine: &EngineParams,
+    series: &SymbolSeries,
+    evaluated: &AtomicU64,
+    cancel: &AtomicBool,
+) -> Outcome {
+    let mut e = BarEngine::new(engine.clone(), series.tick_size)
+        .map_err(|error| (series.bars.first().map_or(0, |b| b.input.time), error))?
+        .without_lvns();
+    let mut out = Vec::with_capacity(series.bars.len());
+    for chunk in series.bars.chunks(CHUNK) {
+        if cancel.load(Ordering::Relaxed) {
+            break;
+        }
+        for b in chunk {
+            let reading = e.observe(&b.input).map_err(|error| (b.input.time, error))?;
+            out.push(reading.strategy_input());
+        }
+        evaluated.fetch_add(chunk.len() as u64, Ordering::Relaxed);
+    }
+    Ok(out)
+}
+
+/// Keeps the host process's signals off worker threads: inside PostgreSQL, its handlers (cancel,
+/// timeouts, latches) expect to run on the backend's own thread.
+fn block_signals() {
+    #[cfg(unix)]
+    // SAFETY: an all-ones mask for this thread only; no memory is shared.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigfillset(&mut set);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+    }
+}
