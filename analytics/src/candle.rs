@@ -106,6 +106,25 @@ impl Candle {
         }
     }
 
+    /// [`Candle::from_ohlcv`] after checking the bar: finite positive prices, a finite volume
+    /// ≥ 0, open and close within low..high. The error names the problem.
+    pub fn checked_ohlcv(
+        time: Micros,
+        open: f64,
+        high: f64,
+        low: f64,
+        close: f64,
+        volume: f64,
+    ) -> Result<Candle, String> {
+        for p in [open, high, low, close] {
+            validate_trade(p, volume).map_err(|e| e.to_string())?;
+        }
+        if low > open.min(close) || high < open.max(close) {
+            return Err(format!("open {open} and close {close} must lie within low {low} .. high {high}"));
+        }
+        Ok(Candle::from_ohlcv(time, open, high, low, close, volume))
+    }
+
     /// Adds one trade.
     pub fn add(&mut self, time: Micros, price: f64, size: f64, side: Side) -> Result<(), TradeError> {
         let other = Candle::from_trade(time, price, size, side)?;

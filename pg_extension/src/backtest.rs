@@ -3,12 +3,13 @@
 
 use crate::bars;
 use crate::candle::{micros, timestamptz};
+use pgrx::guc::{GucContext, GucFlags, GucRegistry, GucSetting};
 use pgrx::prelude::*;
 use pgrx::{AnyNumeric, JsonB};
 use rust_decimal::Decimal;
 use tapeflow_analytics::backtest::{
-    mark_session_ends, run, BacktestBar, BacktestData, BacktestError, BacktestParams, BacktestResult,
-    Progress, SymbolSeries,
+    default_threads, evaluate_all, mark_session_ends, run, run_with, BacktestBar, BacktestData,
+    BacktestError, BacktestParams, BacktestResult, Progress, Stage, SymbolSeries,
 };
 use tapeflow_analytics::stats::{statistics, BuyAndHold, Stats};
 use tapeflow_analytics::Micros;
@@ -40,42 +41,98 @@ fn session_complete(symbol: &str, last_bar: Micros, to: TimestampWithTimeZone) -
     .unwrap_or(false)
 }
 
-/// Loads the one-minute bars of every symbol in [from, to) (priority = order given).
+static THREADS: GucSetting<i32> = GucSetting::<i32>::new(0);
+
+/// Registers `tapeflow.backtest_threads`.
+pub fn init() {
+    GucRegistry::define_int_guc(
+        c"tapeflow.backtest_threads",
+        c"Threads that evaluate a backtest's symbols (0: one per CPU core).",
+        c"The bar engine reads each symbol on its own thread while the backend loads the next; results do not depend on it.",
+        &THREADS,
+        0,
+        1024,
+        GucContext::Userset,
+        GucFlags::default(),
+    );
+}
+
+fn threads() -> usize {
+    match THREADS.get() {
+        n if n > 0 => n as usize,
+        _ => default_threads(),
+    }
+}
+
+/// The one-minute bars of `symbol` in [from, to).
+fn load_series(symbol: &str, from: TimestampWithTimeZone, to: TimestampWithTimeZone) -> SymbolSeries {
+    let tick_size = bars::tick_size(symbol);
+    let mut bars: Vec<BacktestBar> = bars::load(symbol, "1m", from, to)
+        .into_iter()
+        .map(|b| BacktestBar::new(b.input, b.in_session))
+        .collect();
+    let complete = bars.last().map(|b| session_complete(symbol, b.input.time, to)).unwrap_or(true);
+    mark_session_ends(&mut bars, complete);
+    SymbolSeries { symbol: symbol.to_string(), tick_size, bars }
+}
+
+/// Loads the one-minute bars of every symbol in [from, to) (priority = order given), for
+/// runs that reuse them (sweeps).
 fn load_data(
     symbols: &[String],
     from: TimestampWithTimeZone,
     to: TimestampWithTimeZone,
 ) -> Result<BacktestData, String> {
-    let mut series = Vec::with_capacity(symbols.len());
-    for s in symbols {
-        let tick_size = bars::tick_size(s);
-        let mut bars: Vec<BacktestBar> = bars::load(s, "1m", from, to)
-            .into_iter()
-            .map(|b| BacktestBar::new(b.input, b.in_session))
-            .collect();
-        let complete = bars.last().map(|b| session_complete(s, b.input.time, to)).unwrap_or(true);
-        mark_session_ends(&mut bars, complete);
-        series.push(SymbolSeries { symbol: s.clone(), tick_size, bars });
-    }
-    BacktestData::new(series).map_err(|e| e.to_string())
+    let series = symbols.iter().map(|s| load_series(s, from, to)).collect();
+    Ok(BacktestData::new(series).map_err(|e| e.to_string())?.with_threads(threads()))
 }
 
-/// Runs the simulator, reporting progress as NOTICEs (with `label`) and honouring cancel
-/// requests (Ctrl-C, pg_cancel_backend) between bars.
+/// Progress as a NOTICE (`label: 42% (…)`, which the web app relays) after checking for
+/// cancel requests (Ctrl-C, pg_cancel_backend).
+fn report(label: &str, p: &Progress) -> bool {
+    pgrx::check_for_interrupts!();
+    let pct = 100.0 * p.fraction();
+    match p.stage {
+        Stage::Evaluating => notice!(
+            "{label}: {pct:.0}% (evaluating: {} of {} symbols, {} bars)",
+            p.symbols_done,
+            p.symbols,
+            p.bars_processed
+        ),
+        Stage::Simulating => notice!(
+            "{label}: {pct:.0}% (simulating: {} of {} bars, {} trades)",
+            p.bars_processed,
+            p.bars_total,
+            p.trades
+        ),
+    }
+    true
+}
+
+/// Runs the simulator over loaded data (sweeps run the same data many times).
 fn simulate(
     data: &mut BacktestData,
     params: &BacktestParams,
     label: &str,
-    mut on_progress: impl FnMut(&Progress),
 ) -> Result<BacktestResult, BacktestError> {
-    let mut report = |p: Progress| {
-        pgrx::check_for_interrupts!();
-        let pct = 100.0 * p.bars_processed as f64 / p.bars_total.max(1) as f64;
-        notice!("{label}: {pct:.0}% ({} of {} bars, {} trades)", p.bars_processed, p.bars_total, p.trades);
-        on_progress(&p);
-        true
-    };
-    run(data, params, &mut report)
+    run(data, params, &mut |p| report(label, &p))
+}
+
+/// Loads and runs one backtest: each symbol's engine runs on a worker thread while the next
+/// symbol loads.
+fn load_and_simulate(
+    symbols: &[String],
+    from: TimestampWithTimeZone,
+    to: TimestampWithTimeZone,
+    params: &BacktestParams,
+    label: &str,
+) -> Result<BacktestResult, BacktestError> {
+    params.validate()?;
+    let mut progress = |p: Progress| report(label, &p);
+    let mut produce = |i: usize| Ok(load_series(&symbols[i], from, to));
+    let (mut data, mut readings) =
+        evaluate_all(&params.engine, threads(), symbols.len(), &mut produce, &mut progress)?;
+    run_with(&mut data, params, &mut readings, &mut progress)
 }
 
 fn numeric(d: Decimal) -> AnyNumeric {
@@ -112,8 +169,8 @@ fn backtest(
     ),
 > {
     let p = params_from(&params).unwrap_or_else(|e| error!("{e}"));
-    let mut data = load_data(&symbols, from, to).unwrap_or_else(|e| error!("backtest: {e}"));
-    let result = simulate(&mut data, &p, "backtest", |_| {}).unwrap_or_else(|e| error!("backtest: {e}"));
+    let result =
+        load_and_simulate(&symbols, from, to, &p, "backtest").unwrap_or_else(|e| error!("backtest: {e}"));
     let rows: Vec<_> = result
         .trades
         .into_iter()
@@ -250,9 +307,8 @@ fn backtest_execute(run_id: i64) -> i64 {
             .flatten()
             .unwrap_or(JsonB(serde_json::json!({})));
     let outcome = params_from(&params).and_then(|p| {
-        let mut data = load_data(&symbols, from, to)?;
         let label = format!("backtest {run_id}");
-        let result = simulate(&mut data, &p, &label, |_| {}).map_err(|e| e.to_string())?;
+        let result = load_and_simulate(&symbols, from, to, &p, &label).map_err(|e| e.to_string())?;
         Ok((p, result))
     });
     match outcome {
@@ -443,7 +499,7 @@ fn backtest_grid(
     let mut rows = Vec::with_capacity(combos.len());
     for (i, (c, p)) in combos.into_iter().zip(params).enumerate() {
         let label = format!("backtest_grid {}/{}", i + 1, rows.capacity());
-        let result = simulate(&mut data, &p, &label, |_| {}).unwrap_or_else(|e| error!("backtest_grid: {e}"));
+        let result = simulate(&mut data, &p, &label).unwrap_or_else(|e| error!("backtest_grid: {e}"));
         let s = stats_of(&result, &p, micros(from), micros(to));
         rows.push((
             i as i32 + 1,
@@ -517,13 +573,8 @@ fn backtest_walk_forward(
             load_data(&symbols, in_from, out_from).unwrap_or_else(|e| error!("walk-forward: {e}"));
         let mut best: Option<(usize, Option<f64>)> = None;
         for (i, p) in params.iter().enumerate() {
-            let r = simulate(
-                &mut in_data,
-                p,
-                &format!("walk-forward window {window} in-sample {}", i + 1),
-                |_| {},
-            )
-            .unwrap_or_else(|e| error!("walk-forward: {e}"));
+            let r = simulate(&mut in_data, p, &format!("walk-forward window {window} in-sample {}", i + 1))
+                .unwrap_or_else(|e| error!("walk-forward: {e}"));
             let m = metric(&stats_of(&r, p, start, start + ins), metric_name);
             let better = match best {
                 None => true,
@@ -536,13 +587,8 @@ fn backtest_walk_forward(
         let (bi, bm) = best.expect("at least one combination");
         let mut out_data =
             load_data(&symbols, out_from, out_to).unwrap_or_else(|e| error!("walk-forward: {e}"));
-        let r = simulate(
-            &mut out_data,
-            &params[bi],
-            &format!("walk-forward window {window} out-of-sample"),
-            |_| {},
-        )
-        .unwrap_or_else(|e| error!("walk-forward: {e}"));
+        let r = simulate(&mut out_data, &params[bi], &format!("walk-forward window {window} out-of-sample"))
+            .unwrap_or_else(|e| error!("walk-forward: {e}"));
         let s = stats_of(&r, &params[bi], start + ins, start + ins + outs);
         rows.push((
             window,

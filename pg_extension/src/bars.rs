@@ -1,17 +1,22 @@
-//! Loading bars for the bar engine: one query over the one-minute summaries (rolled up to the
-//! requested timeframe), with each bar's session key and regular-hours flag from the symbol's
-//! calendar. Live market state, the scheduler and backtests all read bars through here.
+//! Loading bars for the bar engine, with each bar's session key and regular-hours flag from the
+//! symbol's calendar. Live market state, the scheduler and backtests all read bars through
+//! here.
+//!
+//! One-minute bars are read straight from the two tables behind `tapeflow.minute_bars`
+//! (tick-built `bars_1m` and `bars_1m_imported`, whose plain columns need no candle built and
+//! decoded per row) and merged here as the view defines; longer timeframes are rolled up from
+//! the view in SQL. Rows are read through a cursor in chunks and decoded straight from the
+//! tuples: a backtest reads millions of them.
 
-use crate::candle::{micros, Candle};
+use crate::candle::Candle;
 use crate::profile::Profile;
-use pgrx::datum::Timestamp;
+use pgrx::datum::DatumWithOid;
 use pgrx::prelude::*;
+use tapeflow_analytics::candle::Candle as C;
 use tapeflow_analytics::engine::BarInput;
 use tapeflow_analytics::Micros;
 
-const DAY: Micros = 86_400_000_000;
-
-/// Rows fetched from the cursor at a time: bounds the memory a long range holds in PostgreSQL.
+/// Rows fetched from a cursor at a time: bounds the memory a long range holds in PostgreSQL.
 const FETCH_ROWS: i64 = 10_000;
 
 /// A bar with its calendar context.
@@ -21,52 +26,14 @@ pub struct Bar {
     pub in_session: bool,
 }
 
-/// A symbol's tick size and calendar.
-pub struct Calendar {
-    pub tick_size: f64,
-    /// Session open and close as local times of day, µs.
-    open: Micros,
-    close: Micros,
-}
-
-impl Calendar {
-    /// The session key of a bar starting at `local` (local time, µs since 2000-01-01): the
-    /// days since 2000-01-01 of its session date, which is `tapeflow.session_date`'s rule (the
-    /// local date of the time minus the session open).
-    fn session(&self, local: Micros) -> i64 {
-        (local - self.open).div_euclid(DAY)
-    }
-
-    /// Inside regular hours: [open, close) in local time; a session through midnight (futures,
-    /// 17:00-16:00) is outside only between close and open; open = close is always inside.
-    fn in_session(&self, local: Micros) -> bool {
-        let t = local.rem_euclid(DAY);
-        match self.open.cmp(&self.close) {
-            std::cmp::Ordering::Equal => true,
-            std::cmp::Ordering::Less => t >= self.open && t < self.close,
-            std::cmp::Ordering::Greater => t >= self.open || t < self.close,
-        }
-    }
-}
-
-/// The symbol's tick size and calendar; errors name an unknown symbol.
-pub fn calendar(symbol: &str) -> Calendar {
-    let (tick_size, open, close) = Spi::get_three_with_args::<f64, i64, i64>(
-        "SELECT tick_size, (extract(epoch FROM session_open) * 1000000)::bigint,
-                (extract(epoch FROM session_close) * 1000000)::bigint
-         FROM tapeflow.symbols WHERE symbol = $1",
-        &[symbol.into()],
-    )
-    .unwrap_or_else(|e| error!("{e}"));
-    match (tick_size, open, close) {
-        (Some(tick_size), Some(open), Some(close)) => Calendar { tick_size, open, close },
-        _ => error!("unknown symbol {symbol}"),
-    }
-}
-
 /// The symbol's tick size; errors name an unknown symbol.
 pub fn tick_size(symbol: &str) -> f64 {
-    calendar(symbol).tick_size
+    Spi::get_one_with_args::<f64>(
+        "SELECT tick_size FROM tapeflow.symbols WHERE symbol = $1",
+        &[symbol.into()],
+    )
+    .unwrap_or_else(|e| error!("{e}"))
+    .unwrap_or_else(|| error!("unknown symbol {symbol}"))
 }
 
 /// Bars of `symbol` for `timeframe` overlapping [from, to), oldest first.
@@ -82,77 +49,202 @@ pub fn load(
     {
         error!("unknown timeframe {timeframe}: use one of 1m, 5m, 15m, 30m, 1h, 1d");
     }
-    let cal = calendar(symbol);
-    // One-minute bars are read as stored, in no particular order (sorted here, which is cheaper
-    // than a sort in the query); longer ones are rolled up from them.
-    let bars = if timeframe == "1m" {
-        "SELECT b.bucket AS t, b.candle, b.profile"
+    tick_size(symbol); // an unknown symbol is an error, not an empty result
+                       // The symbol's time zone and open, and the first bar's start (the bar containing `from`).
+    let start = "WITH s AS (SELECT timezone, session_open, tapeflow.bar_start($3, $2, timezone, session_open) AS first
+                            FROM tapeflow.symbols WHERE symbol = $1)";
+    let mut bars: Vec<(Micros, C, Option<Profile>)> = Vec::new();
+    if timeframe == "1m" {
+        let imported = format!(
+            "{start} SELECT b.bucket, b.open, b.high, b.low, b.close, b.volume FROM s, tapeflow.bars_1m_imported b
+             WHERE b.symbol = $1 AND b.bucket >= s.first AND b.bucket < $4"
+        );
+        scan(&imported, &[symbol.into(), timeframe.into(), from.into(), to.into()], |v| {
+            let t = timestamp(v[0]);
+            let [o, h, l, c, vol] = [1, 2, 3, 4, 5].map(|i| float(v[i]));
+            let candle = C::checked_ohlcv(t, o, h, l, c, vol)
+                .unwrap_or_else(|e| error!("imported bar of {symbol} at {t}: {e}"));
+            bars.push((t, candle, None));
+        });
+        let built = format!(
+            "{start} SELECT b.bucket, b.candle, b.profile FROM s, tapeflow.bars_1m b
+             WHERE b.symbol = $1 AND b.bucket >= s.first AND b.bucket < $4"
+        );
+        scan(&built, &[symbol.into(), timeframe.into(), from.into(), to.into()], |v| {
+            bars.push((timestamp(v[0]), candle(v[1]), profile(v[2])))
+        });
     } else {
-        "SELECT tapeflow.bar_start(b.bucket, $2, s.timezone, s.session_open) AS t,
-                tapeflow.rollup(b.candle) AS candle, tapeflow.rollup(b.profile) AS profile"
-    };
-    let group_by = if timeframe == "1m" { "" } else { "GROUP BY 1" };
-    let sql = format!(
-        "WITH s AS (SELECT timezone, session_open FROM tapeflow.symbols WHERE symbol = $1)
-         SELECT x.t, x.candle, x.profile, x.t AT TIME ZONE s.timezone
-         FROM s, LATERAL (
-            {bars}
-            FROM tapeflow.minute_bars b
-            WHERE b.symbol = $1 AND b.bucket >= tapeflow.bar_start($3, $2, s.timezone, s.session_open)
-              AND b.bucket < $4
-            {group_by}
-         ) x"
-    );
-    let mut out: Vec<Bar> = Vec::new();
-    Spi::connect(|client| {
-        let mut cursor = client.open_cursor(&sql, &[symbol.into(), timeframe.into(), from.into(), to.into()]);
-        loop {
-            let table = cursor.fetch(FETCH_ROWS).unwrap_or_else(|e| error!("loading bars of {symbol}: {e}"));
-            if table.is_empty() {
-                break;
-            }
-            for row in table {
-                let t: TimestampWithTimeZone = row.get(1).ok().flatten().expect("bar time");
-                let candle: Candle = row.get(2).ok().flatten().expect("candle");
-                let profile: Option<Profile> = row.get(3).ok().flatten();
-                let local: Timestamp = row.get(4).ok().flatten().expect("local time");
-                let local = local.into_inner();
-                out.push(Bar {
-                    input: BarInput {
-                        time: micros(t),
-                        session: cal.session(local),
-                        candle: candle.0,
-                        profile: profile.map(|p| p.0),
-                        position: None,
-                    },
-                    in_session: cal.in_session(local),
-                });
-            }
-            // SAFETY: the rows just read are copied out; freeing the chunk keeps memory flat
-            // over a long range (pgrx would keep every chunk until the connection ends).
-            unsafe { pg_sys::SPI_freetuptable(pg_sys::SPI_tuptable) };
-        }
-    });
-    sort_and_merge(&mut out);
-    out
+        let rolled = format!(
+            "{start} SELECT tapeflow.bar_start(b.bucket, $2, s.timezone, s.session_open),
+                            tapeflow.rollup(b.candle), tapeflow.rollup(b.profile)
+             FROM s, tapeflow.minute_bars b
+             WHERE b.symbol = $1 AND b.bucket >= s.first AND b.bucket < $4
+             GROUP BY 1"
+        );
+        scan(&rolled, &[symbol.into(), timeframe.into(), from.into(), to.into()], |v| {
+            bars.push((timestamp(v[0]), candle(v[1]), profile(v[2])))
+        });
+    }
+    sort_and_merge(&mut bars);
+    let calendar = Calendar::load(symbol, bars.first().map(|b| b.0), bars.last().map(|b| b.0));
+    calendar.assign(bars)
 }
 
 /// Sorts bars by time; a minute present both as ticks and as an imported bar is one bar, rolled
 /// up from both (as `tapeflow.minute_bars` is documented to be).
-fn sort_and_merge(bars: &mut Vec<Bar>) {
-    bars.sort_unstable_by_key(|b| b.input.time);
+fn sort_and_merge(bars: &mut Vec<(Micros, C, Option<Profile>)>) {
+    bars.sort_unstable_by_key(|b| b.0);
     bars.dedup_by(|later, kept| {
-        if later.input.time != kept.input.time {
+        if later.0 != kept.0 {
             return false;
         }
-        kept.input.candle.merge(&later.input.candle);
-        kept.input.profile = match (kept.input.profile.take(), later.input.profile.take()) {
+        kept.1.merge(&later.1);
+        kept.2 = match (kept.2.take(), later.2.take()) {
             (Some(mut a), Some(b)) => {
-                a.merge(&b).unwrap_or_else(|e| error!("bar at {}: {e}", later.input.time));
+                a.0.merge(&b.0).unwrap_or_else(|e| error!("bar at {}: {e}", later.0));
                 Some(a)
             }
             (a, b) => a.or(b),
         };
         true
     });
+}
+
+/// One session of a symbol's calendar, as instants.
+struct Session {
+    /// Days since 2000-01-01 of the session date (`tapeflow.session_date`).
+    key: i64,
+    /// The session opens: local date + session open.
+    start: Micros,
+    /// Regular hours end: the session close (on the next day for a session through midnight),
+    /// or the next session's start when open = close (always in session).
+    regular_end: Micros,
+}
+
+/// A symbol's sessions over a range of bars, computed in SQL once per day instead of converting
+/// every bar to local time.
+struct Calendar(Vec<Session>);
+
+impl Calendar {
+    /// The sessions covering [first, last].
+    fn load(symbol: &str, first: Option<Micros>, last: Option<Micros>) -> Calendar {
+        let (Some(first), Some(last)) = (first, last) else {
+            return Calendar(Vec::new());
+        };
+        let sql = "
+            SELECT (d - date '2000-01-01')::bigint, (d + s.session_open) AT TIME ZONE s.timezone,
+                   CASE WHEN s.session_open = s.session_close THEN (d + 1 + s.session_open) AT TIME ZONE s.timezone
+                        WHEN s.session_open < s.session_close THEN (d + s.session_close) AT TIME ZONE s.timezone
+                        ELSE (d + 1 + s.session_close) AT TIME ZONE s.timezone END
+            FROM tapeflow.symbols s,
+                 generate_series((tapeflow.session_date($2, s.timezone, s.session_open) - 1)::timestamp,
+                                 tapeflow.session_date($3, s.timezone, s.session_open)::timestamp,
+                                 interval '1 day') AS g,
+                 LATERAL (SELECT g::date AS d) x
+            WHERE s.symbol = $1 ORDER BY 1";
+        let (first, last) = (crate::candle::timestamptz(first), crate::candle::timestamptz(last));
+        let mut sessions = Vec::new();
+        scan(sql, &[symbol.into(), first.into(), last.into()], |v| {
+            sessions.push(Session {
+                key: bigint(v[0]),
+                start: timestamp(v[1]),
+                regular_end: timestamp(v[2]),
+            });
+        });
+        Calendar(sessions)
+    }
+
+    /// The bars (ascending) with their session key and regular-hours flag: the session is the
+    /// last one started at or before the bar.
+    fn assign(&self, bars: Vec<(Micros, C, Option<Profile>)>) -> Vec<Bar> {
+        let mut j = 0;
+        bars.into_iter()
+            .map(|(time, candle, profile)| {
+                while j + 1 < self.0.len() && self.0[j + 1].start <= time {
+                    j += 1;
+                }
+                let s = self
+                    .0
+                    .get(j)
+                    .filter(|s| s.start <= time)
+                    .unwrap_or_else(|| error!("no session of the calendar contains the bar at {time}"));
+                Bar {
+                    input: BarInput {
+                        time,
+                        session: s.key,
+                        candle,
+                        profile: profile.map(|p| p.0),
+                        position: None,
+                    },
+                    in_session: time < s.regular_end,
+                }
+            })
+            .collect()
+    }
+}
+
+/// Runs a read-only query through a cursor and calls `row` with each row's values (`None` for
+/// NULL), decoded from the tuples without a per-value type lookup.
+fn scan(sql: &str, args: &[DatumWithOid], mut row: impl FnMut(&[Option<pg_sys::Datum>])) {
+    Spi::connect(|client| {
+        let mut cursor = client.open_cursor(sql, args);
+        let mut values: Vec<pg_sys::Datum> = Vec::new();
+        let mut nulls: Vec<bool> = Vec::new();
+        let mut cells: Vec<Option<pg_sys::Datum>> = Vec::new();
+        loop {
+            if cursor.fetch(FETCH_ROWS).unwrap_or_else(|e| error!("{e}: {sql}")).is_empty() {
+                break;
+            }
+            // SAFETY: SPI_tuptable is the chunk just fetched (set by SPI_cursor_fetch and left
+            // alone by pgrx's wrapper, which does not free it); its tuples match its descriptor.
+            // The values are decoded inside `row` before the chunk is freed.
+            unsafe {
+                let table = pg_sys::SPI_tuptable;
+                let desc = (*table).tupdesc;
+                let n = (*desc).natts as usize;
+                values.resize(n, pg_sys::Datum::from(0));
+                nulls.resize(n, false);
+                for i in 0..(*table).numvals as usize {
+                    pg_sys::heap_deform_tuple(
+                        *(*table).vals.add(i),
+                        desc,
+                        values.as_mut_ptr(),
+                        nulls.as_mut_ptr(),
+                    );
+                    cells.clear();
+                    cells.extend(values.iter().zip(&nulls).map(|(&v, &null)| (!null).then_some(v)));
+                    row(&cells);
+                }
+                // Freed now rather than when the connection ends, so memory stays flat.
+                pg_sys::SPI_freetuptable(table);
+            }
+        }
+    });
+}
+
+fn timestamp(d: Option<pg_sys::Datum>) -> Micros {
+    // SAFETY: the column is a timestamptz (or timestamp): an int64 by value.
+    unsafe { <TimestampWithTimeZone as FromDatum>::from_datum(d.expect("a time"), false) }
+        .expect("not null")
+        .into_inner()
+}
+
+fn bigint(d: Option<pg_sys::Datum>) -> i64 {
+    // SAFETY: the column is a bigint.
+    unsafe { i64::from_datum(d.expect("a bigint"), false) }.expect("not null")
+}
+
+fn float(d: Option<pg_sys::Datum>) -> f64 {
+    // SAFETY: the column is a double precision (by value on 64-bit builds, which pgrx requires).
+    unsafe { f64::from_datum(d.expect("a number"), false) }.expect("not null")
+}
+
+fn candle(d: Option<pg_sys::Datum>) -> C {
+    // SAFETY: the column is a tapeflow.candle.
+    unsafe { Candle::from_datum(d.expect("a candle"), false) }.expect("not null").0
+}
+
+fn profile(d: Option<pg_sys::Datum>) -> Option<Profile> {
+    // SAFETY: the column is a tapeflow.profile or NULL.
+    d.and_then(|d| unsafe { Profile::from_datum(d, false) })
 }

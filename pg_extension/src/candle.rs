@@ -213,14 +213,9 @@ fn delta(c: Candle) -> f64 {
 /// notional uses the typical price (H+L+C)/3 for VWAP. Errors name an inconsistent bar.
 #[pg_extern(immutable, parallel_safe)]
 fn candle_of(time: TimestampWithTimeZone, open: f64, high: f64, low: f64, close: f64, volume: f64) -> Candle {
-    let t = micros(time);
-    for p in [open, high, low, close] {
-        tapeflow_analytics::candle::validate_trade(p, volume).unwrap_or_else(|e| error!("candle_of: {e}"));
-    }
-    if low > open.min(close) || high < open.max(close) {
-        error!("candle_of: open {open} and close {close} must lie within low {low} .. high {high}");
-    }
-    Candle(C::from_ohlcv(t, open, high, low, close, volume))
+    C::checked_ohlcv(micros(time), open, high, low, close, volume)
+        .map(Candle)
+        .unwrap_or_else(|e| error!("candle_of: {e}"))
 }
 
 #[cfg(any(test, feature = "pg_test"))]

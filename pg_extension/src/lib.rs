@@ -20,6 +20,7 @@ mod varlena;
 #[pgrx::pg_guard]
 pub extern "C-unwind" fn _PG_init() {
     scheduler::init();
+    backtest::init();
     varlena::register_invalidation();
 }
 

@@ -129,6 +129,10 @@ fn evaluate_slots(
             })
         };
         let cancelled = || BacktestError::Cancelled { bars_processed: evaluated.load(Ordering::Relaxed) };
+        // However this thread leaves (an error, or a panic out of `produce` or `progress`,
+        // which is how PostgreSQL errors travel), busy workers stop at their next chunk; the
+        // scope then joins them all.
+        let _stop_workers = SetOnDrop(&cancel);
         let feed = || -> Result<(), BacktestError> {
             for (i, slot) in slots.iter().enumerate() {
                 if slot.get().is_none() {
@@ -163,12 +167,7 @@ fn evaluate_slots(
             }
             Ok(())
         };
-        let fed = feed();
-        if fed.is_err() {
-            // Busy workers stop at their next chunk; the scope then joins them all.
-            cancel.store(true, Ordering::Relaxed);
-        }
-        fed
+        feed()
     })?;
 
     let mut readings = Vec::with_capacity(count);
@@ -189,6 +188,14 @@ fn evaluate_slots(
         return Err(BacktestError::Engine { symbol, time, error });
     }
     Ok(Readings { symbols: readings, strategy: engine.strategy.clone() })
+}
+
+struct SetOnDrop<'a>(&'a AtomicBool);
+
+impl Drop for SetOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
 }
 
 /// One symbol through a fresh engine; stops early (with whatever it has) once cancelled.

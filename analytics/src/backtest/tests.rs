@@ -741,6 +741,14 @@ fn evaluation_errors_cancellation_and_load_failures() {
     };
     let err = evaluate_all(&params.engine, 2, 5, &mut failing(2), &mut |_| true).unwrap_err();
     assert_eq!(err, BacktestError::Data("cannot load S2".into()));
+    // A panic out of the loader (how PostgreSQL errors travel) comes out as itself.
+    let symbols = five_symbols();
+    let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let mut produce = |i: usize| if i == 3 { panic!("load failed") } else { Ok(symbols[i].clone()) };
+        evaluate_all(&params.engine, 2, 5, &mut produce, &mut |_| true)
+    }))
+    .unwrap_err();
+    assert_eq!(panicked.downcast_ref::<&str>(), Some(&"load failed"));
     let mut unordered = five_symbols().remove(0);
     unordered.bars.swap(3, 4);
     let err = evaluate_all(&params.engine, 2, 1, &mut |_| Ok(unordered.clone()), &mut |_| true).unwrap_err();
