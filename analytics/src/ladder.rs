@@ -84,10 +84,12 @@ impl RowLadder {
         self.add_ascending(&[(row, volume)]);
     }
 
-    /// Adds `(row, volume)` pairs (what a bar brings); volumes that are not > 0 are ignored.
+    /// Adds `(row, volume)` pairs in ascending row order (what a bar brings); volumes that are
+    /// not > 0 are ignored.
     pub fn add_ascending(&mut self, rows: &[(i64, f64)]) {
-        let rows = || rows.iter().copied().filter(|e| e.1 > 0.0);
-        let (Some(min), Some(max)) = (rows().map(|e| e.0).min(), rows().map(|e| e.0).max()) else {
+        debug_assert!(rows.windows(2).all(|w| w[0].0 <= w[1].0), "rows must be ascending");
+        let traded = |e: &&(i64, f64)| e.1 > 0.0;
+        let (Some(&(min, _)), Some(&(max, _))) = (rows.iter().find(traded), rows.iter().rfind(traded)) else {
             return;
         };
         // A new lowest or highest row moves the centre that breaks POC ties.
@@ -95,21 +97,27 @@ impl RowLadder {
             self.poc = None;
         }
         self.make_room(min, max);
-        for (row, volume) in rows() {
-            match &mut self.rows {
-                Rows::Dense(DenseRows { base, volumes, lo, hi }) => {
-                    volumes[(row - *base) as usize] += volume;
-                    (*lo, *hi) = if *lo > *hi { (row, row) } else { ((*lo).min(row), (*hi).max(row)) };
+        let track = self.poc.is_some();
+        match &mut self.rows {
+            Rows::Dense(d) => {
+                for &(row, volume) in rows.iter().filter(traded) {
+                    d.volumes[(row - d.base) as usize] += volume;
+                    self.total += volume;
                 }
-                Rows::Sparse(pairs) => match pairs.binary_search_by_key(&row, |e| e.0) {
-                    Ok(i) => pairs[i].1 += volume,
-                    Err(i) => pairs.insert(i, (row, volume)),
-                },
+                (d.lo, d.hi) = if d.lo > d.hi { (min, max) } else { (d.lo.min(min), d.hi.max(max)) };
             }
-            self.total += volume;
-            if self.poc.is_some() {
-                self.touched.push(row);
+            Rows::Sparse(pairs) => {
+                for &(row, volume) in rows.iter().filter(traded) {
+                    match pairs.binary_search_by_key(&row, |e| e.0) {
+                        Ok(i) => pairs[i].1 += volume,
+                        Err(i) => pairs.insert(i, (row, volume)),
+                    }
+                    self.total += volume;
+                }
             }
+        }
+        if track {
+            self.touched.extend(rows.iter().filter(traded).map(|e| e.0));
         }
     }
 
@@ -254,9 +262,13 @@ mod tests {
         ) {
             let method = if single { VaMethod::Single } else { VaMethod::Dalton };
             let mut ladder = RowLadder::default();
-            for bar in &bars {
-                for &(r, v) in bar {
-                    ladder.add(r, f64::from(v));
+            for (i, bar) in bars.iter().enumerate() {
+                let mut rows: Vec<(i64, f64)> = bar.iter().map(|&(r, v)| (r, f64::from(v))).collect();
+                rows.sort_by_key(|e| e.0);
+                if i % 2 == 0 {
+                    ladder.add_ascending(&rows);
+                } else {
+                    rows.iter().for_each(|&(r, v)| ladder.add(r, v));
                 }
                 let got = ladder.value_area(0.7, method).unwrap();
                 let want = value_area_rows(&ladder.rows(), 0.7, method).unwrap();

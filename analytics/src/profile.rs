@@ -771,14 +771,22 @@ fn expand<R: RowVolumes + ?Sized>(
     let (min_row, max_row) = vols.bounds();
     let (mut lo, mut hi) = (poc, poc);
     let mut volume = poc_volume;
+    // The next step on each side: its rows (fewer at an edge of the range) and their volume.
+    // Only the side taken moves, so only its next step is summed again.
+    let up_step = |hi: i64| {
+        let n = step.min(max_row - hi);
+        (n, if n > 0 { vols.sum(hi + 1, hi + n) } else { 0.0 })
+    };
+    let down_step = |lo: i64| {
+        let n = step.min(lo - min_row);
+        (n, if n > 0 { vols.sum(lo - n, lo - 1) } else { 0.0 })
+    };
+    let (mut up, mut down) = (up_step(hi), down_step(lo));
     while volume < target {
-        let up_n = step.min(max_row - hi);
-        let down_n = step.min(lo - min_row);
+        let ((up_n, up_sum), (down_n, down_sum)) = (up, down);
         if up_n == 0 && down_n == 0 {
             break;
         }
-        let up_sum = if up_n > 0 { vols.sum(hi + 1, hi + up_n) } else { 0.0 };
-        let down_sum = if down_n > 0 { vols.sum(lo - down_n, lo - 1) } else { 0.0 };
         // Volumes are > 0, so a zero sum means the whole step is empty rows. Then take every
         // empty step at once: nothing changes on the other side and this side stays at zero, so
         // the same choice would be made step after step (a stray print far away must not cost
@@ -786,17 +794,19 @@ fn expand<R: RowVolumes + ?Sized>(
         if down_n == 0 || (up_n > 0 && up_sum >= down_sum) {
             if up_sum == 0.0 {
                 hi += (vols.traded_above(hi) - 1 - hi) / step * step;
-                continue;
+            } else {
+                hi += up_n;
+                volume += up_sum;
             }
-            hi += up_n;
-            volume += up_sum;
+            up = up_step(hi);
         } else {
             if down_sum == 0.0 {
                 lo -= (lo - 1 - vols.traded_below(lo)) / step * step;
-                continue;
+            } else {
+                lo -= down_n;
+                volume += down_sum;
             }
-            lo -= down_n;
-            volume += down_sum;
+            down = down_step(lo);
         }
     }
     // A pair or a jump can end on empty rows; the area's edges are its outermost traded rows.
