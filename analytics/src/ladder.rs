@@ -21,8 +21,9 @@ pub struct RowLadder {
     total: f64,
     /// The POC as of the last [`RowLadder::value_area`] (`None`: scan again).
     poc: Option<i64>,
-    /// Rows that gained volume since then.
-    touched: Vec<i64>,
+    /// The best row (under the POC order, with its volume now) of those that gained volume since
+    /// then: volumes only grow, so comparing each row as it is added keeps this exact.
+    challenger: Option<(i64, f64)>,
 }
 
 #[derive(Debug, Clone)]
@@ -76,7 +77,7 @@ impl RowLadder {
         }
         self.total = 0.0;
         self.poc = None;
-        self.touched.clear();
+        self.challenger = None;
     }
 
     /// Adds `volume` at `row`; volumes that are not > 0 are ignored.
@@ -97,27 +98,42 @@ impl RowLadder {
             self.poc = None;
         }
         self.make_room(min, max);
-        let track = self.poc.is_some();
+        // Only while the POC is kept (the range, and so the centre, did not change).
+        let centre2 = self.poc.map(|_| self.bounds().0 + self.bounds().1);
+        let challenger = &mut self.challenger;
+        let mut challenge = |e: (i64, f64)| {
+            if let Some(centre2) = centre2 {
+                if challenger.is_none_or(|c| poc_beats(e, c, centre2)) {
+                    *challenger = Some(e);
+                }
+            }
+        };
         match &mut self.rows {
             Rows::Dense(d) => {
                 for &(row, volume) in rows.iter().filter(traded) {
-                    d.volumes[(row - d.base) as usize] += volume;
+                    let v = &mut d.volumes[(row - d.base) as usize];
+                    *v += volume;
                     self.total += volume;
+                    challenge((row, *v));
                 }
                 (d.lo, d.hi) = if d.lo > d.hi { (min, max) } else { (d.lo.min(min), d.hi.max(max)) };
             }
             Rows::Sparse(pairs) => {
                 for &(row, volume) in rows.iter().filter(traded) {
-                    match pairs.binary_search_by_key(&row, |e| e.0) {
-                        Ok(i) => pairs[i].1 += volume,
-                        Err(i) => pairs.insert(i, (row, volume)),
-                    }
+                    let i = match pairs.binary_search_by_key(&row, |e| e.0) {
+                        Ok(i) => {
+                            pairs[i].1 += volume;
+                            i
+                        }
+                        Err(i) => {
+                            pairs.insert(i, (row, volume));
+                            i
+                        }
+                    };
                     self.total += volume;
+                    challenge(pairs[i]);
                 }
             }
-        }
-        if track {
-            self.touched.extend(rows.iter().filter(traded).map(|e| e.0));
         }
     }
 
@@ -183,9 +199,9 @@ impl RowLadder {
         Some(with_rows!(&self.rows, r => value_area_around(r, poc, total, pct, method)))
     }
 
-    /// The POC. Only touched rows gained volume and the range kept its ends, so the POC is the
-    /// best of the previous POC and the touched rows under the order a full scan uses; a new
-    /// end of the range rescans.
+    /// The POC. Only rows that gained volume can overtake it while the range keeps its ends, so
+    /// it is the better of the previous POC and the challenger under the order a full scan
+    /// uses; a new end of the range rescans.
     fn settle_poc(&mut self) -> Option<(i64, f64)> {
         if self.is_empty() {
             return None;
@@ -193,18 +209,15 @@ impl RowLadder {
         let (lo, hi) = self.bounds();
         let best = match self.poc {
             Some(row) => {
-                let mut best = (row, self.volume_at(row));
-                for &r in &self.touched {
-                    let e = (r, self.volume_at(r));
-                    if poc_beats(e, best, lo + hi) {
-                        best = e;
-                    }
+                let held = (row, self.volume_at(row));
+                match self.challenger {
+                    Some(c) if poc_beats(c, held, lo + hi) => c,
+                    _ => held,
                 }
-                best
             }
             None => with_rows!(&self.rows, r => poc_row(r))?,
         };
-        self.touched.clear();
+        self.challenger = None;
         self.poc = Some(best.0);
         Some(best)
     }

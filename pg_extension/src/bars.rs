@@ -5,19 +5,17 @@
 //! One-minute bars are read straight from the two tables behind `tapeflow.minute_bars`
 //! (tick-built `bars_1m` and `bars_1m_imported`, whose plain columns need no candle built and
 //! decoded per row) and merged here as the view defines; longer timeframes are rolled up from
-//! the view in SQL. Rows are read through a cursor in chunks and decoded straight from the
-//! tuples: a backtest reads millions of them.
+//! the view in SQL. Rows are handed over by the executor one by one and decoded straight from
+//! its slots: a backtest reads millions of them.
 
 use crate::candle::Candle;
 use crate::profile::Profile;
 use pgrx::datum::DatumWithOid;
 use pgrx::prelude::*;
+use std::ffi::CString;
 use tapeflow_analytics::candle::Candle as C;
 use tapeflow_analytics::engine::BarInput;
 use tapeflow_analytics::Micros;
-
-/// Rows fetched from a cursor at a time: bounds the memory a long range holds in PostgreSQL.
-const FETCH_ROWS: i64 = 10_000;
 
 /// A bar with its calendar context.
 pub struct Bar {
@@ -183,44 +181,84 @@ impl Calendar {
     }
 }
 
-/// Runs a read-only query through a cursor and calls `row` with each row's values (`None` for
-/// NULL), decoded from the tuples without a per-value type lookup.
+/// Runs a read-only query and calls `row` with each row's values (`None` for NULL), handed over
+/// by the executor as it produces them: nothing is copied into an SPI result table, so memory
+/// stays flat and a row costs little more than the executor's own work.
 fn scan(sql: &str, args: &[DatumWithOid], mut row: impl FnMut(&[Option<pg_sys::Datum>])) {
-    Spi::connect(|client| {
-        let mut cursor = client.open_cursor(sql, args);
-        let mut values: Vec<pg_sys::Datum> = Vec::new();
-        let mut nulls: Vec<bool> = Vec::new();
-        let mut cells: Vec<Option<pg_sys::Datum>> = Vec::new();
-        loop {
-            if cursor.fetch(FETCH_ROWS).unwrap_or_else(|e| error!("{e}: {sql}")).is_empty() {
-                break;
+    let query = CString::new(sql).expect("queries have no NUL bytes");
+    Spi::connect(|_| {
+        let mut receiver = RowReceiver {
+            dest: pg_sys::DestReceiver {
+                receiveSlot: Some(receive_slot),
+                rStartup: Some(startup),
+                rShutdown: Some(shutdown),
+                rDestroy: Some(shutdown),
+                mydest: pg_sys::CommandDest::DestNone,
+            },
+            row: &mut row,
+            cells: Vec::new(),
+        };
+        // SAFETY: the parameter list is allocated for `args.len()` entries and filled with
+        // datums that outlive the call; the receiver outlives the call that uses it.
+        let rc = unsafe {
+            let params = pg_sys::makeParamList(args.len() as i32);
+            let slots = (*params).params.as_mut_slice(args.len());
+            for (p, a) in slots.iter_mut().zip(args) {
+                *p = pg_sys::ParamExternData {
+                    value: a.datum().map_or(pg_sys::Datum::from(0), |d| d.sans_lifetime()),
+                    isnull: a.datum().is_none(),
+                    pflags: pg_sys::PARAM_FLAG_CONST as u16,
+                    ptype: a.oid(),
+                };
             }
-            // SAFETY: SPI_tuptable is the chunk just fetched (set by SPI_cursor_fetch and left
-            // alone by pgrx's wrapper, which does not free it); its tuples match its descriptor.
-            // The values are decoded inside `row` before the chunk is freed.
-            unsafe {
-                let table = pg_sys::SPI_tuptable;
-                let desc = (*table).tupdesc;
-                let n = (*desc).natts as usize;
-                values.resize(n, pg_sys::Datum::from(0));
-                nulls.resize(n, false);
-                for i in 0..(*table).numvals as usize {
-                    pg_sys::heap_deform_tuple(
-                        *(*table).vals.add(i),
-                        desc,
-                        values.as_mut_ptr(),
-                        nulls.as_mut_ptr(),
-                    );
-                    cells.clear();
-                    cells.extend(values.iter().zip(&nulls).map(|(&v, &null)| (!null).then_some(v)));
-                    row(&cells);
-                }
-                // Freed now rather than when the connection ends, so memory stays flat.
-                pg_sys::SPI_freetuptable(table);
-            }
+            let options = pg_sys::SPIExecuteOptions {
+                params,
+                read_only: true,
+                dest: &mut receiver.dest,
+                ..Default::default()
+            };
+            pg_sys::SPI_execute_extended(query.as_ptr(), &options)
+        };
+        // A SELECT into a receiver of kind DestNone reports SPI_OK_UTILITY; failures are < 0.
+        if rc < 0 {
+            error!("reading bars failed (SPI code {rc}): {sql}");
         }
     });
 }
+
+/// A DestReceiver (PostgreSQL's row sink) that hands each row to a closure.
+#[repr(C)]
+struct RowReceiver<'a> {
+    /// First, so a pointer to the receiver is a pointer to this.
+    dest: pg_sys::DestReceiver,
+    row: &'a mut dyn FnMut(&[Option<pg_sys::Datum>]),
+    cells: Vec<Option<pg_sys::Datum>>,
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn receive_slot(
+    slot: *mut pg_sys::TupleTableSlot,
+    dest: *mut pg_sys::DestReceiver,
+) -> bool {
+    // SAFETY: `dest` is the first field of the RowReceiver that `scan` passed; the slot is
+    // valid for this call and its values are deformed before they are read.
+    unsafe {
+        let me = &mut *(dest as *mut RowReceiver);
+        pg_sys::slot_getallattrs(slot);
+        let n = (*(*slot).tts_tupleDescriptor).natts as usize;
+        let values = std::slice::from_raw_parts((*slot).tts_values, n);
+        let nulls = std::slice::from_raw_parts((*slot).tts_isnull, n);
+        me.cells.clear();
+        me.cells.extend(values.iter().zip(nulls).map(|(&v, &null)| (!null).then_some(v)));
+        (me.row)(&me.cells);
+    }
+    true
+}
+
+// Nothing to set up or tear down (and nothing that can fail).
+unsafe extern "C-unwind" fn startup(_: *mut pg_sys::DestReceiver, _: std::ffi::c_int, _: pg_sys::TupleDesc) {}
+
+unsafe extern "C-unwind" fn shutdown(_: *mut pg_sys::DestReceiver) {}
 
 fn timestamp(d: Option<pg_sys::Datum>) -> Micros {
     // SAFETY: the column is a timestamptz (or timestamp): an int64 by value.
