@@ -29,7 +29,7 @@ use crate::atr::Atr;
 use crate::candle::{Candle, Micros};
 use crate::flow::{BarFlow, SessionCvd};
 use crate::ladder::RowLadder;
-use crate::profile::{node_rows, NodeParams, Profile, ProfileError};
+use crate::profile::{node_rows, BarProfile, NodeParams, Profile, ProfileError};
 use crate::side::Side;
 use crate::state::{
     aggression, classify, momentum_pct, nearest_lvn, AggressionParams, FlowBar, FlowDirection, LvnProximity,
@@ -144,7 +144,7 @@ pub struct BarInput {
     pub session: i64,
     pub candle: Candle,
     /// The bar's volume by price row, when trades are available; `None` estimates it.
-    pub profile: Option<Profile>,
+    pub profile: Option<BarProfile>,
     /// The caller's open position in this symbol after the previous bar, if any (`Buy` for
     /// long, `Sell` for short).
     pub position: Option<Side>,
@@ -319,10 +319,7 @@ impl BarEngine {
         // From here on nothing can fail.
         self.bar_rows.clear();
         match (&bar.profile, &spread) {
-            (Some(given), _) => {
-                self.bar_rows.extend(given.row_totals());
-                self.bar_rows.sort_unstable_by_key(|e| e.0);
-            }
+            (Some(given), _) => self.bar_rows.extend_from_slice(given.rows()),
             (None, Some(spread)) => self.bar_rows.extend(spread.row_totals()),
             (None, None) => unreachable!("a bar without a profile has a spread"),
         }
@@ -491,7 +488,7 @@ fn check_candle(c: &Candle) -> Result<(), EngineError> {
 
 /// The bar's buy/sell split: counted on the candle, else counted in the profile, else the
 /// close-location estimate.
-fn bar_flow(c: &Candle, profile: Option<&Profile>) -> Result<BarFlow, EngineError> {
+fn bar_flow(c: &Candle, profile: Option<&BarProfile>) -> Result<BarFlow, EngineError> {
     if c.buy_volume + c.sell_volume > 0.0 {
         return Ok(BarFlow::from_candle(c));
     }
@@ -691,7 +688,7 @@ mod tests {
             p.add(c.low, 400.0, Side::Sell).unwrap();
             c.buy_volume = 600.0;
             c.sell_volume = 400.0;
-            b.profile = Some(p);
+            b.profile = Some(BarProfile::from(&p));
         }
         bars[50].position = Some(Side::Buy);
         let params = EngineParams {
@@ -794,7 +791,7 @@ mod tests {
         bad.candle.high = bad.candle.low - 1.0;
         assert!(e.on_bar(&bad).unwrap_err().to_string().contains("within low"));
         let mut bad = bars[10].clone();
-        bad.profile = Some(Profile::new(0.05, 1).unwrap());
+        bad.profile = Some(BarProfile::from(&Profile::new(0.05, 1).unwrap()));
         assert!(e.on_bar(&bad).unwrap_err().to_string().contains("different grids"));
         let mut bad = bars[10].clone();
         bad.position = Some(Side::Unknown);

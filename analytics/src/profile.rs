@@ -331,15 +331,7 @@ impl Profile {
     /// Errors unless this profile is on the grid `tick_size` × `ticks_per_row`; aggregates call
     /// it when the grid arrives with every row.
     pub fn check_grid(&self, tick_size: f64, ticks_per_row: u32) -> Result<(), ProfileError> {
-        if self.tick_size.to_bits() == tick_size.to_bits() && self.ticks_per_row == ticks_per_row {
-            return Ok(());
-        }
-        Err(ProfileError::GridMismatch {
-            tick_size: self.tick_size,
-            ticks_per_row: self.ticks_per_row,
-            other_tick_size: tick_size,
-            other_ticks_per_row: ticks_per_row,
-        })
+        same_grid((self.tick_size, self.ticks_per_row), (tick_size, ticks_per_row))
     }
 
     /// Adds another profile on the same grid. Commutative and associative (exactly so while
@@ -554,6 +546,15 @@ impl Profile {
 
     /// Reads `to_bytes` output, checking the version, the length and every value.
     pub fn from_bytes(b: &[u8]) -> Result<Profile, ProfileError> {
+        let (tick_size, ticks_per_row, rows) = Self::decode(b)?;
+        Profile::from_rows(tick_size, ticks_per_row, rows)
+    }
+
+    /// The grid and the rows of `to_bytes` output, after checking its version and length (the
+    /// values are checked by [`check_rows`]).
+    fn decode(
+        b: &[u8],
+    ) -> Result<(f64, u32, impl ExactSizeIterator<Item = (i64, Level)> + '_), ProfileError> {
         let Some(&version) = b.first() else {
             return Err(ProfileError::Decode("empty input".into()));
         };
@@ -581,14 +582,14 @@ impl Profile {
                 b.len()
             )));
         }
-        let rows = (0..n as usize).map(|i| {
+        let rows = (0..n as usize).map(move |i| {
             let at = Self::HEADER_LEN + i * Self::ROW_LEN;
             let f = |j: usize| f64::from_le_bytes(word(at + 8 * j));
             let level =
                 Level { buy: f(1), sell: f(2), unknown: f(3), trades: i64::from_le_bytes(word(at + 32)) };
             (i64::from_le_bytes(word(at)), level)
         });
-        Profile::from_rows(tick_size, ticks_per_row, rows)
+        Ok((tick_size, ticks_per_row, rows))
     }
 
     /// Rebuilds a profile from ascending rows, refusing anything `add` could not have produced.
@@ -598,26 +599,130 @@ impl Profile {
         rows: impl IntoIterator<Item = (i64, Level)>,
     ) -> Result<Profile, ProfileError> {
         let mut p = Profile::new(tick_size, ticks_per_row)?;
-        let max_row = (MAX_TICK as i64) / i64::from(ticks_per_row) + 1;
-        let mut prev: Option<i64> = None;
-        for (row, level) in rows {
-            if prev.is_some_and(|p| p >= row) {
-                return Err(ProfileError::Decode(format!(
-                    "rows must be strictly ascending; row {row} is not"
-                )));
-            }
-            if row.unsigned_abs() > max_row as u64 {
-                return Err(ProfileError::Decode(format!("row {row} is outside the grid")));
-            }
-            if !level.is_valid() {
-                return Err(ProfileError::Decode(format!(
-                    "row {row}: volumes must be finite and >= 0 and trades >= 0, got {level:?}"
-                )));
-            }
+        check_rows(ticks_per_row, rows, |row, level| {
             p.rows.insert(row, level);
-            prev = Some(row);
-        }
+        })?;
         Ok(p)
+    }
+}
+
+/// Errors unless grids `a` and `b` (tick size, ticks per row) are the same.
+fn same_grid(a: (f64, u32), b: (f64, u32)) -> Result<(), ProfileError> {
+    if a.0.to_bits() == b.0.to_bits() && a.1 == b.1 {
+        return Ok(());
+    }
+    Err(ProfileError::GridMismatch {
+        tick_size: a.0,
+        ticks_per_row: a.1,
+        other_tick_size: b.0,
+        other_ticks_per_row: b.1,
+    })
+}
+
+/// Hands each row to `keep` after checking that rows are strictly ascending, on the grid, and
+/// hold what `add` could have produced.
+fn check_rows(
+    ticks_per_row: u32,
+    rows: impl IntoIterator<Item = (i64, Level)>,
+    mut keep: impl FnMut(i64, Level),
+) -> Result<(), ProfileError> {
+    let max_row = (MAX_TICK as i64) / i64::from(ticks_per_row) + 1;
+    let mut prev: Option<i64> = None;
+    for (row, level) in rows {
+        if prev.is_some_and(|p| p >= row) {
+            return Err(ProfileError::Decode(format!("rows must be strictly ascending; row {row} is not")));
+        }
+        if row.unsigned_abs() > max_row as u64 {
+            return Err(ProfileError::Decode(format!("row {row} is outside the grid")));
+        }
+        if !level.is_valid() {
+            return Err(ProfileError::Decode(format!(
+                "row {row}: volumes must be finite and >= 0 and trades >= 0, got {level:?}"
+            )));
+        }
+        keep(row, level);
+        prev = Some(row);
+    }
+    Ok(())
+}
+
+/// A profile reduced to what the bar engine reads from one bar: its grid, each row's volume
+/// (ascending) and the classified buy and sell volume. A [`Profile`] keeps a hash map per bar;
+/// this keeps a short array, which matters when a backtest holds millions of bars.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BarProfile {
+    tick_size: f64,
+    ticks_per_row: u32,
+    rows: Box<[(i64, f64)]>,
+    buy: f64,
+    sell: f64,
+}
+
+impl BarProfile {
+    /// Decodes [`Profile::to_bytes`] output with the same checks as [`Profile::from_bytes`],
+    /// without building the profile.
+    pub fn from_bytes(b: &[u8]) -> Result<BarProfile, ProfileError> {
+        let (tick_size, ticks_per_row, rows) = Profile::decode(b)?;
+        Profile::new(tick_size, ticks_per_row)?;
+        let mut kept = Vec::with_capacity(rows.len());
+        let (mut buy, mut sell) = (0.0, 0.0);
+        check_rows(ticks_per_row, rows, |row, level| {
+            kept.push((row, level.total()));
+            buy += level.buy;
+            sell += level.sell;
+        })?;
+        Ok(BarProfile { tick_size, ticks_per_row, rows: kept.into(), buy, sell })
+    }
+
+    /// Errors unless this profile is on the grid `tick_size` × `ticks_per_row`.
+    pub fn check_grid(&self, tick_size: f64, ticks_per_row: u32) -> Result<(), ProfileError> {
+        same_grid((self.tick_size, self.ticks_per_row), (tick_size, ticks_per_row))
+    }
+
+    /// `(row, volume)` of every row, ascending.
+    pub fn rows(&self) -> &[(i64, f64)] {
+        &self.rows
+    }
+
+    pub fn buy_volume(&self) -> f64 {
+        self.buy
+    }
+
+    pub fn sell_volume(&self) -> f64 {
+        self.sell
+    }
+
+    /// Adds another bar profile on the same grid (row volumes and buy/sell add).
+    pub fn merge(&mut self, other: &BarProfile) -> Result<(), ProfileError> {
+        self.check_grid(other.tick_size, other.ticks_per_row)?;
+        let mut rows: Vec<(i64, f64)> = self.rows.iter().chain(other.rows.iter()).copied().collect();
+        rows.sort_by_key(|e| e.0);
+        rows.dedup_by(|later, kept| {
+            let same = later.0 == kept.0;
+            if same {
+                kept.1 += later.1;
+            }
+            same
+        });
+        self.rows = rows.into();
+        self.buy += other.buy;
+        self.sell += other.sell;
+        Ok(())
+    }
+}
+
+impl From<&Profile> for BarProfile {
+    /// The same rows, totals and sums as [`BarProfile::from_bytes`] of the profile's bytes.
+    fn from(p: &Profile) -> BarProfile {
+        let rows: Vec<(i64, Level)> = p.rows();
+        let (buy, sell) = rows.iter().fold((0.0, 0.0), |(b, s), (_, l)| (b + l.buy, s + l.sell));
+        BarProfile {
+            tick_size: p.tick_size,
+            ticks_per_row: p.ticks_per_row,
+            rows: rows.iter().map(|(r, l)| (*r, l.total())).collect(),
+            buy,
+            sell,
+        }
     }
 }
 
@@ -1203,6 +1308,10 @@ mod tests {
         swapped.copy_within(h + r..h + 2 * r, h);
         swapped[h + r..h + 2 * r].copy_from_slice(&first);
         assert!(Profile::from_bytes(&swapped).unwrap_err().to_string().contains("ascending"));
+        assert_eq!(BarProfile::from_bytes(&swapped).unwrap_err(), Profile::from_bytes(&swapped).unwrap_err());
+        assert_eq!(BarProfile::from_bytes(&bad).unwrap_err(), Profile::from_bytes(&bad).unwrap_err());
+        let other_grid = BarProfile::from(&Profile::new(0.05, 1).unwrap());
+        assert!(BarProfile::from(&p).merge(&other_grid).unwrap_err().to_string().contains("different grids"));
         // A negative volume.
         let mut neg = b.clone();
         neg[h + 8..h + 16].copy_from_slice(&(-1.0f64).to_le_bytes());
@@ -1327,7 +1436,19 @@ mod tests {
         #[test]
         fn bytes_round_trip(trades in prop::collection::vec(trade(), 0..80), tpr in 1u32..7) {
             let p = Profile::from_trades(0.01, tpr, trades.iter().copied()).unwrap();
-            prop_assert_eq!(Profile::from_bytes(&p.to_bytes()).unwrap(), p);
+            prop_assert_eq!(Profile::from_bytes(&p.to_bytes()).unwrap(), p.clone());
+            // A bar profile decoded from the bytes is the profile's reduction: row totals,
+            // buy and sell volume.
+            let bar = BarProfile::from_bytes(&p.to_bytes()).unwrap();
+            prop_assert_eq!(&bar, &BarProfile::from(&p));
+            let totals: Vec<(i64, f64)> = p.rows().iter().map(|(r, l)| (*r, l.total())).collect();
+            prop_assert_eq!(bar.rows(), totals.as_slice());
+            prop_assert_eq!((bar.buy_volume(), bar.sell_volume()), (p.buy_volume(), p.sell_volume()));
+            // Merging two halves gives the rows of the whole (integer sizes: exact sums).
+            let (a, b) = trades.split_at(trades.len() / 2);
+            let mut merged = BarProfile::from(&Profile::from_trades(0.01, tpr, a.iter().copied()).unwrap());
+            merged.merge(&BarProfile::from(&Profile::from_trades(0.01, tpr, b.iter().copied()).unwrap())).unwrap();
+            prop_assert_eq!(merged.rows(), totals.as_slice());
         }
 
         #[test]

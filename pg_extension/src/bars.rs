@@ -9,12 +9,12 @@
 //! its slots: a backtest reads millions of them.
 
 use crate::candle::Candle;
-use crate::profile::Profile;
 use pgrx::datum::DatumWithOid;
 use pgrx::prelude::*;
 use std::ffi::CString;
 use tapeflow_analytics::candle::Candle as C;
 use tapeflow_analytics::engine::BarInput;
+use tapeflow_analytics::profile::BarProfile;
 use tapeflow_analytics::Micros;
 
 /// A bar with its calendar context.
@@ -51,7 +51,7 @@ pub fn load(
                        // The symbol's time zone and open, and the first bar's start (the bar containing `from`).
     let start = "WITH s AS (SELECT timezone, session_open, tapeflow.bar_start($3, $2, timezone, session_open) AS first
                             FROM tapeflow.symbols WHERE symbol = $1)";
-    let mut bars: Vec<(Micros, C, Option<Profile>)> = Vec::new();
+    let mut bars: Vec<(Micros, C, Option<BarProfile>)> = Vec::new();
     if timeframe == "1m" {
         let imported = format!(
             "{start} SELECT b.bucket, b.open, b.high, b.low, b.close, b.volume FROM s, tapeflow.bars_1m_imported b
@@ -90,7 +90,7 @@ pub fn load(
 
 /// Sorts bars by time; a minute present both as ticks and as an imported bar is one bar, rolled
 /// up from both (as `tapeflow.minute_bars` is documented to be).
-fn sort_and_merge(bars: &mut Vec<(Micros, C, Option<Profile>)>) {
+fn sort_and_merge(bars: &mut Vec<(Micros, C, Option<BarProfile>)>) {
     bars.sort_unstable_by_key(|b| b.0);
     bars.dedup_by(|later, kept| {
         if later.0 != kept.0 {
@@ -99,7 +99,7 @@ fn sort_and_merge(bars: &mut Vec<(Micros, C, Option<Profile>)>) {
         kept.1.merge(&later.1);
         kept.2 = match (kept.2.take(), later.2.take()) {
             (Some(mut a), Some(b)) => {
-                a.0.merge(&b.0).unwrap_or_else(|e| error!("bar at {}: {e}", later.0));
+                a.merge(&b).unwrap_or_else(|e| error!("bar at {}: {e}", later.0));
                 Some(a)
             }
             (a, b) => a.or(b),
@@ -154,7 +154,7 @@ impl Calendar {
 
     /// The bars (ascending) with their session key and regular-hours flag: the session is the
     /// last one started at or before the bar.
-    fn assign(&self, bars: Vec<(Micros, C, Option<Profile>)>) -> Vec<Bar> {
+    fn assign(&self, bars: Vec<(Micros, C, Option<BarProfile>)>) -> Vec<Bar> {
         let mut j = 0;
         bars.into_iter()
             .map(|(time, candle, profile)| {
@@ -167,13 +167,7 @@ impl Calendar {
                     .filter(|s| s.start <= time)
                     .unwrap_or_else(|| error!("no session of the calendar contains the bar at {time}"));
                 Bar {
-                    input: BarInput {
-                        time,
-                        session: s.key,
-                        candle,
-                        profile: profile.map(|p| p.0),
-                        position: None,
-                    },
+                    input: BarInput { time, session: s.key, candle, profile, position: None },
                     in_session: time < s.regular_end,
                 }
             })
@@ -282,7 +276,18 @@ fn candle(d: Option<pg_sys::Datum>) -> C {
     unsafe { Candle::from_datum(d.expect("a candle"), false) }.expect("not null").0
 }
 
-fn profile(d: Option<pg_sys::Datum>) -> Option<Profile> {
-    // SAFETY: the column is a tapeflow.profile or NULL.
-    d.and_then(|d| unsafe { Profile::from_datum(d, false) })
+/// A tapeflow.profile decoded straight into the engine's compact form (no hash map per bar).
+fn profile(d: Option<pg_sys::Datum>) -> Option<BarProfile> {
+    let d = d?;
+    // SAFETY: the column is a tapeflow.profile (a varlena, possibly compressed or stored out of
+    // line); a detoasted copy is freed once decoded, so a long scan does not accumulate them.
+    unsafe {
+        let raw = d.cast_mut_ptr::<pg_sys::varlena>();
+        let v = pg_sys::pg_detoast_datum_packed(raw);
+        let decoded = BarProfile::from_bytes(pgrx::varlena::varlena_to_byte_slice(v));
+        if v != raw {
+            pg_sys::pfree(v.cast());
+        }
+        Some(decoded.unwrap_or_else(|e| error!("invalid tapeflow.profile value: {e}")))
+    }
 }
