@@ -216,7 +216,16 @@ fn run_cycle(
         let first_new = last
             .map(|l| timestamptz(micros(l) + MINUTE_US))
             .unwrap_or_else(|| timestamptz(micros(horizon) - 1));
-        if micros(first_new) >= micros(horizon) {
+        // Nothing closed since the last evaluated bar (a quiet or stopped feed): the session
+        // is not evaluated again, so an idle cycle costs one index probe per config.
+        let fresh = Spi::get_one_with_args::<bool>(
+            "SELECT EXISTS (SELECT 1 FROM tapeflow.minute_bars
+                            WHERE symbol = $1 AND bucket > coalesce($2, '-infinity') AND bucket < $3)",
+            &[cfg.symbol.as_str().into(), last.into(), horizon.into()],
+        )
+        .unwrap_or_else(|e| error!("{e}"))
+        .unwrap_or(false);
+        if micros(first_new) >= micros(horizon) || !fresh {
             out.push((cfg.symbol, cfg.strategy, 0, 0));
             continue;
         }
