@@ -88,25 +88,43 @@ fn load_data(
 }
 
 /// Progress as a NOTICE (`label: 42% (…)`, which the web app relays) after checking for
-/// cancel requests (Ctrl-C, pg_cancel_backend).
-fn report(label: &str, p: &Progress) -> bool {
-    pgrx::check_for_interrupts!();
-    let pct = 100.0 * p.fraction();
-    match p.stage {
-        Stage::Evaluating => notice!(
-            "{label}: {pct:.0}% (evaluating: {} of {} symbols, {} bars)",
-            p.symbols_done,
-            p.symbols,
-            p.bars_processed
-        ),
-        Stage::Simulating => notice!(
-            "{label}: {pct:.0}% (simulating: {} of {} bars, {} trades)",
-            p.bars_processed,
-            p.bars_total,
-            p.trades
-        ),
+/// cancel requests (Ctrl-C, pg_cancel_backend). Reports come at least every 100 ms; a NOTICE
+/// is sent when the whole percentage moved (or the run ended), so a run prints at most ~100.
+struct Reporter<'a> {
+    label: &'a str,
+    last_pct: Option<i64>,
+}
+
+impl<'a> Reporter<'a> {
+    fn new(label: &'a str) -> Reporter<'a> {
+        Reporter { label, last_pct: None }
     }
-    true
+
+    fn report(&mut self, p: Progress) -> bool {
+        pgrx::check_for_interrupts!();
+        let pct = (100.0 * p.fraction()).floor() as i64;
+        let done = p.stage == Stage::Simulating && p.bars_processed == p.bars_total;
+        if self.last_pct == Some(pct) && !done {
+            return true;
+        }
+        self.last_pct = Some(pct);
+        let label = self.label;
+        match p.stage {
+            Stage::Evaluating => notice!(
+                "{label}: {pct}% (evaluating: {} of {} symbols, {} bars)",
+                p.symbols_done,
+                p.symbols,
+                p.bars_processed
+            ),
+            Stage::Simulating => notice!(
+                "{label}: {pct}% (simulating: {} of {} bars, {} trades)",
+                p.bars_processed,
+                p.bars_total,
+                p.trades
+            ),
+        }
+        true
+    }
 }
 
 /// Runs the simulator over loaded data (sweeps run the same data many times).
@@ -115,7 +133,8 @@ fn simulate(
     params: &BacktestParams,
     label: &str,
 ) -> Result<BacktestResult, BacktestError> {
-    run(data, params, &mut |p| report(label, &p))
+    let mut reporter = Reporter::new(label);
+    run(data, params, &mut |p| reporter.report(p))
 }
 
 /// Loads and runs one backtest: each symbol's engine runs on a worker thread while the next
@@ -128,7 +147,8 @@ fn load_and_simulate(
     label: &str,
 ) -> Result<BacktestResult, BacktestError> {
     params.validate()?;
-    let mut progress = |p: Progress| report(label, &p);
+    let mut reporter = Reporter::new(label);
+    let mut progress = |p: Progress| reporter.report(p);
     let mut produce = |i: usize| Ok(load_series(&symbols[i], from, to));
     let (mut data, mut readings) =
         evaluate_all(&params.engine, threads(), symbols.len(), &mut produce, &mut progress)?;
