@@ -89,7 +89,7 @@ fn load_data(
 
 /// Progress as a NOTICE (`label: 42% (…)`, which the web app relays) after checking for
 /// cancel requests (Ctrl-C, pg_cancel_backend). Reports come at least every 100 ms; a NOTICE
-/// is sent when the whole percentage moved (or the run ended), so a run prints at most ~100.
+/// is sent when the whole percentage grows (or the run ends), so a run prints at most ~100.
 struct Reporter<'a> {
     label: &'a str,
     last_pct: Option<i64>,
@@ -104,7 +104,7 @@ impl<'a> Reporter<'a> {
         pgrx::check_for_interrupts!();
         let pct = (100.0 * p.fraction()).floor() as i64;
         let done = p.stage == Stage::Simulating && p.bars_processed == p.bars_total;
-        if self.last_pct == Some(pct) && !done {
+        if self.last_pct.is_some_and(|last| pct <= last) && !done {
             return true;
         }
         self.last_pct = Some(pct);

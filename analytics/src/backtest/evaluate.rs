@@ -52,8 +52,8 @@ type Outcome = Result<Vec<Option<StrategyInput>>, (Micros, EngineError)>;
 ///
 /// Errors: the first error of `produce`, a malformed series, or the engine's refusal of a bar
 /// (the earliest in `(time, symbol)` order, which is where a run bar by bar would have
-/// stopped). `progress` is called from this thread after each symbol produced and at least
-/// every 100 ms while it waits; returning `false` cancels.
+/// stopped). `progress` is called from this thread after each symbol produced, at least every
+/// 100 ms while it waits, and once all are evaluated; returning `false` cancels.
 pub fn evaluate_all(
     engine: &EngineParams,
     threads: usize,
@@ -116,12 +116,13 @@ fn evaluate_slots(
         }
         drop(done_tx);
 
-        let (mut bars_loaded, mut received) = (0u64, 0usize);
-        let mut report = |bars_loaded: u64, received: usize| {
+        let (mut loaded, mut bars_loaded, mut received) = (0usize, 0u64, 0usize);
+        let mut report = |loaded: usize, bars_loaded: u64, received: usize| {
             progress(Progress {
                 stage: Stage::Evaluating,
                 bars_processed: evaluated.load(Ordering::Relaxed),
                 bars_total: bars_loaded,
+                symbols_loaded: loaded,
                 symbols_done: received,
                 symbols: count,
                 time: 0,
@@ -140,6 +141,7 @@ fn evaluate_slots(
                     check_series(&series)?;
                     let _ = slot.set(series);
                 }
+                loaded += 1;
                 bars_loaded += slot.get().map_or(0, |s| s.bars.len() as u64);
                 // Workers hold the receiver as long as the scope runs, so this cannot fail.
                 let _ = job_tx.send(i);
@@ -147,7 +149,7 @@ fn evaluate_slots(
                     outcomes[i] = Some(outcome);
                     received += 1;
                 }
-                if !report(bars_loaded, received) {
+                if !report(loaded, bars_loaded, received) {
                     return Err(cancelled());
                 }
             }
@@ -159,13 +161,17 @@ fn evaluate_slots(
                         outcomes[i] = Some(outcome);
                         received += 1;
                     }
-                    Err(RecvTimeoutError::Timeout) if !report(bars_loaded, received) => {
+                    Err(RecvTimeoutError::Timeout) if !report(loaded, bars_loaded, received) => {
                         return Err(cancelled())
                     }
                     Err(_) => {}
                 }
             }
-            Ok(())
+            // The stage's last report: every symbol evaluated.
+            match report(loaded, bars_loaded, received) {
+                true => Ok(()),
+                false => Err(cancelled()),
+            }
         };
         feed()
     })?;

@@ -635,7 +635,8 @@ pub struct Progress {
     pub bars_processed: u64,
     /// Bars of the run; while evaluating, of the symbols loaded so far.
     pub bars_total: u64,
-    /// Symbols fully evaluated, of `symbols`.
+    /// Symbols loaded and symbols fully evaluated, of `symbols`.
+    pub symbols_loaded: usize,
     pub symbols_done: usize,
     pub symbols: usize,
     /// Start of the bar just processed.
@@ -658,11 +659,16 @@ pub enum BacktestError {
 }
 
 impl Progress {
-    /// Share of the run done, 0–1: evaluation (by symbols) counts for 90 %, simulation for the
-    /// rest, roughly their shares of the time.
+    /// Share of the run done, 0–1: evaluation counts for 90 %, simulation for the rest, roughly
+    /// their shares of the time. While symbols are still loading, the run's bars are estimated
+    /// from those loaded so far (their mean per symbol).
     pub fn fraction(&self) -> f64 {
         match self.stage {
-            Stage::Evaluating => 0.9 * self.symbols_done as f64 / self.symbols.max(1) as f64,
+            Stage::Evaluating => {
+                let expected =
+                    self.bars_total as f64 * self.symbols as f64 / self.symbols_loaded.max(1) as f64;
+                0.9 * (self.bars_processed as f64 / expected.max(1.0)).min(1.0)
+            }
             Stage::Simulating => 0.9 + 0.1 * self.bars_processed as f64 / self.bars_total.max(1) as f64,
         }
     }

@@ -695,13 +695,32 @@ fn parallel_evaluation_equals_the_engine_bar_by_bar() {
     let mut stages = Vec::new();
     let (mut d, mut readings) =
         evaluate_all(&params.engine, 2, symbols.len(), &mut |i| Ok(symbols[i].clone()), &mut |p| {
-            stages.push((p.stage, p.symbols_done, p.symbols));
+            stages.push((p.stage, p.symbols_done, p.symbols, p.fraction()));
             true
         })
         .unwrap();
-    assert_eq!(stages.last().map(|s| (s.0, s.2)), Some((Stage::Evaluating, 5)));
+    assert_eq!(stages.last().map(|s| (s.0, s.1, s.2, s.3)), Some((Stage::Evaluating, 5, 5, 0.9)));
+    assert!(stages.iter().all(|s| (0.0..=0.9).contains(&s.3)), "{stages:?}");
     assert_eq!(d.bar_count(), data.bar_count());
     assert_eq!(run_with(&mut d, &params, &mut readings, &mut |_| true).unwrap(), reference);
+}
+
+#[test]
+fn progress_fraction_extrapolates_from_the_symbols_loaded() {
+    let p = Progress {
+        stage: Stage::Evaluating,
+        bars_processed: 50,
+        bars_total: 100,
+        symbols_loaded: 1,
+        symbols_done: 0,
+        symbols: 2,
+        time: 0,
+        trades: 0,
+    };
+    // 50 of an expected 2 × 100 bars evaluated: a quarter of the evaluation's 90 %.
+    assert!((p.fraction() - 0.225).abs() < 1e-12);
+    let simulating = Progress { stage: Stage::Simulating, bars_processed: 150, bars_total: 200, ..p };
+    assert!((simulating.fraction() - 0.975).abs() < 1e-12);
 }
 
 #[test]
