@@ -14,8 +14,8 @@ use crate::candle::Micros;
 use crate::engine::{BarEngine, BarInput, EngineError, EngineParams};
 use crate::strategy::{evaluate, Signal, StrategyInput, StrategyParams};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::{self, RecvTimeoutError};
-use std::sync::{Mutex, OnceLock};
+use std::sync::mpsc;
+use std::sync::Mutex;
 use std::time::Duration;
 
 /// Bars a worker evaluates between looks at the cancel flag.
@@ -50,6 +50,10 @@ type Outcome = Result<Vec<Option<StrategyInput>>, (Micros, EngineError)>;
 /// order, while workers evaluate the symbols already produced), on `threads` worker threads.
 /// Returns the checked data (symbol priority = order produced) and the readings.
 ///
+/// Memory stays bounded by the bars themselves: bar profiles are dropped once a symbol is
+/// evaluated (the simulator does not read them), and at most `threads` symbols wait loaded
+/// but not yet evaluated, so a long run over tick-built bars never holds all their profiles.
+///
 /// Errors: the first error of `produce`, a malformed series, or the engine's refusal of a bar
 /// (the earliest in `(time, symbol)` order, which is where a run bar by bar would have
 /// stopped). `progress` is called from this thread after each symbol produced, at least every
@@ -61,45 +65,89 @@ pub fn evaluate_all(
     produce: &mut dyn FnMut(usize) -> Result<SymbolSeries, BacktestError>,
     progress: &mut dyn FnMut(Progress) -> bool,
 ) -> Result<(BacktestData, Readings), BacktestError> {
-    let slots: Vec<OnceLock<SymbolSeries>> = (0..count).map(|_| OnceLock::new()).collect();
-    let readings = evaluate_slots(engine, threads, &slots, produce, progress)?;
-    let series = slots.into_iter().map(|s| s.into_inner().expect("every symbol was produced")).collect();
+    let slots: Vec<Slot> = (0..count).map(|_| Mutex::new(None)).collect();
+    let readings = evaluate_slots(engine, threads, &slots, true, produce, progress)?;
+    let series =
+        slots.into_iter().map(|s| unpoisoned(s.into_inner()).expect("every symbol was produced")).collect();
     Ok((BacktestData::checked(series), readings))
 }
 
-/// Evaluates the series of `data` (which keeps them, whatever the outcome).
+/// Evaluates the series of `data` (which keeps them whole, whatever the outcome: sweeps run
+/// the same data again).
 pub(super) fn evaluate_data(
     data: &mut BacktestData,
     engine: &EngineParams,
     progress: &mut dyn FnMut(Progress) -> bool,
 ) -> Result<Readings, BacktestError> {
-    let slots: Vec<OnceLock<SymbolSeries>> =
-        std::mem::take(&mut data.symbols).into_iter().map(OnceLock::from).collect();
-    let readings =
-        evaluate_slots(engine, data.threads, &slots, &mut |_| unreachable!("data is loaded"), progress);
-    data.symbols = slots.into_iter().map(|s| s.into_inner().expect("loaded")).collect();
+    let slots: Vec<Slot> =
+        std::mem::take(&mut data.symbols).into_iter().map(|s| Mutex::new(Some(s))).collect();
+    let readings = evaluate_slots(
+        engine,
+        data.threads,
+        &slots,
+        false,
+        &mut |_| unreachable!("data is loaded"),
+        progress,
+    );
+    data.symbols = slots.into_iter().map(|s| unpoisoned(s.into_inner()).expect("loaded")).collect();
     readings
 }
 
+/// One symbol's series: filled by the calling thread, then evaluated by one worker.
+type Slot = Mutex<Option<SymbolSeries>>;
+
+/// A lock's value even if a thread panicked holding it (the panic itself is what gets
+/// reported).
+fn unpoisoned<T>(r: Result<T, std::sync::PoisonError<T>>) -> T {
+    r.unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// What the workers finished, in symbol order.
+struct Results {
+    outcomes: Vec<Option<Outcome>>,
+    received: usize,
+    rx: mpsc::Receiver<(usize, Outcome)>,
+}
+
+impl Results {
+    /// Takes one finished symbol, waiting up to `wait` for it (not at all for `None`); `false`
+    /// when none came.
+    fn take(&mut self, wait: Option<Duration>) -> bool {
+        let got = match wait {
+            Some(d) => self.rx.recv_timeout(d).ok(),
+            None => self.rx.try_recv().ok(),
+        };
+        let Some((i, outcome)) = got else {
+            return false;
+        };
+        self.outcomes[i] = Some(outcome);
+        self.received += 1;
+        true
+    }
+}
+
 /// The evaluation proper: empty slots are filled by `produce` (and checked), in order, on this
-/// thread; workers evaluate each filled slot.
+/// thread; workers evaluate each filled slot, and drop its bar profiles after with
+/// `drop_profiles`.
 fn evaluate_slots(
     engine: &EngineParams,
     threads: usize,
-    slots: &[OnceLock<SymbolSeries>],
+    slots: &[Slot],
+    drop_profiles: bool,
     produce: &mut dyn FnMut(usize) -> Result<SymbolSeries, BacktestError>,
     progress: &mut dyn FnMut(Progress) -> bool,
 ) -> Result<Readings, BacktestError> {
     let count = slots.len();
+    let workers = threads.clamp(1, count.max(1));
     let evaluated = AtomicU64::new(0);
     let cancel = AtomicBool::new(false);
     let (job_tx, job_rx) = mpsc::channel::<usize>();
     let job_rx = Mutex::new(job_rx);
     let (done_tx, done_rx) = mpsc::channel::<(usize, Outcome)>();
-    let mut outcomes: Vec<Option<Outcome>> = (0..count).map(|_| None).collect();
+    let mut results = Results { outcomes: (0..count).map(|_| None).collect(), received: 0, rx: done_rx };
 
     std::thread::scope(|scope| {
-        for _ in 0..threads.clamp(1, count.max(1)) {
+        for _ in 0..workers {
             let done_tx = done_tx.clone();
             let (job_rx, evaluated, cancel) = (&job_rx, &evaluated, &cancel);
             scope.spawn(move || {
@@ -107,8 +155,14 @@ fn evaluate_slots(
                 loop {
                     let job = job_rx.lock().map(|rx| rx.recv());
                     let Ok(Ok(i)) = job else { break };
-                    let series = slots[i].get().expect("filled before it is queued");
-                    if done_tx.send((i, evaluate_series(engine, series, evaluated, cancel))).is_err() {
+                    let mut slot = unpoisoned(slots[i].lock());
+                    let series = slot.as_mut().expect("filled before it is queued");
+                    let outcome = evaluate_series(engine, series, evaluated, cancel);
+                    if drop_profiles {
+                        series.bars.iter_mut().for_each(|b| b.input.profile = None);
+                    }
+                    drop(slot);
+                    if done_tx.send((i, outcome)).is_err() {
                         break;
                     }
                 }
@@ -116,7 +170,7 @@ fn evaluate_slots(
         }
         drop(done_tx);
 
-        let (mut loaded, mut bars_loaded, mut received) = (0usize, 0u64, 0usize);
+        let (mut loaded, mut bars_loaded) = (0usize, 0u64);
         let mut report = |loaded: usize, bars_loaded: u64, received: usize| {
             progress(Progress {
                 stage: Stage::Evaluating,
@@ -136,39 +190,37 @@ fn evaluate_slots(
         let _stop_workers = SetOnDrop(&cancel);
         let feed = || -> Result<(), BacktestError> {
             for (i, slot) in slots.iter().enumerate() {
-                if slot.get().is_none() {
+                // At most `workers` symbols wait loaded but not evaluated.
+                while loaded - results.received > workers {
+                    if !results.take(Some(REPORT_EVERY)) && !report(loaded, bars_loaded, results.received) {
+                        return Err(cancelled());
+                    }
+                }
+                let mut slot = unpoisoned(slot.lock());
+                if slot.is_none() {
                     let series = produce(i)?;
                     check_series(&series)?;
-                    let _ = slot.set(series);
+                    *slot = Some(series);
                 }
                 loaded += 1;
-                bars_loaded += slot.get().map_or(0, |s| s.bars.len() as u64);
+                bars_loaded += slot.as_ref().map_or(0, |s| s.bars.len() as u64);
+                drop(slot);
                 // Workers hold the receiver as long as the scope runs, so this cannot fail.
                 let _ = job_tx.send(i);
-                while let Ok((i, outcome)) = done_rx.try_recv() {
-                    outcomes[i] = Some(outcome);
-                    received += 1;
-                }
-                if !report(loaded, bars_loaded, received) {
+                while results.take(None) {}
+                if !report(loaded, bars_loaded, results.received) {
                     return Err(cancelled());
                 }
             }
             // No more symbols: idle workers stop.
             drop(job_tx);
-            while received < count {
-                match done_rx.recv_timeout(REPORT_EVERY) {
-                    Ok((i, outcome)) => {
-                        outcomes[i] = Some(outcome);
-                        received += 1;
-                    }
-                    Err(RecvTimeoutError::Timeout) if !report(loaded, bars_loaded, received) => {
-                        return Err(cancelled())
-                    }
-                    Err(_) => {}
+            while results.received < count {
+                if !results.take(Some(REPORT_EVERY)) && !report(loaded, bars_loaded, results.received) {
+                    return Err(cancelled());
                 }
             }
             // The stage's last report: every symbol evaluated.
-            match report(loaded, bars_loaded, received) {
+            match report(loaded, bars_loaded, results.received) {
                 true => Ok(()),
                 false => Err(cancelled()),
             }
@@ -178,7 +230,7 @@ fn evaluate_slots(
 
     let mut readings = Vec::with_capacity(count);
     let mut first_error: Option<(Micros, usize, EngineError)> = None;
-    for (i, outcome) in outcomes.into_iter().enumerate() {
+    for (i, outcome) in results.outcomes.into_iter().enumerate() {
         match outcome.expect("every symbol was evaluated") {
             Ok(r) => readings.push(r),
             Err((time, error)) => {
@@ -190,7 +242,7 @@ fn evaluate_slots(
         }
     }
     if let Some((time, i, error)) = first_error {
-        let symbol = slots[i].get().map(|s| s.symbol.clone()).unwrap_or_default();
+        let symbol = unpoisoned(slots[i].lock()).as_ref().map(|s| s.symbol.clone()).unwrap_or_default();
         return Err(BacktestError::Engine { symbol, time, error });
     }
     Ok(Readings { symbols: readings, strategy: engine.strategy.clone() })

@@ -665,6 +665,14 @@ fn five_symbols() -> Vec<SymbolSeries> {
                 x.input.session = 2;
             }
             b.extend(second);
+            // Every third bar comes with counted trades: a profile and a buy/sell split.
+            for x in b.iter_mut().step_by(3) {
+                let c = &mut x.input.candle;
+                let trades = [(c.close, 600.0, Side::Buy), (c.low, 400.0, Side::Sell)];
+                let p = crate::profile::Profile::from_trades(0.01, 1, trades).unwrap();
+                (c.buy_volume, c.sell_volume) = (600.0, 400.0);
+                x.input.profile = Some(crate::profile::BarProfile::from(&p));
+            }
             if k % 2 == 1 {
                 for x in &mut b {
                     let c = &mut x.input.candle;
@@ -687,9 +695,15 @@ fn parallel_evaluation_equals_the_engine_bar_by_bar() {
     let reference =
         run_with(&mut data, &params, &mut EnginesBarByBar(engines.collect()), &mut |_| true).unwrap();
     assert!(reference.trades.len() >= 5, "{:?}", reference.trades.len());
+    let profiles = |d: &BacktestData| {
+        d.symbols().iter().flat_map(|s| &s.bars).filter(|b| b.input.profile.is_some()).count()
+    };
+    assert!(profiles(&data) > 100);
     for threads in [1, 2, 8] {
         let mut d = BacktestData::new(symbols.clone()).unwrap().with_threads(threads);
         assert_eq!(run(&mut d, &params, &mut |_| true).unwrap(), reference, "{threads} threads");
+        // Data run in place keeps its profiles for the next run.
+        assert_eq!(profiles(&d), profiles(&data), "{threads} threads");
     }
     // Symbols produced one by one while earlier ones are evaluated: the same run.
     let mut stages = Vec::new();
@@ -703,6 +717,8 @@ fn parallel_evaluation_equals_the_engine_bar_by_bar() {
     assert!(stages.iter().all(|s| (0.0..=0.9).contains(&s.3)), "{stages:?}");
     assert_eq!(d.bar_count(), data.bar_count());
     assert_eq!(run_with(&mut d, &params, &mut readings, &mut |_| true).unwrap(), reference);
+    // The streamed data drops the profiles once evaluated (the simulator does not read them).
+    assert_eq!(profiles(&d), 0);
 }
 
 #[test]
