@@ -309,20 +309,16 @@ impl BarEngine {
         }
         let c = &bar.candle;
         let flow = bar_flow(c, bar.profile.as_ref())?;
-        let spread = match &bar.profile {
+        // The bar's row volumes, given or estimated (a scratch buffer, refilled every bar).
+        self.bar_rows.clear();
+        match &bar.profile {
             Some(given) => {
                 given.check_grid(self.tick_size, self.params.ticks_per_row)?;
-                None
+                self.bar_rows.extend_from_slice(given.rows());
             }
-            None => Some(Spread::new(c, &flow, &self.grid)?),
-        };
-        // From here on nothing can fail.
-        self.bar_rows.clear();
-        match (&bar.profile, &spread) {
-            (Some(given), _) => self.bar_rows.extend_from_slice(given.rows()),
-            (None, Some(spread)) => self.bar_rows.extend(spread.row_totals()),
-            (None, None) => unreachable!("a bar without a profile has a spread"),
+            None => self.bar_rows.extend(Spread::new(c, &flow, &self.grid)?.row_totals()),
         }
+        // From here on nothing can fail.
 
         let p = &self.params;
         if self.session != Some(bar.session) {
@@ -758,6 +754,10 @@ mod tests {
         let flow = BarFlow::estimate(&c).unwrap();
         let p = estimate_profile(&c, &flow, 0.01, 1).unwrap();
         assert_eq!(p.row_count(), 21);
+        // The engine reads the same row volumes straight from the spread.
+        let grid = Profile::new(0.01, 1).unwrap();
+        let totals: Vec<(i64, f64)> = p.rows().iter().map(|(r, l)| (*r, l.total())).collect();
+        assert_eq!(Spread::new(&c, &flow, &grid).unwrap().row_totals().collect::<Vec<_>>(), totals);
         assert!((p.total_volume() - 1001.0).abs() < 1e-9);
         assert!((p.buy_volume() - flow.buy).abs() < 1e-9);
         assert!((p.sell_volume() - flow.sell).abs() < 1e-9);

@@ -180,9 +180,6 @@ impl RowLadder {
 
     /// `(row, volume)` of the rows with volume, ascending.
     pub fn rows(&self) -> Vec<(i64, f64)> {
-        if self.is_empty() {
-            return Vec::new();
-        }
         with_rows!(&self.rows, r => r.traded().collect())
     }
 

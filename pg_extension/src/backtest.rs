@@ -8,8 +8,8 @@ use pgrx::prelude::*;
 use pgrx::{AnyNumeric, JsonB};
 use rust_decimal::Decimal;
 use tapeflow_analytics::backtest::{
-    default_threads, evaluate_all, mark_session_ends, run, run_with, BacktestBar, BacktestData,
-    BacktestError, BacktestParams, BacktestResult, Progress, Stage, SymbolSeries,
+    default_threads, evaluate_all, mark_session_ends, run, run_with, BacktestData, BacktestError,
+    BacktestParams, BacktestResult, Progress, Stage, SymbolSeries,
 };
 use tapeflow_analytics::stats::{statistics, BuyAndHold, Stats};
 use tapeflow_analytics::Micros;
@@ -66,14 +66,10 @@ fn threads() -> usize {
 
 /// The one-minute bars of `symbol` in [from, to).
 fn load_series(symbol: &str, from: TimestampWithTimeZone, to: TimestampWithTimeZone) -> SymbolSeries {
-    let tick_size = bars::tick_size(symbol);
-    let mut bars: Vec<BacktestBar> = bars::load(symbol, "1m", from, to)
-        .into_iter()
-        .map(|b| BacktestBar::new(b.input, b.in_session))
-        .collect();
-    let complete = bars.last().map(|b| session_complete(symbol, b.input.time, to)).unwrap_or(true);
-    mark_session_ends(&mut bars, complete);
-    SymbolSeries { symbol: symbol.to_string(), tick_size, bars }
+    let mut series = bars::load(symbol, "1m", from, to);
+    let complete = series.bars.last().map(|b| session_complete(symbol, b.input.time, to)).unwrap_or(true);
+    mark_session_ends(&mut series.bars, complete);
+    series
 }
 
 /// Loads the one-minute bars of every symbol in [from, to) (priority = order given), for
@@ -137,8 +133,8 @@ fn simulate(
     run(data, params, &mut |p| reporter.report(p))
 }
 
-/// Loads and runs one backtest: each symbol's engine runs on a worker thread while the next
-/// symbol loads.
+/// Loads and runs one backtest (`params` already validated, as `params_from` does): each
+/// symbol's engine runs on a worker thread while the next symbol loads.
 fn load_and_simulate(
     symbols: &[String],
     from: TimestampWithTimeZone,
@@ -146,7 +142,6 @@ fn load_and_simulate(
     params: &BacktestParams,
     label: &str,
 ) -> Result<BacktestResult, BacktestError> {
-    params.validate()?;
     let mut reporter = Reporter::new(label);
     let mut progress = |p: Progress| reporter.report(p);
     let mut produce = |i: usize| Ok(load_series(&symbols[i], from, to));

@@ -1,5 +1,5 @@
 //! Loading bars for the bar engine, with each bar's session key and regular-hours flag from the
-//! symbol's calendar. Live market state, the scheduler and backtests all read bars through
+//! symbol's calendar, as the series a backtest runs over. Live market state, the scheduler and backtests all read bars through
 //! here.
 //!
 //! One-minute bars are read straight from the two tables behind `tapeflow.minute_bars`
@@ -12,20 +12,14 @@ use crate::candle::Candle;
 use pgrx::datum::DatumWithOid;
 use pgrx::prelude::*;
 use std::ffi::CString;
+use tapeflow_analytics::backtest::{BacktestBar, SymbolSeries};
 use tapeflow_analytics::candle::Candle as C;
 use tapeflow_analytics::engine::BarInput;
 use tapeflow_analytics::profile::BarProfile;
 use tapeflow_analytics::Micros;
 
-/// A bar with its calendar context.
-pub struct Bar {
-    pub input: BarInput,
-    /// Inside the symbol's regular session.
-    pub in_session: bool,
-}
-
 /// The symbol's tick size; errors name an unknown symbol.
-pub fn tick_size(symbol: &str) -> f64 {
+fn tick_size(symbol: &str) -> f64 {
     Spi::get_one_with_args::<f64>(
         "SELECT tick_size FROM tapeflow.symbols WHERE symbol = $1",
         &[symbol.into()],
@@ -34,21 +28,24 @@ pub fn tick_size(symbol: &str) -> f64 {
     .unwrap_or_else(|| error!("unknown symbol {symbol}"))
 }
 
-/// Bars of `symbol` for `timeframe` overlapping [from, to), oldest first.
+/// Bars of `symbol` for `timeframe` overlapping [from, to), oldest first, with the symbol's
+/// tick size; each bar's `session_last_bar` is left unset (see `mark_session_ends`).
 pub fn load(
     symbol: &str,
     timeframe: &str,
     from: TimestampWithTimeZone,
     to: TimestampWithTimeZone,
-) -> Vec<Bar> {
+) -> SymbolSeries {
     if Spi::get_one_with_args::<bool>("SELECT tapeflow.timeframe_interval($1) IS NULL", &[timeframe.into()])
         .unwrap_or_default()
         .unwrap_or(true)
     {
         error!("unknown timeframe {timeframe}: use one of 1m, 5m, 15m, 30m, 1h, 1d");
     }
-    tick_size(symbol); // an unknown symbol is an error, not an empty result
-                       // The symbol's time zone and open, and the first bar's start (the bar containing `from`).
+    // Also what makes an unknown symbol an error rather than an empty result.
+    let tick_size = tick_size(symbol);
+    let args: [DatumWithOid; 4] = [symbol.into(), timeframe.into(), from.into(), to.into()];
+    // The symbol's time zone and open, and the first bar's start (the bar containing `from`).
     let start = "WITH s AS (SELECT timezone, session_open, tapeflow.bar_start($3, $2, timezone, session_open) AS first
                             FROM tapeflow.symbols WHERE symbol = $1)";
     let mut bars: Vec<(Micros, C, Option<BarProfile>)> = Vec::new();
@@ -57,7 +54,7 @@ pub fn load(
             "{start} SELECT b.bucket, b.open, b.high, b.low, b.close, b.volume FROM s, tapeflow.bars_1m_imported b
              WHERE b.symbol = $1 AND b.bucket >= s.first AND b.bucket < $4"
         );
-        scan(&imported, &[symbol.into(), timeframe.into(), from.into(), to.into()], |v| {
+        scan(&imported, &args, |v| {
             let t = timestamp(v[0]);
             let [o, h, l, c, vol] = [1, 2, 3, 4, 5].map(|i| float(v[i]));
             let candle = C::checked_ohlcv(t, o, h, l, c, vol)
@@ -68,9 +65,7 @@ pub fn load(
             "{start} SELECT b.bucket, b.candle, b.profile FROM s, tapeflow.bars_1m b
              WHERE b.symbol = $1 AND b.bucket >= s.first AND b.bucket < $4"
         );
-        scan(&built, &[symbol.into(), timeframe.into(), from.into(), to.into()], |v| {
-            bars.push((timestamp(v[0]), candle(v[1]), profile(v[2])))
-        });
+        scan(&built, &args, |v| bars.push((timestamp(v[0]), candle(v[1]), profile(v[2]))));
     } else {
         let rolled = format!(
             "{start} SELECT tapeflow.bar_start(b.bucket, $2, s.timezone, s.session_open),
@@ -79,13 +74,11 @@ pub fn load(
              WHERE b.symbol = $1 AND b.bucket >= s.first AND b.bucket < $4
              GROUP BY 1"
         );
-        scan(&rolled, &[symbol.into(), timeframe.into(), from.into(), to.into()], |v| {
-            bars.push((timestamp(v[0]), candle(v[1]), profile(v[2])))
-        });
+        scan(&rolled, &args, |v| bars.push((timestamp(v[0]), candle(v[1]), profile(v[2]))));
     }
     sort_and_merge(&mut bars);
     let calendar = Calendar::load(symbol, bars.first().map(|b| b.0), bars.last().map(|b| b.0));
-    calendar.assign(bars)
+    SymbolSeries { symbol: symbol.to_string(), tick_size, bars: calendar.assign(bars) }
 }
 
 /// Sorts bars by time; a minute present both as ticks and as an imported bar is one bar, rolled
@@ -154,7 +147,7 @@ impl Calendar {
 
     /// The bars (ascending) with their session key and regular-hours flag: the session is the
     /// last one started at or before the bar.
-    fn assign(&self, bars: Vec<(Micros, C, Option<BarProfile>)>) -> Vec<Bar> {
+    fn assign(&self, bars: Vec<(Micros, C, Option<BarProfile>)>) -> Vec<BacktestBar> {
         let mut j = 0;
         bars.into_iter()
             .map(|(time, candle, profile)| {
@@ -166,10 +159,8 @@ impl Calendar {
                     .get(j)
                     .filter(|s| s.start <= time)
                     .unwrap_or_else(|| error!("no session of the calendar contains the bar at {time}"));
-                Bar {
-                    input: BarInput { time, session: s.key, candle, profile, position: None },
-                    in_session: time < s.regular_end,
-                }
+                let input = BarInput { time, session: s.key, candle, profile, position: None };
+                BacktestBar::new(input, time < s.regular_end)
             })
             .collect()
     }

@@ -229,12 +229,12 @@ fn run_cycle(
             out.push((cfg.symbol, cfg.strategy, 0, 0));
             continue;
         }
-        let mut bars = bars::load(&cfg.symbol, "1m", session_start(&cfg.symbol, first_new), horizon);
+        let mut series = bars::load(&cfg.symbol, "1m", session_start(&cfg.symbol, first_new), horizon);
         let pos = position(&cfg.symbol, &cfg.strategy);
-        for b in bars.iter_mut().filter(|b| b.input.time > last_us) {
+        for b in series.bars.iter_mut().filter(|b| b.input.time > last_us) {
             b.input.position = pos;
         }
-        let outputs = run_engine(params, bars::tick_size(&cfg.symbol), &bars);
+        let outputs = run_engine(params, &series);
         let (mut n, mut s) = (0, 0);
         for o in outputs.iter().filter(|o| o.time > last_us) {
             let fresh = micros(at) - (o.time + MINUTE_US) <= ttl_us;

@@ -1,10 +1,11 @@
 //! Market state in SQL: the bar engine (`tapeflow_analytics::engine`, the same code the live
 //! scheduler and backtests run) over stored bars.
 
-use crate::bars::{self, Bar};
+use crate::bars;
 use crate::candle::{micros, timestamptz};
 use pgrx::prelude::*;
 use pgrx::JsonB;
+use tapeflow_analytics::backtest::SymbolSeries;
 use tapeflow_analytics::engine::{BarEngine, BarOutput, EngineParams};
 use tapeflow_analytics::state::{time_in_states, MarketState};
 use tapeflow_analytics::strategy::SignalKind;
@@ -32,9 +33,13 @@ pub fn session_start(symbol: &str, at: TimestampWithTimeZone) -> TimestampWithTi
 
 /// Runs the engine over bars (each session restarts the engine's state, so starting at a
 /// session open loses nothing).
-pub fn run_engine(params: EngineParams, tick_size: f64, bars: &[Bar]) -> Vec<BarOutput> {
-    let mut engine = BarEngine::new(params, tick_size).unwrap_or_else(|e| error!("{e}"));
-    bars.iter().map(|b| engine.on_bar(&b.input).unwrap_or_else(|e| error!("bar engine: {e}"))).collect()
+pub fn run_engine(params: EngineParams, series: &SymbolSeries) -> Vec<BarOutput> {
+    let mut engine = BarEngine::new(params, series.tick_size).unwrap_or_else(|e| error!("{e}"));
+    series
+        .bars
+        .iter()
+        .map(|b| engine.on_bar(&b.input).unwrap_or_else(|e| error!("bar engine: {e}")))
+        .collect()
 }
 
 /// Closed bars of [session start of `from`, start of the bar containing `to`).
@@ -46,9 +51,7 @@ fn history(
     params: &JsonB,
 ) -> Vec<BarOutput> {
     let params = engine_params(params);
-    let tick = bars::tick_size(symbol);
-    let bars = bars::load(symbol, timeframe, session_start(symbol, from), to);
-    run_engine(params, tick, &bars)
+    run_engine(params, &bars::load(symbol, timeframe, session_start(symbol, from), to))
 }
 
 type HistoryRow = (
@@ -215,7 +218,7 @@ fn atr(
     if period < 1 {
         error!("atr: period must be >= 1, got {period}");
     }
-    let bars = bars::load(symbol, timeframe, from, to);
+    let bars = bars::load(symbol, timeframe, from, to).bars;
     let candles: Vec<_> = bars.iter().map(|b| b.input.candle).collect();
     let series = tapeflow_analytics::atr::atr_series(&candles, period as usize);
     TableIterator::new(

@@ -8,6 +8,17 @@ async fn one<T: for<'a> tokio_postgres::types::FromSql<'a>>(c: &tokio_postgres::
     c.query_one(sql, &[]).await.unwrap_or_else(|e| panic!("{sql}: {e}")).get(0)
 }
 
+/// A run's status and one more column of `tapeflow.backtest_runs`.
+async fn status_and<T: for<'a> tokio_postgres::types::FromSql<'a>>(
+    c: &tokio_postgres::Client,
+    id: i64,
+    column: &str,
+) -> (String, T) {
+    let sql = format!("SELECT status, {column} FROM tapeflow.backtest_runs WHERE id = {id}");
+    let r = c.query_one(&sql, &[]).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+    (r.get(0), r.get(1))
+}
+
 const RANGE: &str =
     "(SELECT min(time) FROM tapeflow.ticks), (SELECT max(time) FROM tapeflow.ticks) + interval '1 minute'";
 
@@ -182,13 +193,7 @@ async fn zero_trades_and_failures_are_recorded() {
     .await
     .unwrap();
     one::<i64>(&c, &format!("SELECT tapeflow.backtest_execute({id})")).await;
-    let (status, error): (String, Option<String>) = {
-        let r = c
-            .query_one(&format!("SELECT status, error FROM tapeflow.backtest_runs WHERE id = {id}"), &[])
-            .await
-            .unwrap();
-        (r.get(0), r.get(1))
-    };
+    let (status, error): (String, Option<String>) = status_and(&c, id, "error").await;
     assert_eq!(status, "failed");
     assert!(error.unwrap_or_default().contains("initial_cash"));
 }
@@ -280,13 +285,7 @@ async fn backtest_on_imported_real_minute_bars() {
                 '{\"engine\": {\"strategy\": {\"min_aggression_score\": 40}}, \"initial_cash\": 1000000}')",
     )
     .await;
-    let (status, bars): (String, i64) = {
-        let r = c
-            .query_one(&format!("SELECT status, bars FROM tapeflow.backtest_runs WHERE id = {id}"), &[])
-            .await
-            .unwrap();
-        (r.get(0), r.get(1))
-    };
+    let (status, bars): (String, i64) = status_and(&c, id, "bars").await;
     assert_eq!(status, "completed");
     assert_eq!(bars, 29_996);
     let bh: Option<f64> = one(

@@ -659,6 +659,21 @@ pub enum BacktestError {
 }
 
 impl Progress {
+    /// A report of the simulation: `processed` of `total` bars (of all `symbols`, evaluated),
+    /// at the bar starting `time`, with `trades` closed.
+    fn simulating(processed: u64, total: u64, symbols: usize, time: Micros, trades: usize) -> Progress {
+        Progress {
+            stage: Stage::Simulating,
+            bars_processed: processed,
+            bars_total: total,
+            symbols_loaded: symbols,
+            symbols_done: symbols,
+            symbols,
+            time,
+            trades: trades as u64,
+        }
+    }
+
     /// Share of the run done, 0–1: evaluation counts for 90 %, simulation for the rest, roughly
     /// their shares of the time. While symbols are still loading, the run's bars are estimated
     /// from those loaded so far (their mean per symbol).

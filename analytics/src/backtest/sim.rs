@@ -4,7 +4,7 @@ use super::evaluate::evaluate_data;
 use super::{
     money, round_money, to_f64, BacktestData, BacktestError, BacktestParams, BacktestResult, BarContext,
     BlockedSignals, DailyStat, DayBoundary, Direction, EquityPoint, ExitReason, Progress, SignalSource,
-    Stage, SymbolSummary, Trade, DAY,
+    SymbolSummary, Trade, DAY,
 };
 use crate::candle::{Candle, Micros};
 use crate::strategy::{Signal, SignalKind};
@@ -73,16 +73,7 @@ pub fn run_with<S: SignalSource + ?Sized>(
         until_report -= 1;
         if until_report == 0 {
             until_report = every;
-            let p = Progress {
-                stage: Stage::Simulating,
-                bars_processed: processed,
-                bars_total: total,
-                symbols_loaded: data.symbols.len(),
-                symbols_done: data.symbols.len(),
-                symbols: data.symbols.len(),
-                time,
-                trades: sim.trades.len() as u64,
-            };
+            let p = Progress::simulating(processed, total, data.symbols.len(), time, sim.trades.len());
             if !progress(p) {
                 return Err(BacktestError::Cancelled { bars_processed: processed });
             }
@@ -93,16 +84,13 @@ pub fn run_with<S: SignalSource + ?Sized>(
     }
     sim.finish(data);
     if until_report != every || processed == 0 {
-        let p = Progress {
-            stage: Stage::Simulating,
-            bars_processed: processed,
-            bars_total: total,
-            symbols_loaded: data.symbols.len(),
-            symbols_done: data.symbols.len(),
-            symbols: data.symbols.len(),
-            time: current.unwrap_or(0),
-            trades: sim.trades.len() as u64,
-        };
+        let p = Progress::simulating(
+            processed,
+            total,
+            data.symbols.len(),
+            current.unwrap_or(0),
+            sim.trades.len(),
+        );
         // The run is complete: a late cancellation has nothing left to stop.
         let _ = progress(p);
     }
