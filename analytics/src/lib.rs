@@ -12,6 +12,7 @@ pub mod ground_truth;
 pub mod ladder;
 pub mod profile;
 pub mod side;
+pub mod sizing;
 pub mod state;
 pub mod stats;
 pub mod strategy;

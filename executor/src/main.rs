@@ -1,29 +1,38 @@
-//! tapeflow-exec: listens for signals announced by the database.
-//!
-//! Signals are an outbox (DESIGN.md): NOTIFY only wakes this process, and after every
-//! (re)connect it re-reads pending rows because notifications sent while disconnected are lost.
-//! Order placement arrives with the executor issue; today it connects, listens and logs.
+//! tapeflow-exec: turns the signals the database announces into broker orders, exactly once,
+//! under the risk limits in `tapeflow.risk_limits` (see the README for its configuration).
 
-use tapeflow_db::ListenEvent;
+use std::sync::Arc;
+use std::time::Duration;
+use tapeflow_executor::broker::alpaca::{AlpacaBroker, AlpacaConfig};
+use tapeflow_executor::broker::sim::{spawn_stepper, SimBroker};
+use tapeflow_executor::config::{sim_fill_model, BrokerKind, ExecConfig};
+use tapeflow_executor::exec::Executor;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     tapeflow_db::init_tracing();
-    let url = tapeflow_db::database_url();
-    let mut events = tapeflow_db::listen(url, vec!["tapeflow_signals".into()]);
-    tracing::info!("tapeflow-exec listening on tapeflow_signals");
-    loop {
-        tokio::select! {
-            _ = shutdown() => break,
-            ev = events.recv() => match ev {
-                Some(ListenEvent::Connected) => tracing::info!("connected; pending signals would be re-read here"),
-                Some(ListenEvent::Notification { payload, .. }) => tracing::info!(%payload, "signal"),
-                None => break,
-            }
+    let cfg = ExecConfig::from_env()?;
+    if let Some(addr) = &cfg.metrics_addr {
+        let addr: std::net::SocketAddr =
+            addr.parse().map_err(|e| anyhow::anyhow!("TAPEFLOW_EXEC_METRICS_ADDR={addr:?}: {e}"))?;
+        metrics_exporter_prometheus::PrometheusBuilder::new()
+            .with_http_listener(addr)
+            .install()
+            .map_err(|e| anyhow::anyhow!("metrics on {addr}: {e}"))?;
+        tracing::info!(%addr, "metrics at /metrics");
+    }
+    match cfg.broker {
+        BrokerKind::Sim => {
+            let sweep = cfg.sweep;
+            let broker = Arc::new(SimBroker::connect(&cfg.database_url, sim_fill_model()?, sweep).await?);
+            spawn_stepper(broker.clone());
+            Executor::connect(cfg, broker).await?.run(shutdown()).await
+        }
+        BrokerKind::Alpaca => {
+            let broker = Arc::new(AlpacaBroker::new(AlpacaConfig::from_env()?)?);
+            Executor::connect(cfg, broker).await?.run(shutdown()).await
         }
     }
-    tracing::info!("tapeflow-exec stopped");
-    Ok(())
 }
 
 async fn shutdown() {
@@ -33,4 +42,6 @@ async fn shutdown() {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}
     }
+    // Let the step in progress finish; the loop stops at its next turn.
+    tokio::time::sleep(Duration::from_millis(0)).await;
 }

@@ -55,11 +55,13 @@
 //!
 //! # Sizing
 //!
-//! At the signal bar's close: risk money = equity × `risk_per_trade_pct` / 100; quantity =
-//! ⌊risk money / |signal price − stop|⌋, capped by ⌊available cash / estimated cost per
-//! share⌋, where available cash excludes what pending entries reserved and the estimate is the
-//! signal price with adverse slippage plus commission. At the fill, if the actual open makes the
-//! quantity unaffordable it is cut to what cash allows. Whole shares only.
+//! At the signal bar's close, with [`crate::sizing::position_size`] (the function live trading
+//! sizes with): risk money = equity × `risk_per_trade_pct` / 100; quantity = ⌊risk money /
+//! |signal price − stop|⌋, capped by ⌊available cash / estimated cost per share⌋, where
+//! available cash excludes what pending entries reserved and the estimate is the signal price
+//! with adverse slippage plus commission, then by ⌊`max_order_notional` / signal price⌋ when
+//! that is set. At the fill, if the actual open makes the quantity unaffordable it is cut to
+//! what cash allows. Whole shares only.
 //!
 //! # Limits
 //!
@@ -162,6 +164,10 @@ pub struct BacktestParams {
     pub allow_short: bool,
     /// Day boundary for the daily loss limit and daily statistics (default `"session"`).
     pub day_boundary: DayBoundary,
+    /// Cap on an entry's notional, quantity × signal price, as live trading's
+    /// `risk_limits.max_order_notional` (default none: no cap); above 0 when given. An entry
+    /// it leaves under one share is blocked (counted as `size`). A number or a decimal string.
+    pub max_order_notional: Option<Decimal>,
 }
 
 impl Default for BacktestParams {
@@ -177,6 +183,7 @@ impl Default for BacktestParams {
             flat_at_session_end: false,
             allow_short: true,
             day_boundary: DayBoundary::Session,
+            max_order_notional: None,
         }
     }
 }
@@ -196,6 +203,11 @@ impl BacktestParams {
             return Err(ParamError::out_of_range("commission_per_share", per_share, "0 to 1000"));
         }
         check_range("commission_pct", self.commission_pct, 0.0, 100.0, "0 to 100")?;
+        if let Some(max) = self.max_order_notional {
+            if max <= Decimal::ZERO {
+                return Err(ParamError::out_of_range("max_order_notional", max, "above 0"));
+            }
+        }
         self.engine.validate().map_err(|e| e.within("engine"))
     }
 }
@@ -554,7 +566,8 @@ pub struct BlockedSignals {
     pub daily_loss: u64,
     /// All position slots were taken (open or pending).
     pub max_positions: u64,
-    /// The risk budget was under one share, or the stop was missing or at the price.
+    /// The risk budget (or `max_order_notional`) was under one share, or the stop was missing
+    /// or at the price.
     pub size: u64,
     /// Not enough free cash for one share, at the signal or at the fill.
     pub cash: u64,

@@ -7,6 +7,7 @@ use super::{
     SymbolSummary, Trade, DAY,
 };
 use crate::candle::{Candle, Micros};
+use crate::sizing::{position_size, SizeBlock, SizeInputs};
 use crate::strategy::{Signal, SignalKind};
 use rust_decimal::prelude::ToPrimitive;
 use rust_decimal::Decimal;
@@ -204,7 +205,6 @@ struct Sim<'p> {
     /// `commission_pct / 100`.
     fee_frac: Decimal,
     max_positions: usize,
-    risk_frac: f64,
     daily_loss_frac: Decimal,
 
     cash: Decimal,
@@ -240,7 +240,6 @@ impl<'p> Sim<'p> {
             slip_frac: money(p.slippage_bps) / Decimal::new(10_000, 0),
             fee_frac: money(p.commission_pct) / Decimal::ONE_HUNDRED,
             max_positions: strategy.max_positions as usize,
-            risk_frac: strategy.risk_per_trade_pct / 100.0,
             daily_loss_frac: money(strategy.max_daily_loss_pct) / Decimal::ONE_HUNDRED,
             cash: p.initial_cash,
             reserved: Decimal::ZERO,
@@ -405,25 +404,22 @@ impl<'p> Sim<'p> {
         if self.held.len() + self.pending_count >= self.max_positions {
             return Err(Block::MaxPositions);
         }
-        let distance = signal.stop.map(|stop| (signal.price - stop).abs()).unwrap_or(f64::NAN);
-        let by_risk = (to_f64(equity) * self.risk_frac / distance).floor();
-        // A missing stop, or one at the price, leaves the risk undefined: no size.
-        if !(distance.is_finite() && distance > 0.0) || by_risk.is_nan() || by_risk < 1.0 {
-            return Err(Block::Size);
-        }
         let estimate = self.slipped(s, money(signal.price), dir == Direction::Long);
         let per_share = estimate * (Decimal::ONE + self.fee_frac) + self.p.commission_per_share;
         let available = self.cash - self.reserved;
-        let by_cash = if per_share > Decimal::ZERO && available > Decimal::ZERO {
-            (available / per_share).floor().to_u64().unwrap_or(0)
-        } else {
-            0
-        };
-        if by_cash == 0 {
-            return Err(Block::Cash);
-        }
-        // `as` saturates: a huge risk quantity is then cut by cash.
-        let qty = (by_risk as u64).min(by_cash);
+        let qty = position_size(&SizeInputs {
+            equity,
+            risk_pct: self.p.engine.strategy.risk_per_trade_pct,
+            entry: signal.price,
+            stop: signal.stop,
+            cost_per_share: per_share,
+            available,
+            max_notional: self.p.max_order_notional,
+        })
+        .map_err(|block| match block {
+            SizeBlock::Risk | SizeBlock::Notional => Block::Size,
+            SizeBlock::Cash => Block::Cash,
+        })?;
         let reserved = round_money(Decimal::from(qty) * per_share).min(available);
         self.reserved += reserved;
         self.pending_count += 1;
