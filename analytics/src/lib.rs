@@ -11,6 +11,7 @@ pub mod footprint;
 pub mod ground_truth;
 pub mod ladder;
 pub mod profile;
+pub mod risk;
 pub mod side;
 pub mod sizing;
 pub mod state;

@@ -70,6 +70,7 @@
 //! unrealised) exceeds `max_daily_loss_pct` of the day's starting equity.
 
 mod evaluate;
+pub mod fills;
 mod sim;
 #[cfg(test)]
 mod tests;
@@ -85,6 +86,7 @@ use serde::{Deserialize, Serialize};
 use std::fmt;
 
 pub use evaluate::{evaluate_all, Readings};
+pub use fills::{bracket_exit, BracketFill, FillModel};
 pub use sim::{run, run_with};
 
 /// Decimal places kept when a market price (`f64`) becomes money, and for commissions.
@@ -98,14 +100,14 @@ const DAY: Micros = 86_400_000_000;
 
 /// `x` as money: rounded to [`DECIMAL_PLACES`], half away from zero. Non-finite or huge
 /// values (refused by validation before they get here) become zero.
-pub(crate) fn money(x: f64) -> Decimal {
+pub fn money(x: f64) -> Decimal {
     Decimal::from_f64(x)
         .unwrap_or(Decimal::ZERO)
         .round_dp_with_strategy(DECIMAL_PLACES, RoundingStrategy::MidpointAwayFromZero)
 }
 
 /// `d` rounded to [`DECIMAL_PLACES`].
-pub(crate) fn round_money(d: Decimal) -> Decimal {
+pub fn round_money(d: Decimal) -> Decimal {
     d.round_dp_with_strategy(DECIMAL_PLACES, RoundingStrategy::MidpointAwayFromZero)
 }
 
