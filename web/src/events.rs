@@ -15,11 +15,13 @@ use tokio_stream::wrappers::BroadcastStream;
 use tokio_stream::StreamExt;
 
 /// The channels the database announces on, with the SSE event name each is sent as.
-pub const CHANNELS: [(&str, &str); 4] = [
+pub const CHANNELS: [(&str, &str); 6] = [
     ("tapeflow_candles", "candle"),
     ("tapeflow_signals", "signal"),
     ("tapeflow_state", "state"),
     ("tapeflow_backtests", "backtest"),
+    ("tapeflow_orders", "order"),
+    ("tapeflow_risk", "risk"),
 ];
 
 fn event_name(channel: &str) -> &str {

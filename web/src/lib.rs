@@ -1,11 +1,12 @@
 //! The dashboard's HTTP side: `fn app() -> Router` so tests can serve it on any port.
 
+mod account;
 mod api;
 mod backtests;
 mod db;
 mod events;
 
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::Router;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -65,6 +66,13 @@ pub fn app(state: AppState) -> Router {
         .route("/api/backtests/:id", get(backtests::detail))
         .route("/api/backtests/:id/equity", get(backtests::equity))
         .route("/api/backtests/:id/trades", get(backtests::trades))
+        .route("/api/account", get(account::account))
+        .route("/api/positions", get(account::positions))
+        .route("/api/orders", get(account::orders))
+        .route("/api/fills", get(account::fills))
+        .route("/api/rejections", get(account::rejections))
+        .route("/api/kill-switch", post(account::kill_switch))
+        .route("/api/flatten", post(account::flatten))
         .route("/events", get(events::sse))
         .route("/healthz", get(events::healthz))
         .nest_service("/vendor/lightweight-charts", ServeDir::new(vendor))
