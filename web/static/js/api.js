@@ -44,12 +44,37 @@ export const fetchTrades = (id) => getJSON(`/api/backtests/${encodeURIComponent(
 
 /** Start a run: `{ symbols, from, to, params }` → `{ id }`. A refusal throws
  *  with the server's explanation, meant for the user. */
-export async function createBacktest(body) {
-  const res = await fetch('/api/backtests', {
+export const createBacktest = (body) => postJSON('/api/backtests', body);
+
+// ---- the account: what the executor recorded ----
+
+/** `{ trading_enabled, accounts, total, realised_pnl, unrealised_pnl, … }`;
+ *  money as decimal strings. */
+export const fetchAccount = () => getJSON('/api/account');
+
+export const fetchPositions = () => getJSON('/api/positions');
+
+/** Orders newest first, each with its bracket `legs`; `status` 'open' or 'all'. */
+export const fetchOrders = (status = 'open', limit = 100) => getJSON('/api/orders', { status, limit });
+
+/** Recent fills of one symbol, or of all when `symbol` is null. */
+export const fetchFills = (symbol, limit = 200) => getJSON('/api/fills', { symbol, limit });
+
+/** Signals the executor refused or that expired. */
+export const fetchRejections = (limit = 100) => getJSON('/api/rejections', { limit });
+
+async function postJSON(path, body) {
+  const res = await fetch(path, {
     method: 'POST',
     headers: { 'content-type': 'application/json', accept: 'application/json' },
-    body: JSON.stringify(body),
+    body: JSON.stringify(body ?? {}),
   });
   if (!res.ok) throw await failure(res);
   return res.json();
 }
+
+/** The kill switch: `enabled` false stops new entries. → `{ trading_enabled }` */
+export const setTrading = (enabled) => postJSON('/api/kill-switch', { enabled });
+
+/** One exit signal per open position. → `{ signals, count }` */
+export const flattenAll = () => postJSON('/api/flatten', {});

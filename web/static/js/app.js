@@ -1,5 +1,6 @@
 // Dashboard entry point: routing, selection, and wiring the live stream to
-// the watchlist, the chart, the signals log and the backtests page.
+// the watchlist, the chart, the signals log, the backtests and account pages.
+import { Account } from './account.js';
 import * as api from './api.js';
 import { Backtests } from './backtests.js';
 import { TIMEFRAMES, normalizeCandle } from './bars.js';
@@ -12,6 +13,8 @@ import { Watchlist } from './watchlist.js';
 const $ = (sel) => document.querySelector(sel);
 const DAY = 86400e3;
 const HOUR = 3600e3;
+// The executor's most recent fills of the shown symbol drawn on its chart.
+const FILLS_ON_CHART = 500;
 
 const sel = { symbol: null, tf: localStorage.getItem('tapeflow.tf') ?? '5m' };
 if (!TIMEFRAMES[sel.tf]) sel.tf = '5m';
@@ -22,13 +25,14 @@ const chart = new ChartView($('#chart'), $('#legend'));
 const log = new SignalLog({ table: $('#signals-table'), filter: $('#signals-filter'), empty: $('#signals-empty'),
   count: $('#signals-count') });
 const backtests = new Backtests();
+const account = new Account();
 
-// ---- routing: #/signals, #/backtests[/ID], or #/SYMBOL[/TF] for the dashboard ----
+// ---- routing: #/signals, #/backtests[/ID], #/account, or #/SYMBOL[/TF] for the dashboard ----
 
-const PAGES = ['dashboard', 'signals', 'backtests'];
+const PAGES = ['dashboard', 'signals', 'backtests', 'account'];
 const hashParts = () => location.hash.replace(/^#\/?/, '').split('/').map(decodeURIComponent);
 // Any first part other than a page's name is a symbol of the dashboard.
-const pageOf = (view) => (view === 'signals' || view === 'backtests' ? view : 'dashboard');
+const pageOf = (view) => (PAGES.includes(view) ? view : 'dashboard');
 
 function route() {
   const [view, arg] = hashParts();
@@ -37,6 +41,8 @@ function route() {
   for (const a of document.querySelectorAll('nav a')) a.classList.toggle('active', a.dataset.route === page);
   if (page === 'backtests') backtests.show(arg || null);
   else backtests.hide();
+  if (page === 'account') account.show();
+  else account.hide();
   if (page !== 'dashboard') return;
   // Before the watchlist is known, loadSymbols picks the hash's symbol up.
   if (view && watchlist.symbols.length) select(view, TIMEFRAMES[arg] ? arg : sel.tf);
@@ -84,6 +90,7 @@ async function loadChart() {
     // `to` is a little in the future to tolerate clock skew with the server.
     const to = new Date(now + HOUR);
     const signalsReq = api.fetchSignals(symbol, 200).catch(() => []);
+    const fillsReq = api.fetchFills(symbol, FILLS_ON_CHART).catch(() => []);
     let bars = await api.fetchCandles(symbol, tf, new Date(now - (tf === '1d' ? 90 : 1) * DAY), to);
     // After a weekend or a holiday the last day is empty: look further back.
     if (!bars.length && tf !== '1d') bars = await api.fetchCandles(symbol, tf, new Date(now - 7 * DAY), to);
@@ -93,11 +100,11 @@ async function loadChart() {
     const minutes = last && tf !== '1m'
       ? (await api.fetchCandles(symbol, '1m', new Date(last.time * 1000), to)).map(normalizeCandle)
       : [];
-    const signals = await signalsReq;
+    const [signals, fills] = await Promise.all([signalsReq, fillsReq]);
     if (seq !== loadSeq) return; // the user moved on meanwhile
     const decimals = Math.max(decimalsFor(bars.slice(-200).map((b) => b.close)),
       decimalsFor([watchlist.info(symbol)?.last].map(Number)));
-    chart.load({ symbol, tf, bars, minutes, signals, decimals });
+    chart.load({ symbol, tf, bars, minutes, signals, fills, decimals });
     for (const c of pending) chart.applyMinute(c);
     showMessage(bars.length ? '' : `No ${tf} candles for ${symbol} yet — waiting for live data.`);
   } catch (err) {
@@ -163,6 +170,7 @@ async function resync() {
 function catchUp() {
   resync();
   backtests.resync();
+  account.resync();
 }
 
 // ---- live events ----
@@ -175,6 +183,7 @@ function onEvent(name, data) {
   if (name === 'candle') {
     const c = normalizeCandle(data);
     watchlist.applyCandle(data.symbol, c);
+    account.applyCandle(data.symbol);
     if (data.symbol === sel.symbol) {
       if (pending) pending.push(c);
       else chart.applyMinute(c);
@@ -185,7 +194,28 @@ function onEvent(name, data) {
     onSignal(data);
   } else if (name === 'backtest') {
     backtests.applyEvent(data);
+  } else if (name === 'order') {
+    account.applyOrder(data);
+    if (data.symbol === sel.symbol) reloadFillsSoon();
+  } else if (name === 'risk') {
+    account.applyRisk(data);
   }
+}
+
+// An order event of the shown symbol may be a fill: re-read its fills for the
+// chart's markers, once a burst of events (order, legs, fills) has passed.
+let fillsTimer = null;
+function reloadFillsSoon() {
+  clearTimeout(fillsTimer);
+  fillsTimer = setTimeout(async () => {
+    const symbol = sel.symbol;
+    try {
+      const fills = await api.fetchFills(symbol, FILLS_ON_CHART);
+      if (chart.symbol === symbol && sel.symbol === symbol) chart.setFills(fills);
+    } catch (err) {
+      console.warn('fills:', err.message);
+    }
+  }, 300);
 }
 
 /** The event only names the signal; fetch its full row (levels, reason). */
@@ -228,6 +258,7 @@ $('#tz-toggle').addEventListener('click', () => {
   chart.refreshTimeFormat();
   log.render();
   backtests.refreshTimeFormat();
+  account.refreshTimeFormat();
   tick();
 });
 
@@ -260,4 +291,4 @@ connectLive({ onEvent, onStatus, onResync: catchUp });
 resync();
 
 // For poking at the state from the browser console.
-window.tapeflow = { sel, chart, watchlist, log, backtests };
+window.tapeflow = { sel, chart, watchlist, log, backtests, account };

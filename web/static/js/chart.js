@@ -1,5 +1,6 @@
 // Candlestick + volume chart of one symbol, on TradingView lightweight-charts
 // (loaded as a classic script: window.LightweightCharts).
+import { fillMarker } from './account-data.js';
 import { BarSeries, toSec } from './bars.js';
 import { fmtDate, fmtDateTime, fmtPrice, fmtTick, fmtVolume, renderLegend } from './format.js';
 
@@ -46,8 +47,9 @@ export class ChartView {
   }
 
   /** Show a freshly loaded history. `minutes` are the 1m candles of its
-   *  newest bar (unused at 1m), `signals` the symbol's recent signals. */
-  load({ symbol, tf, bars, minutes, signals, decimals }) {
+   *  newest bar (unused at 1m), `signals` the symbol's recent signals,
+   *  `fills` the executor's recent fills of it. */
+  load({ symbol, tf, bars, minutes, signals, fills = [], decimals }) {
     this.symbol = symbol;
     this.tf = tf;
     this.series = new BarSeries(tf, bars);
@@ -66,6 +68,7 @@ export class ChartView {
       time.applyOptions({ barSpacing: 14 });
       time.scrollToRealTime();
     }
+    this.fills = fills;
     this.setSignals(signals);
   }
 
@@ -73,6 +76,7 @@ export class ChartView {
     this.series = null;
     this.candles.setData([]);
     this.volume.setData([]);
+    this.fills = [];
     this.setSignals([]);
     this.#mark();
     this.#showLegend();
@@ -110,28 +114,46 @@ export class ChartView {
     }
   }
 
+  /** Draw the executor's fills of the shown symbol as markers (qty@price). */
+  setFills(fills = []) {
+    this.fills = fills;
+    this.#drawMarkers();
+  }
+
+  // The bar holding `at` (Unix seconds), if it is drawn: something newer than
+  // the last bar appears when its bar does.
+  #barTime(at) {
+    const bar = this.series.barAt(at);
+    return bar && at < bar.time + this.series.step ? bar.time : undefined;
+  }
+
   #drawMarkers() {
-    if (!this.series?.bars.length) return this.candles.setMarkers([]);
-    const markers = (this.signals ?? [])
-      // On the bar holding the signal; a signal newer than the last bar
-      // appears when its bar does.
-      .map((s) => {
-        const at = toSec(s.bar ?? s.time);
-        const bar = this.series.barAt(at);
-        return { s, time: bar && at < bar.time + this.series.step ? bar.time : undefined };
-      })
+    if (!this.series?.bars.length) {
+      this.container.dataset.fillMarkers = '0';
+      return this.candles.setMarkers([]);
+    }
+    const signals = (this.signals ?? [])
+      .map((s) => ({ time: this.#barTime(toSec(s.bar ?? s.time)), order: [0, s.id ?? 0], s }))
       .filter(({ time }) => time !== undefined)
-      .sort((a, b) => a.time - b.time || a.s.id - b.s.id)
-      .map(({ s, time }) => {
+      .map(({ s, time, order }) => {
         const buy = s.side === 'buy';
         if (s.kind === 'exit') {
-          return { time, position: buy ? 'belowBar' : 'aboveBar', shape: 'circle', color: '#d2a8ff', text: 'EXIT' };
+          return { order, marker: { time, position: buy ? 'belowBar' : 'aboveBar', shape: 'circle', color: '#d2a8ff',
+            text: 'EXIT' } };
         }
-        return buy
+        return { order, marker: buy
           ? { time, position: 'belowBar', shape: 'arrowUp', color: UP, text: 'BUY' }
-          : { time, position: 'aboveBar', shape: 'arrowDown', color: DOWN, text: 'SELL' };
+          : { time, position: 'aboveBar', shape: 'arrowDown', color: DOWN, text: 'SELL' } };
       });
-    this.candles.setMarkers(markers);
+    const fills = (this.fills ?? [])
+      .map((f) => ({ time: this.#barTime(toSec(f.time)), f }))
+      .filter(({ time }) => time !== undefined)
+      .map(({ f, time }) => ({ order: [1, toSec(f.time), f.id ?? 0], marker: fillMarker(f, time) }));
+    // The chart wants markers in time order; on one bar, signals before fills.
+    const byOrder = (a, b) => a.marker.time - b.marker.time
+      || a.order.reduce((c, v, i) => c || v - (b.order[i] ?? 0), 0);
+    this.candles.setMarkers([...signals, ...fills].sort(byOrder).map((m) => m.marker));
+    this.container.dataset.fillMarkers = String(fills.length); // hook for tests
   }
 
   /** Re-render time labels after the display zone changed. */
