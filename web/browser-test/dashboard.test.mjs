@@ -1,7 +1,9 @@
 // Headless-browser test of the dashboard against a running tapeflow-web (or
-// the mock server): the page loads, shows symbols and a chart, and receives
-// live updates over SSE; a backtest started from the page runs to completion
-// and its results are shown.
+// the mock server): the page loads, shows symbols and a chart (with the
+// executor's fills as markers), and receives live updates over SSE; a
+// backtest started from the page runs to completion and its results are
+// shown; the account page shows what the server has, and its kill switch and
+// "flatten all" work.
 //
 //   TAPEFLOW_WEB_URL=http://127.0.0.1:8080 node --test web/browser-test/
 // Env: TAPEFLOW_WEB_URL (default http://127.0.0.1:8080), TAPEFLOW_SCREENSHOT
@@ -14,6 +16,7 @@ import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
+import { fmtPriceText, fmtQty } from '../static/js/account-data.js';
 
 const webDir = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const baseUrl = process.env.TAPEFLOW_WEB_URL || 'http://127.0.0.1:8080';
@@ -32,6 +35,14 @@ before(async () => {
   });
 });
 after(() => browser?.close());
+
+/** GET a JSON API path of the server under test, or POST `body` to it. */
+async function apiJSON(pathname, body) {
+  const res = await fetch(new URL(pathname, baseUrl), body === undefined ? {} : {
+    method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+  assert.ok(res.ok, `${pathname} answered ${res.status}`);
+  return res.json();
+}
 
 /** A page that records uncaught errors and failed requests, which fail the test. */
 async function openPage() {
@@ -84,7 +95,15 @@ test('dashboard shows the watchlist and chart and receives live updates', { time
     await page.waitForFunction(() => document.querySelector('#chart-message')?.hidden !== false
       || !/Loading/.test(document.querySelector('#chart-message').textContent), null, { timeout: 10_000 });
     const bars = await page.locator('#chart').getAttribute('data-bars');
-    t.diagnostic(`${rows} symbols; ${symbol} last ${last}; ${bars} bars drawn`);
+    // The executor's fills of the symbol, if any, are drawn as markers.
+    const fills = await apiJSON(`/api/fills?symbol=${encodeURIComponent(symbol)}&limit=500`);
+    const dayAgo = Date.now() - 86400e3;
+    if (fills.some((f) => Date.parse(f.time) > dayAgo)) {
+      await page.waitForFunction(() => Number(document.querySelector('#chart').dataset.fillMarkers) > 0, null,
+        { timeout: 10_000 });
+    }
+    const markers = await page.locator('#chart').getAttribute('data-fill-markers');
+    t.diagnostic(`${rows} symbols; ${symbol} last ${last}; ${bars} bars drawn; ${markers} of ${fills.length} fills marked`);
     assert.deepEqual(problems, [], 'no page errors or failed requests');
   } finally {
     await mkdir(path.dirname(screenshot), { recursive: true });
@@ -166,6 +185,92 @@ test('backtests page starts a run, follows it live and shows its results', { tim
       await page.setViewportSize({ width: 1440, height: 1300 }).catch(() => {});
       await page.waitForTimeout(300);
       await page.screenshot({ path: path.join(path.dirname(screenshot), 'backtest.png') }).catch(() => {});
+      await page.close();
+    }
+  });
+
+test('account page shows positions, orders and fills; kill switch and flatten all work', { timeout: 60_000 },
+  async (t) => {
+    const { page, problems } = await openPage();
+    const dialogs = [];
+    page.on('dialog', (d) => {
+      dialogs.push(d.message());
+      d.accept();
+    });
+    try {
+      // What the server has, to compare with what the page shows.
+      const [account, positions, fills, orders] = await Promise.all([apiJSON('/api/account'),
+        apiJSON('/api/positions'), apiJSON('/api/fills?limit=100'), apiJSON('/api/orders?status=open&limit=200')]);
+      await page.goto(`${baseUrl}/#/account`, { waitUntil: 'domcontentloaded' });
+      await page.waitForSelector('#positions-table', { state: 'visible', timeout: 15_000 });
+      assert.ok(await page.locator('#chart').isHidden(), 'the dashboard is hidden on the account page');
+      await page.waitForFunction(() => document.querySelector('#account-message').dataset.state !== 'loading'
+        && document.querySelector('#kill-switch').dataset.enabled, null, { timeout: 15_000 });
+
+      const message = page.locator('#account-message');
+      if (!account.orders && !account.fills) {
+        assert.match(await message.textContent(), /No orders yet — the executor has not traded/);
+        assert.ok(await page.locator('#positions-empty').isVisible(), 'no positions: the empty note shows');
+        assert.ok(await page.locator('#fills-empty').isVisible(), 'no fills: the empty note shows');
+      } else {
+        assert.ok(await message.isHidden() || !/No orders yet/.test(await message.textContent()));
+        assert.equal(await page.locator('#positions-table tbody tr').count(), positions.length);
+        for (const p of positions) {
+          const tr = page.locator(`#positions-table tr[data-symbol="${p.symbol}"][data-strategy="${p.strategy}"]`);
+          assert.equal(await tr.locator('[data-field="quantity"]').textContent(), fmtQty(p.quantity));
+          assert.equal(await tr.locator('[data-field="avg_price"]').textContent(), fmtPriceText(p.avg_price));
+          const pnl = await tr.locator('[data-field="unrealised_pnl"]').textContent();
+          assert.match(pnl, /^[+-]?[\d,]+\.\d\d$|^0\.00$/, `unrealised P&L of ${p.symbol}: ${pnl}`);
+        }
+        assert.equal(await page.locator('#fills-table tbody tr').count(), fills.length);
+        if (fills.length) {
+          const first = page.locator('#fills-table tbody tr').first();
+          assert.equal(await first.getAttribute('data-id'), String(fills[0].id));
+          assert.equal(await first.locator('[data-field="price"]').textContent(), fmtPriceText(fills[0].price));
+          assert.equal(await first.locator('[data-field="qty"]').textContent(), fmtQty(fills[0].qty));
+        }
+        const legs = orders.reduce((n, o) => n + (o.legs?.length ?? 0), 0);
+        assert.equal(await page.locator('#orders-table tbody tr').count(), orders.length + legs);
+        assert.equal(await page.locator('#orders-table tbody tr.leg').count(), legs);
+        assert.notEqual(await page.locator('#tile-equity').textContent(), '—', 'the equity tile shows the snapshot');
+      }
+      if (positions.length) {
+        // Candles of held symbols bring new marks.
+        await page.waitForRequest((r) => new URL(r.url()).pathname === '/api/positions', { timeout: 15_000 });
+      }
+
+      // The kill switch, from the page; and back from elsewhere, which the page learns over /events.
+      const toggle = page.locator('#kill-switch');
+      const was = (await toggle.getAttribute('data-enabled')) === 'true';
+      assert.equal(was, account.trading_enabled);
+      await toggle.click();
+      await page.waitForFunction((v) => document.querySelector('#kill-switch').dataset.enabled === String(v), !was,
+        { timeout: 10_000 });
+      assert.equal(await toggle.getAttribute('aria-checked'), String(!was));
+      assert.equal((await apiJSON('/api/account')).trading_enabled, !was, 'the server has the new setting');
+      await apiJSON('/api/kill-switch', { enabled: was });
+      try {
+        await page.waitForFunction((v) => document.querySelector('#kill-switch').dataset.enabled === String(v), was,
+          { timeout: LIVE_TIMEOUT });
+      } catch {
+        assert.fail('the page did not follow a kill-switch change made elsewhere (no risk event over /events?)');
+      }
+
+      // Flatten all asks first, then writes one exit signal per open position.
+      await page.click('#flatten-all');
+      await page.waitForFunction(() => document.querySelector('#account-message').dataset.flattened !== undefined,
+        null, { timeout: 10_000 });
+      assert.equal(dialogs.length, 1, 'flatten all asks for confirmation');
+      assert.match(dialogs[0], /Flatten all/);
+      const flattened = Number(await message.getAttribute('data-flattened'));
+      t.diagnostic(`${positions.length} positions, ${fills.length} fills, ${orders.length} open orders; ${flattened} flattened`);
+      assert.equal(flattened, positions.length);
+      assert.deepEqual(problems, [], 'no page errors or failed requests');
+    } finally {
+      await page.setViewportSize({ width: 1440, height: 1000 }).catch(() => {});
+      await page.goto(`${baseUrl}/#/account`).catch(() => {});
+      await page.waitForTimeout(600);
+      await page.screenshot({ path: path.join(path.dirname(screenshot), 'account.png') }).catch(() => {});
       await page.close();
     }
   });

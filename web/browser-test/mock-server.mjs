@@ -1,7 +1,8 @@
 // A stand-in for tapeflow-web, for developing and testing the browser side
 // without a database: serves web/static, the chart library and the JSON API
-// with generated data (backtests included: a new run completes in ~2 s), and
-// an SSE stream with a candle event every 500 ms.
+// with generated data (backtests included: a new run completes in ~2 s; the
+// account page's positions, orders and fills too), and an SSE stream with a
+// candle event every 500 ms.
 //
 //   node browser-test/mock-server.mjs        (PORT=0 or unset: a free port)
 // Prints "mock listening on http://127.0.0.1:PORT" once ready.
@@ -378,6 +379,238 @@ async function backtests(req, res, id, part) {
   return json(res, 200, { run, stats: result?.stats ?? null });
 }
 
+// ---- account: what the executor records ----
+// Two open bracket positions (AAPL long, NVDA short) and a closed MSFT round
+// trip, with their orders and fills at prices of the generated minutes, two
+// refused signals, and a paper account. Money is sent as decimal strings, as
+// the real server does. "Flatten all" writes exit signals, then plays the
+// executor: a second later each position is closed by a market fill,
+// announced as `order` events.
+const dec = (v, d = 8) => String(Number(Number(v).toFixed(d)));
+const risk = { trading_enabled: true };
+const orders = []; // top-level orders, each with legs
+const fills = [];
+const book = new Map(); // symbol → { symbol, strategy, qty (signed), avg, realised, fees, stop, target, opened, entry_signal }
+const rejections = [];
+let nextOrderId = 1;
+let nextFillId = 1;
+const START_EQUITY = 100000;
+
+const priceAt = (s, t) => s.minutes.findLast((c) => c.t <= t)?.close ?? s.price;
+const bySymbol = (symbol) => SYMBOLS.find((s) => s.symbol === symbol);
+
+function addOrder({ signal, parent = null, symbol, purpose, leg, side, qty, limit = null, stop = null, status,
+  filled = 0, avg = null, t }) {
+  const id = nextOrderId++;
+  const suffix = { entry: 'entry', take_profit: 'tp', stop_loss: 'sl', market: 'exit' }[leg];
+  const o = { id, signal_id: signal, parent_id: parent?.id ?? null, broker: 'paper',
+    client_order_id: `tf-${signal}-${suffix}`, broker_order_id: `pb-${1000 + id}`, symbol, strategy: 'amt', purpose,
+    leg, side, qty: dec(qty), limit_price: limit == null ? null : dec(limit), stop_price: stop == null ? null : dec(stop),
+    status, open: !['filled', 'canceled', 'expired', 'rejected', 'replaced', 'done_for_day'].includes(status),
+    filled_qty: dec(filled), filled_avg_price: avg == null ? null : dec(avg), error: null, created_at: iso(t),
+    updated_at: iso(t), legs: [] };
+  if (parent) parent.legs.push(o);
+  else orders.push(o);
+  return o;
+}
+
+/** A fill, applied to the book like the database's trigger does. */
+function addFill(order, qty, price, t, fee = Math.max(0.01, Number((qty * 0.005).toFixed(2)))) {
+  const p = book.get(order.symbol) ?? { symbol: order.symbol, strategy: 'amt', qty: 0, avg: 0, realised: 0, fees: 0 };
+  book.set(order.symbol, p);
+  const signedQty = order.side === 'buy' ? qty : -qty;
+  let realised = 0;
+  if (p.qty !== 0 && Math.sign(p.qty) !== Math.sign(signedQty)) {
+    const closing = Math.min(Math.abs(p.qty), qty);
+    const carried = (p.fees * closing) / Math.abs(p.qty);
+    realised = (price - p.avg) * closing * Math.sign(p.qty) - carried - (fee * closing) / qty;
+    p.fees -= carried;
+    p.qty += Math.sign(signedQty) * closing;
+    p.realised += realised;
+    if (p.qty === 0) Object.assign(p, { avg: 0, stop: null, target: null, opened: null, entry_signal: null });
+  } else {
+    if (p.qty === 0) Object.assign(p, { opened: t, entry_signal: order.signal_id });
+    p.avg = (p.avg * Math.abs(p.qty) + price * qty) / (Math.abs(p.qty) + qty);
+    p.qty += signedQty;
+    p.fees += fee;
+  }
+  fills.push({ id: nextFillId++, order_id: order.id, broker: 'paper', execution_id: `px-${nextFillId}`,
+    symbol: order.symbol, strategy: 'amt', side: order.side, qty: dec(qty), price: dec(price), fee: dec(fee),
+    realised_pnl: dec(realised), time: iso(t), client_order_id: order.client_order_id, purpose: order.purpose,
+    leg: order.leg, signal_id: order.signal_id });
+}
+
+/** An entry with its bracket: filled at `t`, legs working (or closed by `exitAt`). */
+function bracket(symbol, side, qty, t, exitAt) {
+  const s = bySymbol(symbol);
+  const price = priceAt(s, t);
+  const sign = side === 'buy' ? 1 : -1;
+  const signal = nextSignalId++;
+  const exitSide = side === 'buy' ? 'sell' : 'buy';
+  const stop = round(price * (1 - sign * 0.006), s.tick);
+  const target = round(price * (1 + sign * 0.012), s.tick);
+  const entry = addOrder({ signal, symbol, purpose: 'entry', leg: 'entry', side, qty, limit: price, status: 'filled',
+    filled: qty, avg: price, t });
+  addFill(entry, qty, price, t);
+  Object.assign(book.get(symbol), { stop, target });
+  const tp = addOrder({ signal, parent: entry, symbol, purpose: 'exit', leg: 'take_profit', side: exitSide, qty,
+    limit: target, status: 'new', t });
+  const sl = addOrder({ signal, parent: entry, symbol, purpose: 'exit', leg: 'stop_loss', side: exitSide, qty, stop,
+    status: 'new', t });
+  if (exitAt) {
+    const exit = priceAt(s, exitAt);
+    Object.assign(tp, { status: 'filled', open: false, filled_qty: dec(qty), filled_avg_price: dec(exit),
+      limit_price: dec(exit), updated_at: iso(exitAt) });
+    Object.assign(sl, { status: 'canceled', open: false, updated_at: iso(exitAt) });
+    addFill(tp, qty, exit, exitAt);
+  }
+}
+
+{
+  const now = floor(nowSec(), 60);
+  bracket('MSFT', 'buy', 20, now - 6 * 3600, now - 5 * 3600);
+  bracket('AAPL', 'buy', 50, now - 2 * 3600 - 600);
+  bracket('NVDA', 'sell', 30, now - 3600 - 300);
+  rejections.push(
+    { id: nextSignalId++, time: iso(now - 1500), bar: iso(now - 1560), symbol: 'TSLA', strategy: 'amt', kind: 'entry',
+      side: 'buy', entry: dec(priceAt(bySymbol('TSLA'), now - 1560)), stop: null, target: null, quantity: '70',
+      reason: 'Upward imbalance, aggression 81', status: 'rejected', reject_code: 'max_positions',
+      error: '2 positions open, the limit is 2', origin: 'strategy', closed_at: iso(now - 1499) },
+    { id: nextSignalId++, time: iso(now - 700), bar: iso(now - 720), symbol: 'SPY', strategy: 'amt', kind: 'entry',
+      side: 'sell', entry: '612.4', stop: null, target: null, quantity: '40', reason: 'Downward imbalance, aggression 77',
+      status: 'rejected', reject_code: 'price_band', error: 'entry 612.40 is 2.37% from the last trade 598.20 (band 1%)',
+      origin: 'strategy', closed_at: iso(now - 699) },
+  );
+}
+
+const openPositions = () => [...book.values()].filter((p) => p.qty !== 0);
+
+function positionsJSON() {
+  return openPositions().map((p) => {
+    const last = bySymbol(p.symbol).price;
+    return { symbol: p.symbol, strategy: p.strategy, side: p.qty > 0 ? 'long' : 'short', quantity: dec(Math.abs(p.qty)),
+      avg_price: dec(p.avg), stop: p.stop == null ? null : dec(p.stop), target: p.target == null ? null : dec(p.target),
+      opened_at: iso(p.opened), entry_signal: p.entry_signal, last_price: dec(last),
+      unrealised_pnl: dec((last - p.avg) * p.qty), realised_pnl: dec(p.realised), open_fees: dec(p.fees) };
+  });
+}
+
+function accountJSON() {
+  const unrealised = openPositions().reduce((a, p) => a + (bySymbol(p.symbol).price - p.avg) * p.qty, 0);
+  const realised = [...book.values()].reduce((a, p) => a + p.realised, 0);
+  const dayStart = floor(nowSec(), 86400);
+  const today = fills.filter((f) => Date.parse(f.time) / 1000 >= dayStart)
+    .reduce((a, f) => a + Number(f.realised_pnl), 0);
+  const exposure = openPositions().reduce((a, p) => a + bySymbol(p.symbol).price * p.qty, 0);
+  const equity = START_EQUITY + realised + unrealised;
+  const snapshot = { start_equity: dec(START_EQUITY), equity: dec(equity, 2), cash: dec(equity - exposure, 2),
+    buying_power: dec(2 * equity - Math.abs(exposure), 2), day_pnl: dec(equity - START_EQUITY, 2),
+    updated_at: iso(nowSec()) };
+  return {
+    trading_enabled: risk.trading_enabled,
+    accounts: [{ broker: 'paper', day: iso(dayStart).slice(0, 10), ...snapshot, realised_pnl: dec(realised, 2),
+      unrealised_pnl: dec(unrealised, 2) }],
+    total: snapshot,
+    realised_pnl: dec(realised), realised_pnl_today: dec(today), unrealised_pnl: dec(unrealised),
+    open_positions: openPositions().length,
+    open_orders: orders.flatMap((o) => [o, ...o.legs]).filter((o) => o.open).length,
+    orders: orders.flatMap((o) => [o, ...o.legs]).length, fills: fills.length,
+  };
+}
+
+/** POST /api/flatten: exit signals, then the "executor" closes each position. */
+function flatten() {
+  const t = nowSec();
+  const written = openPositions().filter((p) => !p.exiting).map((p) => {
+    p.exiting = true;
+    const side = p.qty > 0 ? 'sell' : 'buy';
+    const s = { id: nextSignalId++, symbol: p.symbol, strategy: p.strategy, kind: 'exit', side,
+      quantity: dec(Math.abs(p.qty)), entry: dec(bySymbol(p.symbol).price), origin: 'flatten', status: 'new' };
+    signals.push({ ...s, time: iso(t), bar: iso(floor(t, 60)), reason: 'flatten_all' });
+    broadcast('signal', { id: s.id, symbol: s.symbol, kind: 'exit', side, status: 'new' });
+    return s;
+  });
+  setTimeout(() => {
+    for (const s of written) {
+      const p = book.get(s.symbol);
+      const entry = orders.findLast((o) => o.symbol === s.symbol && o.purpose === 'entry');
+      for (const leg of entry?.legs ?? []) {
+        if (!leg.open) continue;
+        Object.assign(leg, { status: 'canceled', open: false, updated_at: iso(nowSec()) });
+        broadcast('order', { order_id: leg.id, symbol: leg.symbol, leg: leg.leg, event: 'canceled', status: 'canceled' });
+      }
+      const exit = addOrder({ signal: s.id, symbol: s.symbol, purpose: 'exit', leg: 'market', side: s.side,
+        qty: Math.abs(p.qty), status: 'filled', filled: Math.abs(p.qty), avg: bySymbol(s.symbol).price, t: nowSec() });
+      addFill(exit, Math.abs(p.qty), bySymbol(s.symbol).price, nowSec());
+      delete p.exiting;
+      broadcast('order', { order_id: exit.id, symbol: s.symbol, leg: 'market', event: 'fill', status: 'filled' });
+    }
+  }, 1000).unref();
+  return { signals: written, count: written.length };
+}
+
+/** `limit` like the server: absent → `def`, else a whole number in 1..max. */
+function limitOf(q, def, max) {
+  if (q.limit === undefined) return def;
+  const n = Number(q.limit);
+  return Number.isInteger(n) && n >= 1 && n <= max ? n : { error: `limit: expected a whole number from 1 to ${max}, got "${q.limit}"` };
+}
+
+async function readJSON(req) {
+  let text = '';
+  for await (const chunk of req) text += chunk;
+  return JSON.parse(text);
+}
+
+async function accountApi(req, res, pathname, q) {
+  const post = req.method === 'POST';
+  switch (pathname) {
+    case '/api/account':
+      return json(res, 200, accountJSON());
+    case '/api/positions':
+      return json(res, 200, positionsJSON());
+    case '/api/orders': {
+      const status = q.status ?? 'open';
+      if (!['open', 'all'].includes(status)) return json(res, 400, { error: `status: expected open or all, got "${status}"` });
+      const limit = limitOf(q, 100, 1000);
+      if (limit.error) return json(res, 400, limit);
+      const list = orders.filter((o) => status === 'all' || o.open || o.legs.some((l) => l.open));
+      return json(res, 200, list.slice(-limit).reverse());
+    }
+    case '/api/fills': {
+      if (q.symbol && !bySymbol(q.symbol)) return json(res, 400, { error: `unknown symbol ${q.symbol}` });
+      const limit = limitOf(q, 200, 5000);
+      if (limit.error) return json(res, 400, limit);
+      return json(res, 200, fills.filter((f) => !q.symbol || f.symbol === q.symbol).slice(-limit).reverse());
+    }
+    case '/api/rejections': {
+      const limit = limitOf(q, 100, 1000);
+      if (limit.error) return json(res, 400, limit);
+      return json(res, 200, rejections.slice(-limit).reverse());
+    }
+    case '/api/kill-switch': {
+      if (!post) return json(res, 405, { error: 'method not allowed' });
+      let body;
+      try {
+        body = await readJSON(req);
+      } catch {
+        return json(res, 400, { error: 'expected a JSON body' });
+      }
+      if (typeof body?.enabled !== 'boolean') return json(res, 400, { error: 'enabled: expected true or false' });
+      risk.trading_enabled = body.enabled;
+      broadcast('risk', { trading_enabled: risk.trading_enabled });
+      return json(res, 200, { trading_enabled: risk.trading_enabled });
+    }
+    case '/api/flatten':
+      if (!post) return json(res, 405, { error: 'method not allowed' });
+      return json(res, 200, flatten());
+    default:
+      return undefined;
+  }
+}
+const ACCOUNT_PATHS = new Set(['/api/account', '/api/positions', '/api/orders', '/api/fills', '/api/rejections',
+  '/api/kill-switch', '/api/flatten']);
+
 // ---- HTTP ----
 function json(res, status, body) {
   res.writeHead(status, { 'content-type': 'application/json' });
@@ -408,6 +641,7 @@ const server = http.createServer((req, res) => {
   const find = () => SYMBOLS.find((s) => s.symbol === q.symbol);
   const bt = url.pathname.match(/^\/api\/backtests(?:\/(\d+)(?:\/(equity|trades))?)?$/);
   if (bt) return backtests(req, res, bt[1], bt[2]);
+  if (ACCOUNT_PATHS.has(url.pathname)) return accountApi(req, res, url.pathname, q);
   switch (url.pathname) {
     case '/api/symbols':
       return json(res, 200, symbolsJSON());
