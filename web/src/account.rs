@@ -26,10 +26,9 @@ impl From<JsonRejection> for ApiError {
     }
 }
 
-/// Order statuses after which an order no longer works at the broker (as the `orders_open`
-/// index has them).
-const FINAL_STATUSES: &str =
-    "('filled', 'canceled', 'cancelled', 'expired', 'rejected', 'replaced', 'done_for_day')";
+/// Order statuses after which an order no longer works at the broker: the list of the
+/// `orders_open` partial index, spelled the same so that the planner can use it.
+const FINAL_STATUSES: &str = "('filled', 'canceled', 'expired', 'rejected', 'replaced', 'done_for_day')";
 
 /// `column` of `alias` as exact decimal text, e.g. `trim_scale(o.qty)::text AS qty`.
 fn dec(alias: &str, columns: &[&str]) -> String {
