@@ -1,6 +1,8 @@
 //! Integration-test harness: a throw-away database on the project cluster with the schema
 //! migrated, the project's real binaries started as child processes, and free ports.
 
+pub mod fake_alpaca;
+
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};

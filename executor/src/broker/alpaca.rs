@@ -250,7 +250,10 @@ impl AlpacaBroker {
             .connect_timeout(cfg.request_timeout.min(Duration::from_secs(10)))
             .user_agent(concat!("tapeflow-exec/", env!("CARGO_PKG_VERSION")))
             .build()
-            .map_err(|e| ConfigError::Invalid { var: "TAPEFLOW_ALPACA_TRADING_URL", message: e.to_string() })?;
+            .map_err(|e| ConfigError::Invalid {
+                var: "TAPEFLOW_ALPACA_TRADING_URL",
+                message: e.to_string(),
+            })?;
         Ok(AlpacaBroker { cfg: Arc::new(cfg), base, http })
     }
 
@@ -286,7 +289,8 @@ impl AlpacaBroker {
         if let Some(body) = body {
             req = req.json(body);
         }
-        let resp = req.send().await.map_err(|e| BrokerError::Transient(format!("{what}: {}", describe(&e))))?;
+        let resp =
+            req.send().await.map_err(|e| BrokerError::Transient(format!("{what}: {}", describe(&e))))?;
         let status = resp.status();
         let bytes = resp
             .bytes()
@@ -365,7 +369,8 @@ fn error_body(body: &[u8]) -> (Option<i64>, String) {
 /// uses for other invalid requests: the message decides).
 fn is_duplicate_message(message: &str) -> bool {
     let m = message.to_ascii_lowercase();
-    m.contains("client_order_id") && (m.contains("unique") || m.contains("duplicate") || m.contains("already"))
+    m.contains("client_order_id")
+        && (m.contains("unique") || m.contains("duplicate") || m.contains("already"))
 }
 
 /// A price as Alpaca accepts it: 2 decimals at 1 and above, 4 below (sub-penny increments are
@@ -429,8 +434,9 @@ impl Broker for AlpacaBroker {
         }
         // Accepted: an answer we cannot read is transient, so that the caller looks the order
         // up by its client order id instead of sending it again.
-        let v: Value = serde_json::from_slice(&bytes)
-            .map_err(|e| BrokerError::Transient(format!("POST /v2/orders: accepted, answer not JSON: {e}")))?;
+        let v: Value = serde_json::from_slice(&bytes).map_err(|e| {
+            BrokerError::Transient(format!("POST /v2/orders: accepted, answer not JSON: {e}"))
+        })?;
         parse_order(&v).map_err(|e| BrokerError::Transient(format!("POST /v2/orders: accepted, answer: {e}")))
     }
 
@@ -444,8 +450,9 @@ impl Broker for AlpacaBroker {
         if !status.is_success() {
             return Err(status_error(status.as_u16(), &bytes));
         }
-        let v: Value = serde_json::from_slice(&bytes)
-            .map_err(|e| BrokerError::Transient(format!("GET /v2/orders:by_client_order_id: not JSON: {e}")))?;
+        let v: Value = serde_json::from_slice(&bytes).map_err(|e| {
+            BrokerError::Transient(format!("GET /v2/orders:by_client_order_id: not JSON: {e}"))
+        })?;
         parse_order(&v)
             .map(Some)
             .map_err(|e| BrokerError::Transient(format!("GET /v2/orders:by_client_order_id: {e}")))
@@ -464,7 +471,8 @@ impl Broker for AlpacaBroker {
 
     async fn positions(&self) -> Result<Vec<BrokerPosition>, BrokerError> {
         let v = self.call_json(Method::GET, self.url(&["positions"]), &[], None).await?;
-        let list = v.as_array().ok_or_else(|| BrokerError::Transient("GET /v2/positions: not a list".into()))?;
+        let list =
+            v.as_array().ok_or_else(|| BrokerError::Transient("GET /v2/positions: not a list".into()))?;
         list.iter()
             .map(|p| parse_position(p).map_err(|e| BrokerError::Transient(format!("GET /v2/positions: {e}"))))
             .collect()
@@ -594,7 +602,8 @@ async fn stream_session(cfg: &AlpacaConfig, tx: &mpsc::Sender<BrokerEvent>) -> S
     };
 
     // authenticate
-    let auth = json!({"action": "authenticate", "data": {"key_id": cfg.key_id, "secret_key": cfg.secret_key}});
+    let auth =
+        json!({"action": "authenticate", "data": {"key_id": cfg.key_id, "secret_key": cfg.secret_key}});
     if let Err(e) = ws.send(Message::text(auth.to_string())).await {
         return closed(format!("sending authenticate: {e}"));
     }
@@ -1004,7 +1013,10 @@ mod tests {
             StreamMessage::Authorization { authorized: false, action: Some("listen".into()) }
         );
         let l = br#"{"stream":"listening","data":{"streams":["trade_updates"]}}"#;
-        assert_eq!(parse_frame(l).unwrap(), StreamMessage::Listening { streams: vec!["trade_updates".into()] });
+        assert_eq!(
+            parse_frame(l).unwrap(),
+            StreamMessage::Listening { streams: vec!["trade_updates".into()] }
+        );
         assert_eq!(
             parse_frame(br#"{"stream":"account_updates","data":{}}"#).unwrap(),
             StreamMessage::Other { stream: "account_updates".into() }
@@ -1091,16 +1103,21 @@ mod tests {
         assert_eq!(a.buying_power, dec!(262113.632));
         assert_eq!(a.last_equity, Some(dec!(103529.24)));
         assert!(!a.blocked);
-        let blocked = parse_account(&json!({"equity": 1, "cash": 1, "buying_power": 0, "trading_blocked": true}));
+        let blocked =
+            parse_account(&json!({"equity": 1, "cash": 1, "buying_power": 0, "trading_blocked": true}));
         assert!(blocked.unwrap().blocked);
         assert!(parse_account(&json!({"cash": "1"})).is_err());
         // test_position_routes.py test_get_all_positions, and a short.
-        let p = parse_position(&json!({"symbol": "AAPL", "qty": "5", "side": "long", "avg_entry_price": "100.0"}))
-            .unwrap();
+        let p = parse_position(
+            &json!({"symbol": "AAPL", "qty": "5", "side": "long", "avg_entry_price": "100.0"}),
+        )
+        .unwrap();
         assert_eq!((p.qty, p.avg_entry_price), (dec!(5), dec!(100.0)));
-        let s = parse_position(&json!({"symbol": "AAPL", "qty": "5", "side": "short", "avg_entry_price": "1"}));
+        let s =
+            parse_position(&json!({"symbol": "AAPL", "qty": "5", "side": "short", "avg_entry_price": "1"}));
         assert_eq!(s.unwrap().qty, dec!(-5));
-        let s = parse_position(&json!({"symbol": "AAPL", "qty": "-5", "side": "short", "avg_entry_price": "1"}));
+        let s =
+            parse_position(&json!({"symbol": "AAPL", "qty": "-5", "side": "short", "avg_entry_price": "1"}));
         assert_eq!(s.unwrap().qty, dec!(-5));
     }
 
@@ -1176,7 +1193,10 @@ mod tests {
             }
             e => panic!("{e:?}"),
         }
-        assert!(matches!(status_error(429, b"{\"message\":\"too many requests\"}"), BrokerError::Transient(_)));
+        assert!(matches!(
+            status_error(429, b"{\"message\":\"too many requests\"}"),
+            BrokerError::Transient(_)
+        ));
         assert!(matches!(status_error(500, b"oops"), BrokerError::Transient(_)));
         assert!(matches!(status_error(503, b""), BrokerError::Transient(_)));
         assert!(matches!(status_error(401, b""), BrokerError::Rejected { status: 401, .. }));
@@ -1230,7 +1250,10 @@ mod tests {
     #[test]
     fn urls_keep_the_colon_segment() {
         let b = AlpacaBroker::new(AlpacaConfig::new("k", "s", "http://127.0.0.1:1")).unwrap();
-        assert_eq!(b.url(&["orders:by_client_order_id"]).as_str(), "http://127.0.0.1:1/v2/orders:by_client_order_id");
+        assert_eq!(
+            b.url(&["orders:by_client_order_id"]).as_str(),
+            "http://127.0.0.1:1/v2/orders:by_client_order_id"
+        );
         assert_eq!(b.url(&["orders", "a/b"]).as_str(), "http://127.0.0.1:1/v2/orders/a%2Fb");
         assert!(AlpacaBroker::new(AlpacaConfig::new("k", "s", "not a url")).is_err());
     }
