@@ -424,6 +424,19 @@ async fn out_of_order_and_duplicated_updates_are_delivered_as_they_come() {
 }
 
 #[tokio::test]
+async fn pings_keep_a_quiet_stream_open() {
+    let fake = FakeAlpaca::start(FakeOptions::default()).await;
+    let mut cfg = config(&fake);
+    cfg.ping_interval = Duration::from_millis(100);
+    let broker = AlpacaBroker::new(cfg).unwrap();
+    let mut rx = broker.events();
+    connected(&mut rx).await;
+    // Ten ping intervals without a trade update: the pongs keep the connection.
+    quiet(&mut rx, 1000).await;
+    assert_eq!(fake.connections(), 1);
+}
+
+#[tokio::test]
 async fn dropping_the_receiver_stops_the_stream() {
     let (fake, broker) = setup().await;
     let mut rx = broker.events();

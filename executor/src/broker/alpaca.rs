@@ -254,6 +254,11 @@ impl AlpacaBroker {
                 var: "TAPEFLOW_ALPACA_TRADING_URL",
                 message: e.to_string(),
             })?;
+        if cfg.live {
+            tracing::warn!(url = %cfg.trading_base_url, "alpaca broker: LIVE trading, real money");
+        } else {
+            tracing::info!(url = %cfg.trading_base_url, "alpaca broker: paper trading");
+        }
         Ok(AlpacaBroker { cfg: Arc::new(cfg), base, http })
     }
 
@@ -494,6 +499,8 @@ impl Broker for AlpacaBroker {
         }
     }
 
+    /// Spawns the stream task on the current tokio runtime (call it inside one); the task
+    /// ends when the receiver is dropped.
     fn events(&self) -> mpsc::Receiver<BrokerEvent> {
         let (tx, rx) = mpsc::channel(1024);
         tokio::spawn(run_stream(self.cfg.clone(), tx));
