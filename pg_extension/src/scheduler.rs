@@ -1,9 +1,13 @@
 //! The scheduler: a background worker (started when the cluster preloads `tapeflow`) that
-//! calls `tapeflow.run_cycle()` about every second in one database.
+//! calls `tapeflow.run_cycle()` about every second in one database. A failing strategy config
+//! does not fail the cycle (run_cycle evaluates each in its own subtransaction), and a cycle
+//! that fails as a whole is rolled back, logged as a WARNING and tried again at the next
+//! interval: the worker keeps running.
 //!
 //! Settings (postgresql.conf): `tapeflow.scheduler` on/off (reload), `tapeflow.scheduler_database`
 //! (default `tapeflow`, restart), `tapeflow.scheduler_interval_ms` (default 1000, reload).
 
+use crate::live::in_subtransaction;
 use pgrx::bgworkers::{BackgroundWorker, BackgroundWorkerBuilder, SignalWakeFlags};
 use pgrx::guc::{GucContext, GucFlags, GucRegistry, GucSetting};
 use pgrx::prelude::*;
@@ -47,7 +51,7 @@ pub fn init() {
             .set_function("tapeflow_scheduler_main")
             .set_library("tapeflow")
             .enable_spi_access()
-            // A failed cycle (or a database that does not exist yet) restarts the worker.
+            // A database that does not exist yet (or a crash) restarts the worker.
             .set_restart_time(Some(Duration::from_secs(5)))
             .load();
     }
@@ -80,8 +84,13 @@ pub extern "C-unwind" fn tapeflow_scheduler_main(_arg: pg_sys::Datum) {
             .flatten()
             .unwrap_or(false);
             if ready {
-                Spi::run("SELECT count(*) FROM tapeflow.run_cycle()")
-                    .unwrap_or_else(|e| error!("run_cycle: {e}"));
+                let cycle = in_subtransaction(|| {
+                    Spi::run("SELECT count(*) FROM tapeflow.run_cycle()")
+                        .unwrap_or_else(|e| error!("run_cycle: {e}"))
+                });
+                if let Err(e) = cycle {
+                    warning!("tapeflow scheduler: the cycle failed and is retried at the next interval: {e}");
+                }
             }
         });
     }
