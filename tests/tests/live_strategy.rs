@@ -213,3 +213,129 @@ async fn live_replay_equals_history_and_notifies() {
     let again: i64 = c.query_one("SELECT count(*) FROM tapeflow.signals", &[]).await.unwrap().get(0);
     assert_eq!(again as usize, signals.len());
 }
+
+/// A config whose evaluation fails does not stop the cycle: it is rolled back (none of its
+/// bars is logged), its error is recorded on the config and returned by run_cycle, the other
+/// configs are evaluated as usual, and once the cause is gone the next cycle evaluates it and
+/// clears the error. Two ways to fail: bars the engine refuses (an error raised in Rust) and a
+/// statement that fails half-way through a config's bars (an error raised by PostgreSQL).
+#[tokio::test]
+async fn a_failing_config_is_skipped_and_recorded() {
+    let db = TestDb::create("cfgerr", false).await;
+    let c = db.client().await;
+    c.batch_execute(
+        "INSERT INTO tapeflow.symbols (symbol, tick_size, timezone, session_open, session_close) VALUES
+           ('OK', 0.01, 'UTC', '00:00', '00:00'), ('BAD', 1e-9, 'UTC', '00:00', '00:00'),
+           ('TRG', 0.01, 'UTC', '00:00', '00:00');
+         INSERT INTO tapeflow.strategy_configs (symbol) VALUES ('OK'), ('BAD'), ('TRG');
+         INSERT INTO tapeflow.ticks (time, symbol, price, size, side, trade_id)
+         SELECT timestamptz '2024-05-06 10:00+00' + i * interval '1 second', s, 50 + (i % 5) * 0.01, 10, 'B', i::text
+         FROM generate_series(0, 179) i, (VALUES ('OK'), ('TRG')) v (s);
+         -- A high more than 2^53 ticks of 1e-9 from zero: the engine cannot spread the bar's volume.
+         INSERT INTO tapeflow.bars_1m_imported (symbol, bucket, open, high, low, close, volume) VALUES
+           ('BAD', '2024-05-06 10:00+00', 100, 1e8, 100, 100, 1000),
+           ('BAD', '2024-05-06 10:01+00', 100, 101, 99, 100, 1000);
+         -- TRG's second minute cannot be logged: its first is written, then the statement fails.
+         CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN
+           IF NEW.symbol = 'TRG' AND NEW.bar = '2024-05-06 10:01+00' THEN
+             RAISE EXCEPTION 'refused by the test';
+           END IF;
+           RETURN NEW;
+         END $$;
+         CREATE TRIGGER refuse BEFORE INSERT ON tapeflow.market_state_log FOR EACH ROW EXECUTE FUNCTION refuse();",
+    )
+    .await
+    .unwrap();
+    type Outcome = (String, i32, Option<String>);
+    let cycle = |at: &'static str| {
+        let c = &c;
+        async move {
+            c.query(
+                &format!("SELECT symbol, bars, error FROM tapeflow.run_cycle('{at}') ORDER BY symbol"),
+                &[],
+            )
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2)))
+            .collect::<Vec<Outcome>>()
+        }
+    };
+    type Recorded = (String, Option<String>, bool, chrono::DateTime<chrono::Utc>);
+    let recorded = || async {
+        c.query(
+            "SELECT symbol, last_error, last_error_at IS NOT NULL, updated_at FROM tapeflow.strategy_configs ORDER BY symbol",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
+        .collect::<Vec<Recorded>>()
+    };
+    let logged = || async {
+        c.query("SELECT symbol, count(*) FROM tapeflow.market_state_log GROUP BY 1 ORDER BY 1", &[])
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect::<Vec<(String, i64)>>()
+    };
+    let before = recorded().await;
+    assert!(before.iter().all(|r| r.1.is_none() && !r.2));
+
+    // 10:02:30: minutes 10:00 and 10:01 are closed.
+    let out = cycle("2024-05-06 10:02:30+00").await;
+    assert_eq!((out[1].0.as_str(), out[1].1, &out[1].2), ("OK", 2, &None), "{out:?}");
+    let (bad, trg) = (&out[0], &out[2]);
+    assert_eq!((bad.0.as_str(), bad.1, trg.0.as_str(), trg.1), ("BAD", 0, "TRG", 0), "{out:?}");
+    let bad_error = bad.2.clone().expect("BAD failed");
+    let trg_error = trg.2.clone().expect("TRG failed");
+    assert!(bad_error.contains("2^53 ticks"), "{bad_error}");
+    assert!(trg_error.contains("refused by the test"), "{trg_error}");
+    // TRG's first minute, and whatever came with it, was rolled back with the rest.
+    assert_eq!(logged().await, [("OK".to_string(), 2)]);
+    let trg_alerts: i64 =
+        c.query_one("SELECT count(*) FROM tapeflow.alerts WHERE symbol = 'TRG'", &[]).await.unwrap().get(0);
+    assert_eq!(trg_alerts, 0);
+    let after = recorded().await;
+    assert_eq!(
+        after.iter().map(|r| (r.0.as_str(), r.1.as_deref(), r.2)).collect::<Vec<_>>(),
+        [
+            ("BAD", Some(bad_error.as_str()), true),
+            ("OK", None, false),
+            ("TRG", Some(trg_error.as_str()), true)
+        ]
+    );
+    // Recording an error is not a configuration change.
+    assert_eq!(after.iter().map(|r| r.3).collect::<Vec<_>>(), before.iter().map(|r| r.3).collect::<Vec<_>>());
+
+    // The next cycles go on: the healthy config advances, the failing ones fail again.
+    let out = cycle("2024-05-06 10:03:05+00").await;
+    assert_eq!(
+        out,
+        [
+            ("BAD".to_string(), 0, Some(bad_error.clone())),
+            ("OK".to_string(), 1, None),
+            ("TRG".to_string(), 0, Some(trg_error.clone()))
+        ]
+    );
+    // What the scheduler runs succeeds.
+    c.execute("SELECT count(*) FROM tapeflow.run_cycle('2024-05-06 10:03:06+00')", &[]).await.unwrap();
+
+    // The causes gone, both are evaluated and their errors cleared.
+    c.batch_execute(
+        "DROP TRIGGER refuse ON tapeflow.market_state_log;
+         DELETE FROM tapeflow.bars_1m_imported WHERE symbol = 'BAD' AND high > 1000;",
+    )
+    .await
+    .unwrap();
+    let out = cycle("2024-05-06 10:03:07+00").await;
+    assert_eq!(
+        out,
+        [("BAD".to_string(), 1, None), ("OK".to_string(), 0, None), ("TRG".to_string(), 3, None)]
+    );
+    assert!(recorded().await.iter().all(|r| r.1.is_none() && !r.2));
+    assert_eq!(logged().await, [("BAD".to_string(), 1), ("OK".to_string(), 3), ("TRG".to_string(), 3)]);
+}
