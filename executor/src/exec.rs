@@ -351,7 +351,9 @@ impl<B: Broker> Executor<B> {
                         coalesce(c.params, '{}'), coalesce(c.extended_hours, false),
                         tapeflow.in_regular_session($1, $3), tapeflow.last_price($1), s.tick_size,
                         (SELECT count(*) FROM tapeflow.position_book WHERE qty <> 0)
-                          + (SELECT count(*) FROM tapeflow.signals WHERE kind = 'entry' AND status IN ('claimed', 'submitted') AND id <> $4),
+                          + (SELECT count(*) FROM tapeflow.signals WHERE kind = 'entry' AND status = 'submitted' AND id <> $4)
+                          + (SELECT count(*) FROM tapeflow.orders o JOIN tapeflow.signals g ON g.id = o.signal_id
+                             WHERE o.leg = 'entry' AND g.status = 'claimed' AND o.signal_id <> $4),
                         (extract(epoch FROM now()) * 1e6)::bigint,
                         EXISTS (SELECT 1 FROM tapeflow.position_book WHERE symbol = $1 AND strategy = $2 AND qty <> 0)
                  FROM tapeflow.risk_limits l
@@ -382,12 +384,12 @@ impl<B: Broker> Executor<B> {
         };
         let entry = f64_of(sig.entry);
         let check = EntryCheck {
-            now: r.get(12),
+            now: r.get(13),
             signal_bar: sig.bar.timestamp_micros(),
             short: sig.side == OrderSide::Sell,
             in_session: r.get::<_, Option<bool>>(9).unwrap_or(false),
             extended_hours: r.get(8),
-            open_positions: r.get::<_, i64>(11) as u32,
+            open_positions: r.get::<_, i64>(12) as u32,
             day_start_equity: day_start,
             equity: account.equity,
             entry,

@@ -138,7 +138,7 @@ pub async fn sync_order(
     db.execute(
         "UPDATE tapeflow.orders SET broker_order_id = coalesce(broker_order_id, $2), status = $3,
                 filled_qty = greatest(filled_qty, $4), filled_avg_price = coalesce($5, filled_avg_price),
-                qty = CASE WHEN $6 > 0 THEN $6 ELSE qty END, updated_at = now()
+                qty = CASE WHEN $6::numeric > 0 THEN $6::numeric ELSE qty END, updated_at = now()
          WHERE id = $1",
         &[&row.id, &o.broker_id, &status, &o.filled_qty, &o.filled_avg_price, &o.qty],
     )

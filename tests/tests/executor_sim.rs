@@ -1,0 +1,306 @@
+//! tapeflow-exec with the sim broker against a real cluster: every risk gate's rejection, a
+//! bracket round trip into fills and positions, the kill switch, two executors at once, and a
+//! demo session traded live through the scheduler and the executor giving the backtest's trades.
+
+use std::time::Duration;
+use tapeflow_db::ListenEvent;
+use tapeflow_tests::*;
+
+fn exec_env(db: &TestDb, extra: &[(&str, &str)]) -> Vec<(&'static str, String)> {
+    let mut env = vec![
+        ("DATABASE_URL", db.url.clone()),
+        ("TAPEFLOW_BROKER", "sim".to_string()),
+        ("TAPEFLOW_EXEC_METRICS_ADDR", "off".to_string()),
+        ("TAPEFLOW_EXEC_SWEEP_MS", "50".to_string()),
+        ("RUST_LOG", "info".to_string()),
+    ];
+    for (k, v) in extra {
+        let k: &'static str = Box::leak(k.to_string().into_boxed_str());
+        env.push((k, v.to_string()));
+    }
+    env
+}
+
+fn start_exec(db: &TestDb, extra: &[(&str, &str)]) -> Proc {
+    let env = exec_env(db, extra);
+    let env: Vec<(&str, String)> = env.iter().map(|(k, v)| (*k, v.clone())).collect();
+    Proc::spawn("tapeflow-exec", &[], &env)
+}
+
+/// Inserts an entry signal and waits until the executor has decided it; returns (status, reject_code).
+async fn decide(c: &tokio_postgres::Client, strategy: &str, symbol: &str, side: &str, entry: f64, stop: f64, bar_ago_min: i32) -> (String, Option<String>) {
+    let id: i64 = c
+        .query_one(
+            "INSERT INTO tapeflow.signals (bar, symbol, strategy, kind, side, entry, stop, target, reason)
+             VALUES (tapeflow.minute(now()) - make_interval(mins => $5::int), $1, $6, 'entry', $2, $3::float8, $4::float8,
+                     $3::float8 + ($3::float8 - $4::float8) * 2, 'test') RETURNING id",
+            &[&symbol, &side, &entry, &stop, &bar_ago_min, &strategy],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    let status = wait_for_value(
+        c,
+        "SELECT status FROM tapeflow.signals WHERE id = $1 AND status NOT IN ('new', 'claimed')",
+        id,
+        Duration::from_secs(20),
+    )
+    .await;
+    let code: Option<String> =
+        c.query_one("SELECT reject_code FROM tapeflow.signals WHERE id = $1", &[&id]).await.unwrap().get(0);
+    (status, code)
+}
+
+async fn wait_for_value(c: &tokio_postgres::Client, sql: &str, id: i64, timeout: Duration) -> String {
+    let start = std::time::Instant::now();
+    loop {
+        if let Some(r) = c.query_opt(sql, &[&id]).await.unwrap() {
+            return r.get(0);
+        }
+        assert!(start.elapsed() < timeout, "timed out: {sql} ({id})");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn wait_true(c: &tokio_postgres::Client, sql: &str, timeout: Duration) {
+    let start = std::time::Instant::now();
+    loop {
+        if c.query_one(sql, &[]).await.unwrap().get::<_, bool>(0) {
+            return;
+        }
+        assert!(start.elapsed() < timeout, "timed out waiting for: {sql}");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+async fn setup(db: &TestDb) -> tokio_postgres::Client {
+    let c = db.client().await;
+    // A 24-hour market with trades at 100 over the last minutes, and one whose regular
+    // session is two hours away whatever the time.
+    c.batch_execute(
+        "INSERT INTO tapeflow.symbols (symbol, tick_size, timezone, session_open, session_close) VALUES ('GT', 0.01, 'UTC', '00:00', '00:00');
+         INSERT INTO tapeflow.symbols (symbol, tick_size, timezone, session_open, session_close)
+           VALUES ('SHUT', 0.01, 'UTC', ((now() AT TIME ZONE 'UTC') + interval '2 hours')::time, ((now() AT TIME ZONE 'UTC') + interval '3 hours')::time);
+         INSERT INTO tapeflow.ticks (time, symbol, price, size, side, trade_id)
+         SELECT now() - interval '10 minutes' + i * interval '1 second', s, 100, 10, 'B', s || i
+         FROM generate_series(0, 300) i, unnest(array['GT', 'SHUT']) s;
+         UPDATE tapeflow.risk_limits SET signal_ttl = '10 minutes';",
+    )
+    .await
+    .unwrap();
+    c
+}
+
+#[tokio::test]
+async fn every_risk_gate_rejects_with_its_reason() {
+    let db = TestDb::create("gates", false).await;
+    let c = setup(&db).await;
+    let _exec = start_exec(&db, &[]);
+    let reset = "UPDATE tapeflow.risk_limits SET trading_enabled = true, max_positions = 3, max_daily_loss_pct = 3,
+                 max_order_notional = 1000000, account_equity = 100000, price_band_pct = 1, allow_short = true;
+                 DELETE FROM tapeflow.account_snapshots; DELETE FROM tapeflow.position_book;";
+    let cases: Vec<(&str, &str, (&str, f64, f64, i32), &str)> = vec![
+        ("kill switch", "UPDATE tapeflow.risk_limits SET trading_enabled = false", ("GT", 100.0, 99.0, 2), "kill_switch"),
+        ("stale", "", ("GT", 100.0, 99.0, 30), "stale"),
+        ("shorts", "UPDATE tapeflow.risk_limits SET allow_short = false", ("GT", 100.0, 101.0, 2), "shorts_disabled"),
+        ("market hours", "", ("SHUT", 100.0, 99.0, 2), "market_hours"),
+        (
+            "max positions",
+            "UPDATE tapeflow.risk_limits SET max_positions = 1;
+             INSERT INTO tapeflow.position_book (symbol, strategy, qty, avg_price) VALUES ('SHUT', 'other', 5, 100)",
+            ("GT", 100.0, 99.0, 2),
+            "max_positions",
+        ),
+        (
+            "daily loss",
+            "INSERT INTO tapeflow.account_snapshots (broker, day, start_equity, equity, cash, buying_power)
+             VALUES ('sim', (now() AT TIME ZONE 'UTC')::date, 110000, 100000, 100000, 100000)
+             ON CONFLICT (broker, day) DO UPDATE SET start_equity = 110000",
+            ("GT", 100.0, 99.0, 2),
+            "daily_loss",
+        ),
+        ("price band", "", ("GT", 102.0, 101.0, 2), "price_band"),
+        ("notional", "UPDATE tapeflow.risk_limits SET max_order_notional = 50", ("GT", 100.0, 99.0, 2), "max_notional"),
+        ("buying power", "UPDATE tapeflow.risk_limits SET account_equity = 50; DELETE FROM tapeflow.account_snapshots", ("GT", 100.0, 99.99, 2), "buying_power"),
+        ("risk budget", "UPDATE tapeflow.risk_limits SET account_equity = 50; DELETE FROM tapeflow.account_snapshots", ("GT", 100.0, 99.0, 2), "size"),
+    ];
+    let side = |entry: f64, stop: f64| if stop < entry { "buy" } else { "sell" };
+    for (i, (name, sql, (sym, entry, stop, ago), want)) in cases.into_iter().enumerate() {
+        c.batch_execute(reset).await.unwrap();
+        if !sql.is_empty() {
+            c.batch_execute(sql).await.unwrap();
+        }
+        let (status, code) = decide(&c, &format!("case{i}"), sym, side(entry, stop), entry, stop, ago).await;
+        assert_eq!((status.as_str(), code.as_deref()), ("rejected", Some(want)), "{name}");
+        let error: String = c
+            .query_one("SELECT error FROM tapeflow.signals ORDER BY id DESC LIMIT 1", &[])
+            .await
+            .unwrap()
+            .get(0);
+        assert!(!error.is_empty(), "{name}: the reason is recorded");
+    }
+    // An exit with nothing to close.
+    c.batch_execute(reset).await.unwrap();
+    c.batch_execute(
+        "INSERT INTO tapeflow.signals (bar, symbol, strategy, kind, side, entry, reason)
+         VALUES (tapeflow.minute(now()), 'GT', 'amt', 'exit', 'sell', 100, 'test')",
+    )
+    .await
+    .unwrap();
+    wait_true(&c, "SELECT EXISTS (SELECT 1 FROM tapeflow.signals WHERE kind = 'exit' AND reject_code = 'no_position')", Duration::from_secs(10)).await;
+    // Nothing reached the broker.
+    let sent: i64 = c.query_one("SELECT count(*) FROM tapeflow.sim_orders", &[]).await.unwrap().get(0);
+    assert_eq!(sent, 0);
+}
+
+#[tokio::test]
+async fn bracket_round_trip_fills_positions_and_announces() {
+    let db = TestDb::create("bracket", false).await;
+    let c = setup(&db).await;
+    c.batch_execute("UPDATE tapeflow.risk_limits SET max_order_notional = 1000000").await.unwrap();
+    let mut events = tapeflow_db::listen(db.url.clone(), vec!["tapeflow_orders".into()]);
+    assert!(matches!(events.recv().await, Some(ListenEvent::Connected)));
+    let _exec = start_exec(&db, &[("TAPEFLOW_SIM_SLIPPAGE_TICKS", "1"), ("TAPEFLOW_SIM_COMMISSION_PER_SHARE", "0.01")]);
+    // Entry 100, stop 99, target 102, on the bar 4 minutes ago.
+    let (status, _) = decide(&c, "amt", "GT", "buy", 100.0, 99.0, 4).await;
+    assert_eq!(status, "submitted");
+    let legs: Vec<(String, String, String)> = c
+        .query("SELECT leg, client_order_id, status FROM tapeflow.orders ORDER BY id", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+    let id: i64 = c.query_one("SELECT max(id) FROM tapeflow.signals", &[]).await.unwrap().get(0);
+    assert_eq!(legs.len(), 3, "{legs:?}");
+    assert_eq!(legs[0].1, format!("tf-{id}-entry"));
+    // Risk 1 % of 100000 over a 1.00 stop: 1000 shares; notional 100k > cash, so cash caps it:
+    // 100000 / (100.01 + 0.01) = 999.8 → 999.
+    let qty: rust_decimal::Decimal = c.query_one("SELECT qty FROM tapeflow.orders WHERE leg = 'entry'", &[]).await.unwrap().get(0);
+    assert_eq!(qty, rust_decimal::Decimal::from(999));
+
+    // The next bar opens at 100.00 (fill 100.01 with a tick of slippage); the one after
+    // reaches the target 102 (a limit: no slippage).
+    c.batch_execute(
+        "INSERT INTO tapeflow.ticks (time, symbol, price, size, side, trade_id) VALUES
+           (tapeflow.minute(now()) - interval '3 minutes' + interval '1 second', 'GT', 100.00, 10, 'B', 'n1'),
+           (tapeflow.minute(now()) - interval '3 minutes' + interval '30 seconds', 'GT', 100.60, 10, 'B', 'n2'),
+           (tapeflow.minute(now()) - interval '2 minutes' + interval '1 second', 'GT', 101.00, 10, 'B', 'n3'),
+           (tapeflow.minute(now()) - interval '2 minutes' + interval '20 seconds', 'GT', 102.10, 10, 'B', 'n4')",
+    )
+    .await
+    .unwrap();
+    // Earlier ticks at 100 fall on the signal's bar and before; the bars after it are ours.
+    c.batch_execute("DELETE FROM tapeflow.ticks WHERE symbol = 'GT' AND time >= tapeflow.minute(now()) - interval '3 minutes' AND trade_id NOT LIKE 'n%'")
+        .await
+        .unwrap();
+    wait_true(&c, "SELECT count(*) = 2 FROM tapeflow.fills", Duration::from_secs(20)).await;
+    use rust_decimal::Decimal;
+    let d = |x: &str| x.parse::<Decimal>().unwrap();
+    let fills: Vec<(String, Decimal, Decimal, Decimal)> = c
+        .query("SELECT side, qty, price, fee FROM tapeflow.fills ORDER BY id", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
+        .collect();
+    assert_eq!(fills[0], ("buy".into(), d("999"), d("100.01"), d("9.99")));
+    assert_eq!(fills[1], ("sell".into(), d("999"), d("102"), d("9.99")));
+    // Flat, with (102 − 100.01) × 999 − 2 × 9.99 realised.
+    wait_true(&c, "SELECT NOT EXISTS (SELECT 1 FROM tapeflow.positions)", Duration::from_secs(5)).await;
+    let pnl: Decimal = c.query_one("SELECT realised_pnl FROM tapeflow.position_book", &[]).await.unwrap().get(0);
+    assert_eq!(pnl, d("1968.03"));
+    let statuses: Vec<(String, String)> = c
+        .query("SELECT leg, status FROM tapeflow.orders ORDER BY id", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert_eq!(
+        statuses,
+        vec![("entry".into(), "filled".into()), ("take_profit".into(), "filled".into()), ("stop_loss".into(), "canceled".into())]
+    );
+    let sig: String = c.query_one("SELECT status FROM tapeflow.signals WHERE id = $1", &[&id]).await.unwrap().get(0);
+    assert_eq!(sig, "filled");
+    // Every order event was announced.
+    let stored: i64 = c.query_one("SELECT count(*) FROM tapeflow.order_events", &[]).await.unwrap().get(0);
+    let mut announced = 0;
+    while let Ok(Some(ListenEvent::Notification { payload, .. })) =
+        tokio::time::timeout(Duration::from_millis(500), events.recv()).await
+    {
+        let v: serde_json::Value = serde_json::from_str(&payload).unwrap();
+        assert_eq!(v["symbol"], "GT");
+        announced += 1;
+    }
+    assert_eq!(announced, stored);
+    // order_events is append-only.
+    assert!(c.batch_execute("DELETE FROM tapeflow.order_events").await.is_err());
+}
+
+#[tokio::test]
+async fn kill_switch_cancels_open_entries() {
+    let db = TestDb::create("kill", false).await;
+    let c = setup(&db).await;
+    let _exec = start_exec(&db, &[]);
+    // A signal on the current bar: its fill waits for the next bar to close.
+    let (status, _) = decide(&c, "amt", "GT", "buy", 100.0, 99.0, 0).await;
+    assert_eq!(status, "submitted");
+    c.batch_execute("UPDATE tapeflow.risk_limits SET trading_enabled = false").await.unwrap();
+    wait_true(
+        &c,
+        "SELECT bool_and(status = 'canceled') FROM tapeflow.orders",
+        Duration::from_secs(10),
+    )
+    .await;
+    let sig: String = c.query_one("SELECT status FROM tapeflow.signals", &[]).await.unwrap().get(0);
+    assert_eq!(sig, "cancelled");
+    let venue: i64 = c
+        .query_one("SELECT count(*) FROM tapeflow.sim_orders WHERE status <> 'canceled'", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(venue, 0);
+}
+
+#[tokio::test]
+async fn two_executors_never_double_submit() {
+    let db = TestDb::create("twoexec", false).await;
+    let c = db.client().await;
+    c.batch_execute(
+        "INSERT INTO tapeflow.symbols (symbol, tick_size, timezone, session_open, session_close)
+         SELECT 'S' || i, 0.01, 'UTC', '00:00', '00:00' FROM generate_series(1, 40) i;
+         INSERT INTO tapeflow.ticks (time, symbol, price, size, side, trade_id)
+         SELECT now() - interval '1 minute', 'S' || i, 50, 1, 'B', 'x' FROM generate_series(1, 40) i;
+         INSERT INTO tapeflow.strategy_configs (symbol, enabled, params)
+         SELECT 'S' || i, false, '{\"strategy\": {\"max_positions\": 100}}' FROM generate_series(1, 40) i;
+         UPDATE tapeflow.risk_limits SET max_positions = 1000, max_order_notional = 1000000, account_equity = 1000000000,
+                                         signal_ttl = '10 minutes';",
+    )
+    .await
+    .unwrap();
+    let _a = start_exec(&db, &[("TAPEFLOW_EXEC_ID", "a")]);
+    let _b = start_exec(&db, &[("TAPEFLOW_EXEC_ID", "b")]);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    c.batch_execute(
+        "INSERT INTO tapeflow.signals (bar, symbol, strategy, kind, side, entry, stop, target, reason)
+         SELECT tapeflow.minute(now()), 'S' || i, 'amt', 'entry', 'buy', 50, 49.5, 51, 'test' FROM generate_series(1, 40) i",
+    )
+    .await
+    .unwrap();
+    wait_true(&c, "SELECT count(*) = 40 FROM tapeflow.signals WHERE status = 'submitted'", Duration::from_secs(30)).await;
+    let (orders, distinct, claimers): (i64, i64, i64) = {
+        let r = c
+            .query_one(
+                "SELECT (SELECT count(*) FROM tapeflow.sim_orders WHERE leg = 'entry'),
+                        (SELECT count(DISTINCT client_order_id) FROM tapeflow.sim_orders WHERE leg = 'entry'),
+                        (SELECT count(DISTINCT claimed_by) FROM tapeflow.signals)",
+                &[],
+            )
+            .await
+            .unwrap();
+        (r.get(0), r.get(1), r.get(2))
+    };
+    assert_eq!((orders, distinct), (40, 40), "one order per signal");
+    assert!(claimers >= 1);
+}
