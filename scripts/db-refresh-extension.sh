@@ -33,6 +33,12 @@ DO \$\$ BEGIN
 END \$\$;
 DROP TABLE IF EXISTS tapeflow.bars_1m CASCADE;
 DROP EXTENSION tapeflow CASCADE;
+-- Views are derived: the migrations below recreate every one of them, in their latest form.
+DO \$\$ DECLARE v record; BEGIN
+  FOR v IN SELECT viewname FROM pg_views WHERE schemaname = 'tapeflow' LOOP
+    EXECUTE format('DROP VIEW IF EXISTS tapeflow.%I CASCADE', v.viewname);
+  END LOOP;
+END \$\$;
 DELETE FROM tapeflow.schema_migrations WHERE version >= '002';
 CREATE EXTENSION tapeflow;
 COMMIT;

@@ -72,7 +72,10 @@ impl fmt::Display for Rejection {
 /// Checks an entry against every gate; the first that refuses decides.
 pub fn check_entry(l: &Limits, c: &EntryCheck) -> Result<(), Rejection> {
     if !l.trading_enabled {
-        return Err(Rejection::new("kill_switch", "trading is disabled (risk_limits.trading_enabled = false)"));
+        return Err(Rejection::new(
+            "kill_switch",
+            "trading is disabled (risk_limits.trading_enabled = false)",
+        ));
     }
     if c.account_blocked {
         return Err(Rejection::new("account_blocked", "the broker reports the account or trading blocked"));
@@ -81,11 +84,18 @@ pub fn check_entry(l: &Limits, c: &EntryCheck) -> Result<(), Rejection> {
     if age > l.signal_ttl_us {
         return Err(Rejection::new(
             "stale",
-            format!("signal is {:.1} s old, signal_ttl is {:.1} s", age as f64 / 1e6, l.signal_ttl_us as f64 / 1e6),
+            format!(
+                "signal is {:.1} s old, signal_ttl is {:.1} s",
+                age as f64 / 1e6,
+                l.signal_ttl_us as f64 / 1e6
+            ),
         ));
     }
     if c.short && !l.allow_short {
-        return Err(Rejection::new("shorts_disabled", "short entries are disabled (risk_limits.allow_short = false)"));
+        return Err(Rejection::new(
+            "shorts_disabled",
+            "short entries are disabled (risk_limits.allow_short = false)",
+        ));
     }
     if !c.in_session && !c.extended_hours {
         return Err(Rejection::new(
@@ -112,11 +122,15 @@ pub fn check_entry(l: &Limits, c: &EntryCheck) -> Result<(), Rejection> {
         ));
     }
     let Some(last) = c.last_trade else {
-        return Err(Rejection::new("no_last_trade", "the symbol has no trade to check the entry price against"));
+        return Err(Rejection::new(
+            "no_last_trade",
+            "the symbol has no trade to check the entry price against",
+        ));
     };
     let band = l.price_band_pct.to_f64().unwrap_or(0.0);
     let distance = (c.entry - last).abs() / last * 100.0;
-    if !(distance <= band) {
+    // NaN (a bad entry or last price) is outside every band.
+    if distance.is_nan() || distance > band {
         return Err(Rejection::new(
             "price_band",
             format!("entry {} is {distance:.3}% from the last trade {last}, band {band}%", c.entry),
@@ -167,7 +181,10 @@ mod tests {
         assert_eq!(code(&Limits { trading_enabled: false, ..l.clone() }, &c), "kill_switch");
         assert_eq!(code(&l, &EntryCheck { account_blocked: true, ..c.clone() }), "account_blocked");
         assert_eq!(code(&l, &EntryCheck { now: 182_000_000, ..c.clone() }), "stale");
-        assert_eq!(code(&Limits { allow_short: false, ..l.clone() }, &EntryCheck { short: true, ..c.clone() }), "shorts_disabled");
+        assert_eq!(
+            code(&Limits { allow_short: false, ..l.clone() }, &EntryCheck { short: true, ..c.clone() }),
+            "shorts_disabled"
+        );
         assert_eq!(code(&l, &EntryCheck { in_session: false, ..c.clone() }), "market_hours");
         assert_eq!(code(&l, &EntryCheck { in_session: false, extended_hours: true, ..c.clone() }), "ok");
         assert_eq!(code(&l, &EntryCheck { open_positions: 3, ..c.clone() }), "max_positions");

@@ -12,7 +12,10 @@
 //! * fills are recorded up to the venue's cumulative filled quantity, so a fill reported by
 //!   the stream and again by reconciliation is stored once.
 
-use crate::broker::{client_order_id, is_terminal, Broker, BrokerError, BrokerEvent, BrokerOrder, OrderRequest, OrderSide, OrderUpdate, Purpose};
+use crate::broker::{
+    client_order_id, is_terminal, Broker, BrokerError, BrokerEvent, BrokerOrder, OrderRequest, OrderSide,
+    OrderUpdate, Purpose,
+};
 use crate::config::{ExecConfig, Fault};
 use crate::records::{self, OrderRow};
 use chrono::{DateTime, Utc};
@@ -246,7 +249,8 @@ impl<B: Broker> Executor<B> {
             let started = Instant::now();
             match self.broker.submit(req).await {
                 Ok(order) => {
-                    metrics::histogram!("tapeflow_exec_submit_seconds").record(started.elapsed().as_secs_f64());
+                    metrics::histogram!("tapeflow_exec_submit_seconds")
+                        .record(started.elapsed().as_secs_f64());
                     metrics::counter!("tapeflow_exec_orders_submitted_total").increment(1);
                     self.fault(Fault::AfterSend, sig.id);
                     return self.record_ack(sig, &order, "submitted").await;
@@ -255,24 +259,36 @@ impl<B: Broker> Executor<B> {
                     if let Some(found) = self.lookup(&req.client_order_id).await? {
                         return self.record_ack(sig, &found, "reconciled").await;
                     }
-                    anyhow::bail!("broker refused {} as a duplicate but does not show it", req.client_order_id);
+                    anyhow::bail!(
+                        "broker refused {} as a duplicate but does not show it",
+                        req.client_order_id
+                    );
                 }
                 Err(BrokerError::Rejected { status, message }) => {
                     metrics::counter!("tapeflow_exec_broker_errors_total", "kind" => "rejected").increment(1);
                     let tx = self.db.transaction().await?;
                     if let Some(row) = records::order_by_client_id(&tx, &req.client_order_id).await? {
-                        tx.execute("UPDATE tapeflow.orders SET status = 'rejected', error = $2 WHERE id = $1", &[&row.id, &message])
-                            .await?;
+                        tx.execute(
+                            "UPDATE tapeflow.orders SET status = 'rejected', error = $2 WHERE id = $1",
+                            &[&row.id, &message],
+                        )
+                        .await?;
                         let raw = serde_json::json!({ "status": status, "message": message });
                         records::event(&tx, row.id, "rejected", "rejected", &raw).await?;
                     }
-                    records::reject_signal(&tx, sig.id, "broker", &format!("broker refused the order ({status}): {message}"))
-                        .await?;
+                    records::reject_signal(
+                        &tx,
+                        sig.id,
+                        "broker",
+                        &format!("broker refused the order ({status}): {message}"),
+                    )
+                    .await?;
                     tx.commit().await?;
                     return Ok(());
                 }
                 Err(BrokerError::Transient(e)) => {
-                    metrics::counter!("tapeflow_exec_broker_errors_total", "kind" => "transient").increment(1);
+                    metrics::counter!("tapeflow_exec_broker_errors_total", "kind" => "transient")
+                        .increment(1);
                     tracing::warn!(signal = sig.id, attempt, error = %e, "broker unavailable; looking the order up before retrying");
                     tokio::time::sleep(delay).await;
                     delay = (delay * 2).min(Duration::from_secs(5));
@@ -282,7 +298,10 @@ impl<B: Broker> Executor<B> {
                 }
             }
         }
-        tracing::warn!(signal = sig.id, "broker still unavailable; the signal stays claimed for the next sweep");
+        tracing::warn!(
+            signal = sig.id,
+            "broker still unavailable; the signal stays claimed for the next sweep"
+        );
         Ok(())
     }
 
@@ -330,8 +349,11 @@ impl<B: Broker> Executor<B> {
             records::sync_order(&tx, broker, &leg_row, &leg, how, &leg.raw, None).await?;
         }
         fault_point(&self.cfg, &self.faulted, Fault::AfterRecord, sig.id);
-        tx.execute("UPDATE tapeflow.signals SET status = 'submitted' WHERE id = $1 AND status = 'claimed'", &[&sig.id])
-            .await?;
+        tx.execute(
+            "UPDATE tapeflow.signals SET status = 'submitted' WHERE id = $1 AND status = 'claimed'",
+            &[&sig.id],
+        )
+        .await?;
         records::advance_signal(&tx, &row, &status).await?;
         tx.commit().await?;
         Ok(())
@@ -362,10 +384,14 @@ impl<B: Broker> Executor<B> {
                 &[&sig.symbol, &sig.strategy, &sig.bar, &sig.id],
             )
             .await?;
-        let params: EngineParams = serde_json::from_value(r.get::<_, serde_json::Value>(7)).unwrap_or_default();
+        let params: EngineParams =
+            serde_json::from_value(r.get::<_, serde_json::Value>(7)).unwrap_or_default();
         let st = &params.strategy;
         if r.get::<_, bool>(14) {
-            return Ok(Err(Rejection::new("position_open", format!("{} already holds a position for {}", sig.symbol, sig.strategy))));
+            return Ok(Err(Rejection::new(
+                "position_open",
+                format!("{} already holds a position for {}", sig.symbol, sig.strategy),
+            )));
         }
         let account = match self.broker.account().await {
             Ok(a) => a,
@@ -434,7 +460,11 @@ impl<B: Broker> Executor<B> {
 
     /// An exit closes the position it refers to: its open bracket legs are cancelled first
     /// (they hold the shares at the venue), then a market order for the whole quantity.
-    async fn decide_exit(&mut self, sig: &Signal, coid: String) -> anyhow::Result<Result<OrderRequest, Rejection>> {
+    async fn decide_exit(
+        &mut self,
+        sig: &Signal,
+        coid: String,
+    ) -> anyhow::Result<Result<OrderRequest, Rejection>> {
         let pos = self
             .db
             .query_opt(
@@ -443,12 +473,18 @@ impl<B: Broker> Executor<B> {
             )
             .await?;
         let Some(pos) = pos else {
-            return Ok(Err(Rejection::new("no_position", format!("{} holds no position for {}", sig.symbol, sig.strategy))));
+            return Ok(Err(Rejection::new(
+                "no_position",
+                format!("{} holds no position for {}", sig.symbol, sig.strategy),
+            )));
         };
         let (qty, entry_signal): (Decimal, Option<i64>) = (pos.get(0), pos.get(1));
         let side = if qty > Decimal::ZERO { OrderSide::Sell } else { OrderSide::Buy };
         if side != sig.side {
-            return Ok(Err(Rejection::new("no_position", format!("the {} position cannot be closed by a {}", sig.symbol, sig.side.as_str()))));
+            return Ok(Err(Rejection::new(
+                "no_position",
+                format!("the {} position cannot be closed by a {}", sig.symbol, sig.side.as_str()),
+            )));
         }
         if let Some(entry_signal) = entry_signal {
             self.cancel_open_legs(entry_signal).await?;
@@ -473,11 +509,19 @@ impl<B: Broker> Executor<B> {
                AND status NOT IN ('filled', 'canceled', 'expired', 'rejected', 'replaced', 'done_for_day')",
             records::ORDER_COLUMNS
         );
-        let legs: Vec<OrderRow> = self.db.query(&sql, &[&entry_signal]).await?.iter().map(OrderRow::from_row).collect();
+        let legs: Vec<OrderRow> =
+            self.db.query(&sql, &[&entry_signal]).await?.iter().map(OrderRow::from_row).collect();
         for leg in &legs {
             if let Some(bid) = &leg.broker_order_id {
                 self.broker.cancel(bid).await?;
-                records::event(&self.db, leg.id, "cancel_requested", &leg.status, &serde_json::json!({ "reason": "exit" })).await?;
+                records::event(
+                    &self.db,
+                    leg.id,
+                    "cancel_requested",
+                    &leg.status,
+                    &serde_json::json!({ "reason": "exit" }),
+                )
+                .await?;
             }
         }
         let parent = client_order_id(entry_signal, Purpose::Entry);
@@ -508,7 +552,8 @@ impl<B: Broker> Executor<B> {
             metrics::counter!("tapeflow_exec_fills_total").increment(1);
         }
         let tx = self.db.transaction().await?;
-        let status = records::sync_order(&tx, broker, &row, &u.order, &u.event, &u.raw, u.fill.as_ref()).await?;
+        let status =
+            records::sync_order(&tx, broker, &row, &u.order, &u.event, &u.raw, u.fill.as_ref()).await?;
         records::advance_signal(&tx, &row, &status).await?;
         tx.commit().await?;
         Ok(())
@@ -528,14 +573,16 @@ impl<B: Broker> Executor<B> {
              ORDER BY id",
             records::ORDER_COLUMNS
         );
-        let open: Vec<OrderRow> = self.db.query(&sql, &[&broker]).await?.iter().map(OrderRow::from_row).collect();
+        let open: Vec<OrderRow> =
+            self.db.query(&sql, &[&broker]).await?.iter().map(OrderRow::from_row).collect();
         for row in open {
             let Some(o) = self.lookup(&row.client_order_id).await? else { continue };
             let tx = self.db.transaction().await?;
             let status = records::sync_order(&tx, broker, &row, &o, "reconciled", &o.raw, None).await?;
             records::advance_signal(&tx, &row, &status).await?;
             for (leg_row, leg) in records::upsert_legs(&tx, broker, &row, &o.legs).await? {
-                let s = records::sync_order(&tx, broker, &leg_row, &leg, "reconciled", &leg.raw, None).await?;
+                let s =
+                    records::sync_order(&tx, broker, &leg_row, &leg, "reconciled", &leg.raw, None).await?;
                 records::advance_signal(&tx, &leg_row, &s).await?;
             }
             tx.commit().await?;
@@ -548,7 +595,10 @@ impl<B: Broker> Executor<B> {
         let venue = self.broker.positions().await?;
         let ours = self
             .db
-            .query("SELECT symbol, sum(qty) FROM tapeflow.position_book GROUP BY symbol HAVING sum(qty) <> 0", &[])
+            .query(
+                "SELECT symbol, sum(qty) FROM tapeflow.position_book GROUP BY symbol HAVING sum(qty) <> 0",
+                &[],
+            )
             .await?;
         let mut mismatches = 0u64;
         for r in &ours {
@@ -570,7 +620,8 @@ impl<B: Broker> Executor<B> {
     /// With the kill switch off, open entry orders are cancelled (filled entries keep their
     /// bracket legs: the stops stay in force).
     async fn enforce_kill_switch(&mut self) -> anyhow::Result<()> {
-        let enabled: bool = self.db.query_one("SELECT trading_enabled FROM tapeflow.risk_limits", &[]).await?.get(0);
+        let enabled: bool =
+            self.db.query_one("SELECT trading_enabled FROM tapeflow.risk_limits", &[]).await?.get(0);
         if enabled {
             return Ok(());
         }
@@ -580,13 +631,20 @@ impl<B: Broker> Executor<B> {
                AND NOT EXISTS (SELECT 1 FROM tapeflow.order_events e WHERE e.order_id = orders.id AND e.event = 'cancel_requested')",
             records::ORDER_COLUMNS
         );
-        let open: Vec<OrderRow> = self.db.query(&sql, &[&self.broker.name()]).await?.iter().map(OrderRow::from_row).collect();
+        let open: Vec<OrderRow> =
+            self.db.query(&sql, &[&self.broker.name()]).await?.iter().map(OrderRow::from_row).collect();
         for row in open {
             let bid = row.broker_order_id.clone().unwrap_or_default();
             tracing::info!(coid = %row.client_order_id, "kill switch: cancelling the open entry");
             self.broker.cancel(&bid).await?;
-            records::event(&self.db, row.id, "cancel_requested", &row.status, &serde_json::json!({ "reason": "kill_switch" }))
-                .await?;
+            records::event(
+                &self.db,
+                row.id,
+                "cancel_requested",
+                &row.status,
+                &serde_json::json!({ "reason": "kill_switch" }),
+            )
+            .await?;
         }
         Ok(())
     }

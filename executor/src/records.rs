@@ -47,7 +47,8 @@ pub struct OrderRow {
     pub status: String,
 }
 
-pub const ORDER_COLUMNS: &str = "id, signal_id, parent_id, client_order_id, broker_order_id, symbol, strategy, purpose, leg,
+pub const ORDER_COLUMNS: &str =
+    "id, signal_id, parent_id, client_order_id, broker_order_id, symbol, strategy, purpose, leg,
     side, qty, limit_price, stop_price, status";
 
 impl OrderRow {
@@ -77,12 +78,20 @@ pub async fn order_by_client_id(db: &impl GenericClient, coid: &str) -> anyhow::
 }
 
 /// Our row for a venue order: by the venue's id, else by client order id.
-pub async fn find_order(db: &impl GenericClient, broker: &str, o: &BrokerOrder) -> anyhow::Result<Option<OrderRow>> {
+pub async fn find_order(
+    db: &impl GenericClient,
+    broker: &str,
+    o: &BrokerOrder,
+) -> anyhow::Result<Option<OrderRow>> {
     let sql = format!(
         "SELECT {ORDER_COLUMNS} FROM tapeflow.orders WHERE (broker = $1 AND broker_order_id = $2) OR client_order_id = $3
          ORDER BY (broker_order_id = $2) DESC NULLS LAST LIMIT 1"
     );
-    Ok(db.query_opt(&sql, &[&broker, &o.broker_id, &o.client_order_id]).await?.as_ref().map(OrderRow::from_row))
+    Ok(db
+        .query_opt(&sql, &[&broker, &o.broker_id, &o.client_order_id])
+        .await?
+        .as_ref()
+        .map(OrderRow::from_row))
 }
 
 /// Records an order before it is sent (`pending_submit`): the write-ahead record a restart
@@ -105,8 +114,19 @@ pub async fn insert_pending(
     let r = db
         .query_one(
             &sql,
-            &[&signal_id, &broker, &req.client_order_id, &req.symbol, &strategy, &req.purpose.as_str(),
-              &leg.as_str(), &req.side.as_str(), &req.qty, &req.take_profit, &req.stop_loss],
+            &[
+                &signal_id,
+                &broker,
+                &req.client_order_id,
+                &req.symbol,
+                &strategy,
+                &req.purpose.as_str(),
+                &leg.as_str(),
+                &req.side.as_str(),
+                &req.qty,
+                &req.take_profit,
+                &req.stop_loss,
+            ],
         )
         .await?;
     let row = OrderRow::from_row(&r);
@@ -114,7 +134,13 @@ pub async fn insert_pending(
     Ok(row)
 }
 
-pub async fn event(db: &impl GenericClient, order_id: i64, event: &str, status: &str, raw: &serde_json::Value) -> anyhow::Result<()> {
+pub async fn event(
+    db: &impl GenericClient,
+    order_id: i64,
+    event: &str,
+    status: &str,
+    raw: &serde_json::Value,
+) -> anyhow::Result<()> {
     db.execute(
         "INSERT INTO tapeflow.order_events (order_id, event, status, raw) VALUES ($1, $2, $3, $4)",
         &[&order_id, &event, &status, raw],
@@ -174,14 +200,23 @@ async fn record_fills(
         Some(f) if f.qty == missing => (f.execution_id.clone(), f.price, f.fee, f.time),
         _ => {
             let Some(avg) = o.filled_avg_price else {
-                anyhow::bail!("order {}: filled {} without an average price", row.client_order_id, o.filled_qty)
+                anyhow::bail!(
+                    "order {}: filled {} without an average price",
+                    row.client_order_id,
+                    o.filled_qty
+                )
             };
             let price = ((avg * o.filled_qty - have_notional) / missing).round_dp(8);
             let id = match fill {
                 Some(f) => f.execution_id.clone(),
                 None => format!("recon-{}-{}", o.broker_id, o.filled_qty.normalize()),
             };
-            (id, price, fill.map(|f| f.fee).unwrap_or_default(), fill.map(|f| f.time).unwrap_or_else(chrono::Utc::now))
+            (
+                id,
+                price,
+                fill.map(|f| f.fee).unwrap_or_default(),
+                fill.map(|f| f.time).unwrap_or_else(chrono::Utc::now),
+            )
         }
     };
     db.execute(
@@ -194,7 +229,12 @@ async fn record_fills(
 }
 
 /// Inserts (or updates) the rows of a bracket's legs under their entry.
-pub async fn upsert_legs(db: &impl GenericClient, broker: &str, parent: &OrderRow, legs: &[BrokerOrder]) -> anyhow::Result<Vec<(OrderRow, BrokerOrder)>> {
+pub async fn upsert_legs(
+    db: &impl GenericClient,
+    broker: &str,
+    parent: &OrderRow,
+    legs: &[BrokerOrder],
+) -> anyhow::Result<Vec<(OrderRow, BrokerOrder)>> {
     let mut out = Vec::new();
     for leg in legs {
         let coid = if leg.client_order_id.is_empty() {
@@ -212,8 +252,21 @@ pub async fn upsert_legs(db: &impl GenericClient, broker: &str, parent: &OrderRo
         let r = db
             .query_one(
                 &sql,
-                &[&parent.signal_id, &parent.id, &broker, &coid, &leg.broker_id, &parent.symbol, &parent.strategy,
-                  &parent.purpose, &leg.leg.as_str(), &leg.side.as_str(), &leg.qty, &leg.limit_price, &leg.stop_price],
+                &[
+                    &parent.signal_id,
+                    &parent.id,
+                    &broker,
+                    &coid,
+                    &leg.broker_id,
+                    &parent.symbol,
+                    &parent.strategy,
+                    &parent.purpose,
+                    &leg.leg.as_str(),
+                    &leg.side.as_str(),
+                    &leg.qty,
+                    &leg.limit_price,
+                    &leg.stop_price,
+                ],
             )
             .await?;
         out.push((OrderRow::from_row(&r), leg.clone()));
@@ -227,10 +280,8 @@ pub async fn advance_signal(db: &impl GenericClient, row: &OrderRow, status: &st
     if !matches!(row.leg.as_str(), "entry" | "market") {
         return Ok(());
     }
-    let filled: Decimal = db
-        .query_one("SELECT filled_qty FROM tapeflow.orders WHERE id = $1", &[&row.id])
-        .await?
-        .get(0);
+    let filled: Decimal =
+        db.query_one("SELECT filled_qty FROM tapeflow.orders WHERE id = $1", &[&row.id]).await?.get(0);
     let next = match status {
         "filled" => "filled",
         "rejected" if filled.is_zero() => "rejected",
@@ -253,7 +304,12 @@ pub async fn advance_signal(db: &impl GenericClient, row: &OrderRow, status: &st
 }
 
 /// Refuses a claimed signal with a gate's code and message.
-pub async fn reject_signal(db: &impl GenericClient, id: i64, code: &str, message: &str) -> anyhow::Result<()> {
+pub async fn reject_signal(
+    db: &impl GenericClient,
+    id: i64,
+    code: &str,
+    message: &str,
+) -> anyhow::Result<()> {
     db.execute(
         "UPDATE tapeflow.signals SET status = 'rejected', reject_code = $2, error = $3 WHERE id = $1 AND status IN ('claimed', 'new')",
         &[&id, &code, &message],

@@ -283,7 +283,7 @@ fn record(
          ins AS (
             INSERT INTO tapeflow.signals (bar, symbol, strategy, kind, side, entry, stop, target, quantity, reason,
                                           inputs, expires_at)
-            SELECT $3, $1, $2, $4, $5, round($6::numeric, 6), round($7::numeric, 6), round($8::numeric, 6),
+            SELECT $3, $1, $2, $4, $5, round($6::numeric, 8), round($7::numeric, 8), round($8::numeric, 8),
                    CASE WHEN $4 = 'exit' THEN coalesce((SELECT quantity FROM p), 0) ELSE $9::numeric END,
                    $10, $11, $12::timestamptz + l.signal_ttl
             FROM l

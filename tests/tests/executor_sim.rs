@@ -28,7 +28,15 @@ fn start_exec(db: &TestDb, extra: &[(&str, &str)]) -> Proc {
 }
 
 /// Inserts an entry signal and waits until the executor has decided it; returns (status, reject_code).
-async fn decide(c: &tokio_postgres::Client, strategy: &str, symbol: &str, side: &str, entry: f64, stop: f64, bar_ago_min: i32) -> (String, Option<String>) {
+async fn decide(
+    c: &tokio_postgres::Client,
+    strategy: &str,
+    symbol: &str,
+    side: &str,
+    entry: f64,
+    stop: f64,
+    bar_ago_min: i32,
+) -> (String, Option<String>) {
     let id: i64 = c
         .query_one(
             "INSERT INTO tapeflow.signals (bar, symbol, strategy, kind, side, entry, stop, target, reason)
@@ -68,7 +76,21 @@ async fn wait_true(c: &tokio_postgres::Client, sql: &str, timeout: Duration) {
         if c.query_one(sql, &[]).await.unwrap().get::<_, bool>(0) {
             return;
         }
-        assert!(start.elapsed() < timeout, "timed out waiting for: {sql}");
+        if start.elapsed() > timeout {
+            let state: Vec<String> = c
+                .query(
+                    "SELECT format('%s venue %s/%s ours %s/%s', coalesce(s.client_order_id, o.client_order_id), s.status,
+                                   s.filled_qty, o.status, o.filled_qty)
+                     FROM tapeflow.sim_orders s FULL JOIN tapeflow.orders o USING (client_order_id) ORDER BY 1",
+                    &[],
+                )
+                .await
+                .unwrap()
+                .iter()
+                .map(|r| r.get(0))
+                .collect();
+            panic!("timed out waiting for: {sql}\norders: {state:#?}");
+        }
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
 }
@@ -99,7 +121,9 @@ async fn every_risk_gate_rejects_with_its_reason() {
     let reset = "UPDATE tapeflow.risk_limits SET trading_enabled = true, max_positions = 3, max_daily_loss_pct = 3,
                  max_order_notional = 1000000, account_equity = 100000, price_band_pct = 1, allow_short = true;
                  DELETE FROM tapeflow.account_snapshots; DELETE FROM tapeflow.position_book;";
-    let cases: Vec<(&str, &str, (&str, f64, f64, i32), &str)> = vec![
+    // (case, setup SQL, (symbol, entry, stop, bar minutes ago), expected reject_code)
+    type Case<'a> = (&'a str, &'a str, (&'a str, f64, f64, i32), &'a str);
+    let cases: Vec<Case> = vec![
         ("kill switch", "UPDATE tapeflow.risk_limits SET trading_enabled = false", ("GT", 100.0, 99.0, 2), "kill_switch"),
         ("stale", "", ("GT", 100.0, 99.0, 30), "stale"),
         ("shorts", "UPDATE tapeflow.risk_limits SET allow_short = false", ("GT", 100.0, 101.0, 2), "shorts_disabled"),
@@ -147,7 +171,12 @@ async fn every_risk_gate_rejects_with_its_reason() {
     )
     .await
     .unwrap();
-    wait_true(&c, "SELECT EXISTS (SELECT 1 FROM tapeflow.signals WHERE kind = 'exit' AND reject_code = 'no_position')", Duration::from_secs(10)).await;
+    wait_true(
+        &c,
+        "SELECT EXISTS (SELECT 1 FROM tapeflow.signals WHERE kind = 'exit' AND reject_code = 'no_position')",
+        Duration::from_secs(10),
+    )
+    .await;
     // Nothing reached the broker.
     let sent: i64 = c.query_one("SELECT count(*) FROM tapeflow.sim_orders", &[]).await.unwrap().get(0);
     assert_eq!(sent, 0);
@@ -160,7 +189,10 @@ async fn bracket_round_trip_fills_positions_and_announces() {
     c.batch_execute("UPDATE tapeflow.risk_limits SET max_order_notional = 1000000").await.unwrap();
     let mut events = tapeflow_db::listen(db.url.clone(), vec!["tapeflow_orders".into()]);
     assert!(matches!(events.recv().await, Some(ListenEvent::Connected)));
-    let _exec = start_exec(&db, &[("TAPEFLOW_SIM_SLIPPAGE_TICKS", "1"), ("TAPEFLOW_SIM_COMMISSION_PER_SHARE", "0.01")]);
+    let _exec = start_exec(
+        &db,
+        &[("TAPEFLOW_SIM_SLIPPAGE_TICKS", "1"), ("TAPEFLOW_SIM_COMMISSION_PER_SHARE", "0.01")],
+    );
     // Entry 100, stop 99, target 102, on the bar 4 minutes ago.
     let (status, _) = decide(&c, "amt", "GT", "buy", 100.0, 99.0, 4).await;
     assert_eq!(status, "submitted");
@@ -176,7 +208,8 @@ async fn bracket_round_trip_fills_positions_and_announces() {
     assert_eq!(legs[0].1, format!("tf-{id}-entry"));
     // Risk 1 % of 100000 over a 1.00 stop: 1000 shares; notional 100k > cash, so cash caps it:
     // 100000 / (100.01 + 0.01) = 999.8 → 999.
-    let qty: rust_decimal::Decimal = c.query_one("SELECT qty FROM tapeflow.orders WHERE leg = 'entry'", &[]).await.unwrap().get(0);
+    let qty: rust_decimal::Decimal =
+        c.query_one("SELECT qty FROM tapeflow.orders WHERE leg = 'entry'", &[]).await.unwrap().get(0);
     assert_eq!(qty, rust_decimal::Decimal::from(999));
 
     // The next bar opens at 100.00 (fill 100.01 with a tick of slippage); the one after
@@ -208,7 +241,8 @@ async fn bracket_round_trip_fills_positions_and_announces() {
     assert_eq!(fills[1], ("sell".into(), d("999"), d("102"), d("9.99")));
     // Flat, with (102 − 100.01) × 999 − 2 × 9.99 realised.
     wait_true(&c, "SELECT NOT EXISTS (SELECT 1 FROM tapeflow.positions)", Duration::from_secs(5)).await;
-    let pnl: Decimal = c.query_one("SELECT realised_pnl FROM tapeflow.position_book", &[]).await.unwrap().get(0);
+    let pnl: Decimal =
+        c.query_one("SELECT realised_pnl FROM tapeflow.position_book", &[]).await.unwrap().get(0);
     assert_eq!(pnl, d("1968.03"));
     let statuses: Vec<(String, String)> = c
         .query("SELECT leg, status FROM tapeflow.orders ORDER BY id", &[])
@@ -219,9 +253,14 @@ async fn bracket_round_trip_fills_positions_and_announces() {
         .collect();
     assert_eq!(
         statuses,
-        vec![("entry".into(), "filled".into()), ("take_profit".into(), "filled".into()), ("stop_loss".into(), "canceled".into())]
+        vec![
+            ("entry".into(), "filled".into()),
+            ("take_profit".into(), "filled".into()),
+            ("stop_loss".into(), "canceled".into())
+        ]
     );
-    let sig: String = c.query_one("SELECT status FROM tapeflow.signals WHERE id = $1", &[&id]).await.unwrap().get(0);
+    let sig: String =
+        c.query_one("SELECT status FROM tapeflow.signals WHERE id = $1", &[&id]).await.unwrap().get(0);
     assert_eq!(sig, "filled");
     // Every order event was announced.
     let stored: i64 = c.query_one("SELECT count(*) FROM tapeflow.order_events", &[]).await.unwrap().get(0);
@@ -247,12 +286,7 @@ async fn kill_switch_cancels_open_entries() {
     let (status, _) = decide(&c, "amt", "GT", "buy", 100.0, 99.0, 0).await;
     assert_eq!(status, "submitted");
     c.batch_execute("UPDATE tapeflow.risk_limits SET trading_enabled = false").await.unwrap();
-    wait_true(
-        &c,
-        "SELECT bool_and(status = 'canceled') FROM tapeflow.orders",
-        Duration::from_secs(10),
-    )
-    .await;
+    wait_true(&c, "SELECT bool_and(status = 'canceled') FROM tapeflow.orders", Duration::from_secs(10)).await;
     let sig: String = c.query_one("SELECT status FROM tapeflow.signals", &[]).await.unwrap().get(0);
     assert_eq!(sig, "cancelled");
     let venue: i64 = c
@@ -288,7 +322,12 @@ async fn two_executors_never_double_submit() {
     )
     .await
     .unwrap();
-    wait_true(&c, "SELECT count(*) = 40 FROM tapeflow.signals WHERE status = 'submitted'", Duration::from_secs(30)).await;
+    wait_true(
+        &c,
+        "SELECT count(*) = 40 FROM tapeflow.signals WHERE status = 'submitted'",
+        Duration::from_secs(30),
+    )
+    .await;
     let (orders, distinct, claimers): (i64, i64, i64) = {
         let r = c
             .query_one(
@@ -303,4 +342,109 @@ async fn two_executors_never_double_submit() {
     };
     assert_eq!((orders, distinct), (40, 40), "one order per signal");
     assert!(claimers >= 1);
+}
+
+/// A demo session replayed minute by minute: ticks inserted, the sim broker steps over the
+/// closed bar, the scheduler's cycle evaluates it, the executor works the signal. The round
+/// trips it records equal `tapeflow.backtest` over the same stored bars, trade by trade.
+#[tokio::test]
+async fn live_session_through_sim_broker_equals_backtest() {
+    let db = TestDb::create("simreplay", false).await;
+    let c = demo_session(&db, "AAPL").await;
+    let params = r#"{"strategy": {"min_aggression_score": 50, "max_daily_loss_pct": 100}}"#;
+    c.batch_execute(&format!(
+        "CREATE TABLE recorded AS SELECT * FROM tapeflow.ticks;
+         DELETE FROM tapeflow.ticks;
+         INSERT INTO tapeflow.strategy_configs (symbol, params) VALUES ('AAPL', '{params}')
+           ON CONFLICT (symbol, strategy) DO UPDATE SET params = EXCLUDED.params;
+         UPDATE tapeflow.risk_limits SET signal_ttl = '36500 days', max_order_notional = 1000000000000,
+                max_daily_loss_pct = 100, price_band_pct = 100;"
+    ))
+    .await
+    .unwrap();
+    let _exec = start_exec(&db, &[("TAPEFLOW_EXEC_SWEEP_MS", "20")]);
+    let minutes: Vec<chrono::DateTime<chrono::Utc>> = c
+        .query("SELECT DISTINCT tapeflow.minute(time) m FROM recorded ORDER BY m", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert!(minutes.len() > 300);
+    let synced = "SELECT (SELECT count(*) FROM tapeflow.sim_orders) = (SELECT count(*) FROM tapeflow.orders)
+                    AND NOT EXISTS (SELECT 1 FROM tapeflow.sim_orders s JOIN tapeflow.orders o USING (client_order_id)
+                                    WHERE o.status <> s.status)
+                    AND (SELECT count(*) FROM tapeflow.sim_orders WHERE filled_qty > 0) = (SELECT count(*) FROM tapeflow.fills)";
+    for m in &minutes {
+        c.execute(
+            "INSERT INTO tapeflow.ticks SELECT * FROM recorded WHERE time >= $1 AND time < $1::timestamptz + interval '1 minute'",
+            &[m],
+        )
+        .await
+        .unwrap();
+        let stepped = c
+            .prepare("SELECT NOT EXISTS (SELECT 1 FROM tapeflow.sim_orders WHERE status IN ('new', 'held') AND checked_through < $1)")
+            .await
+            .unwrap();
+        let start = std::time::Instant::now();
+        while !c.query_one(&stepped, &[m]).await.unwrap().get::<_, bool>(0) {
+            assert!(start.elapsed() < Duration::from_secs(20), "sim broker did not step over {m}");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        wait_true(&c, synced, Duration::from_secs(20)).await;
+        c.execute("SELECT count(*) FROM tapeflow.run_cycle($1::timestamptz + interval '62 seconds')", &[m])
+            .await
+            .unwrap();
+        wait_true(
+            &c,
+            "SELECT NOT EXISTS (SELECT 1 FROM tapeflow.signals WHERE status IN ('new', 'claimed'))",
+            Duration::from_secs(20),
+        )
+        .await;
+        wait_true(&c, synced, Duration::from_secs(20)).await;
+    }
+
+    // Round trips from the fills: each entry fill with the exit fill that followed it.
+    let live: Vec<String> = c
+        .query(
+            "WITH f AS (SELECT f.*, o.purpose, o.leg, row_number() OVER (ORDER BY f.time, f.id) n
+                        FROM tapeflow.fills f JOIN tapeflow.orders o ON o.id = f.order_id WHERE f.symbol = 'AAPL')
+             SELECT format('%s %s %s @ %s -> %s @ %s pnl %s', CASE e.side WHEN 'buy' THEN 'long' ELSE 'short' END,
+                           trim_scale(e.qty), e.time, trim_scale(e.price), x.time, trim_scale(x.price),
+                           trim_scale(x.realised_pnl))
+             FROM f e JOIN f x ON x.n = e.n + 1
+             WHERE e.leg = 'entry' ORDER BY e.time",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let first = minutes[0];
+    let end = *minutes.last().unwrap() + chrono::Duration::minutes(1);
+    let backtest: Vec<String> = c
+        .query(
+            &format!(
+                "SELECT format('%s %s %s @ %s -> %s @ %s pnl %s', side, quantity, entry_time, trim_scale(entry_price),
+                               exit_time, trim_scale(exit_price), trim_scale(pnl))
+                 FROM tapeflow.backtest(ARRAY['AAPL'], $1, $2, '{{\"initial_cash\": 100000, \"engine\": {params}}}')
+                 WHERE exit_reason <> 'end_of_data' ORDER BY entry_time"
+            ),
+            &[&first, &end],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert!(!backtest.is_empty(), "the session should trade");
+    assert_eq!(live, backtest, "live trades through the sim broker differ from the backtest");
+    // Positions equal the fills.
+    let open: i64 = c
+        .query_one("SELECT count(*) FROM tapeflow.signals WHERE kind = 'entry' AND status = 'filled'", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(open as usize >= live.len());
 }

@@ -32,7 +32,8 @@ pub struct SimBroker {
     tx: Arc<std::sync::Mutex<Option<mpsc::Sender<BrokerEvent>>>>,
 }
 
-const ORDER_COLUMNS: &str = "broker_id, client_order_id, symbol, side, leg, qty, filled_qty, filled_avg_price,
+const ORDER_COLUMNS: &str =
+    "broker_id, client_order_id, symbol, side, leg, qty, filled_qty, filled_avg_price,
     limit_price, stop_price, status, parent_id, checked_through, fee, filled_at, reason";
 
 #[derive(Debug, Clone)]
@@ -152,8 +153,15 @@ impl SimBroker {
         Ok(SimBroker { db: Mutex::new(db), model, poll, tx: Arc::default() })
     }
 
-    async fn load(&self, db: &Client, filter: &str, args: &[&(dyn tokio_postgres::types::ToSql + Sync)]) -> Result<Vec<SimOrder>, BrokerError> {
-        let sql = format!("SELECT {ORDER_COLUMNS} FROM tapeflow.sim_orders WHERE {filter} ORDER BY created_at, broker_id");
+    async fn load(
+        &self,
+        db: &Client,
+        filter: &str,
+        args: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    ) -> Result<Vec<SimOrder>, BrokerError> {
+        let sql = format!(
+            "SELECT {ORDER_COLUMNS} FROM tapeflow.sim_orders WHERE {filter} ORDER BY created_at, broker_id"
+        );
         Ok(db.query(&sql, args).await.map_err(db_err)?.iter().map(SimOrder::from_row).collect())
     }
 
@@ -244,7 +252,14 @@ impl SimBroker {
     }
 
     /// One closed bar of one symbol: exits, then entries, then brackets.
-    fn on_bar(&self, orders: &mut [SimOrder], bar: &Bar, tick_size: f64, cash: Decimal, out: &mut Vec<OrderUpdate>) {
+    fn on_bar(
+        &self,
+        orders: &mut [SimOrder],
+        bar: &Bar,
+        tick_size: f64,
+        cash: Decimal,
+        out: &mut Vec<OrderUpdate>,
+    ) {
         let c = &bar.candle;
         for pass in [Leg::Market, Leg::Entry] {
             for i in 0..orders.len() {
@@ -272,19 +287,26 @@ impl SimBroker {
                 o.qty = Decimal::from(qty);
                 fill_order(o, price, self.model.fee(qty, price), bar.bucket, out);
                 let id = o.broker_id.clone();
-                for leg in orders.iter_mut().filter(|l| l.parent_id.as_deref() == Some(&id) && l.status == "held") {
+                for leg in
+                    orders.iter_mut().filter(|l| l.parent_id.as_deref() == Some(&id) && l.status == "held")
+                {
                     leg.status = "new".into();
                     leg.qty = Decimal::from(qty);
                     // The bracket is checked on the entry's own bar too.
                     leg.checked_through = bar.bucket - chrono::Duration::microseconds(1);
                     leg.changed = true;
+                    out.push(leg.update("new"));
                 }
             }
         }
         // Brackets: the legs of each filled entry, as a pair.
         let parents: Vec<String> = orders
             .iter()
-            .filter(|o| matches!(o.leg, Leg::TakeProfit | Leg::StopLoss) && o.status == "new" && o.checked_through < bar.bucket)
+            .filter(|o| {
+                matches!(o.leg, Leg::TakeProfit | Leg::StopLoss)
+                    && o.status == "new"
+                    && o.checked_through < bar.bucket
+            })
             .filter_map(|o| o.parent_id.clone())
             .collect();
         for parent in dedup(parents) {
@@ -296,7 +318,8 @@ impl SimBroker {
             let Some(any) = stop.or(target) else { continue };
             // The legs sell a long (buy a short).
             let long = orders[any].side == OrderSide::Sell;
-            let stop_px = stop.and_then(|i| orders[i].stop_price).and_then(|p| p.to_f64()).unwrap_or(f64::NAN);
+            let stop_px =
+                stop.and_then(|i| orders[i].stop_price).and_then(|p| p.to_f64()).unwrap_or(f64::NAN);
             let target_px = target.and_then(|i| orders[i].limit_price).and_then(|p| p.to_f64());
             let hit = self.model.bracket(long, stop_px, target_px, c);
             for &i in &legs {
@@ -442,7 +465,8 @@ impl Broker for SimBroker {
         let Some(parent) = parent.map(|r| r.get::<_, String>(0)) else {
             return Err(BrokerError::Duplicate(req.client_order_id.clone()));
         };
-        let legs = [(Leg::TakeProfit, "tp", req.take_profit, None), (Leg::StopLoss, "sl", None, req.stop_loss)];
+        let legs =
+            [(Leg::TakeProfit, "tp", req.take_profit, None), (Leg::StopLoss, "sl", None, req.stop_loss)];
         for (leg, suffix, limit, stop) in legs {
             if req.purpose != Purpose::Entry || (limit.is_none() && stop.is_none()) {
                 continue;
@@ -486,12 +510,17 @@ impl Broker for SimBroker {
             )
             .await
             .map_err(db_err)?;
-        Ok(rows.iter().map(|r| BrokerPosition { symbol: r.get(0), qty: r.get(1), avg_entry_price: r.get(2) }).collect())
+        Ok(rows
+            .iter()
+            .map(|r| BrokerPosition { symbol: r.get(0), qty: r.get(1), avg_entry_price: r.get(2) })
+            .collect())
     }
 
     async fn cancel(&self, broker_id: &str) -> Result<(), BrokerError> {
         let db = self.db.lock().await;
-        let mut orders = self.load(&db, "(broker_id = $1 OR parent_id = $1) AND status IN ('new', 'held')", &[&broker_id]).await?;
+        let mut orders = self
+            .load(&db, "(broker_id = $1 OR parent_id = $1) AND status IN ('new', 'held')", &[&broker_id])
+            .await?;
         let mut updates = Vec::new();
         for o in orders.iter_mut() {
             cancel(o, "cancel requested", &mut updates);
