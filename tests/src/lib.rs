@@ -105,9 +105,12 @@ pub struct Proc {
 
 impl Proc {
     pub fn spawn(name: &str, args: &[&str], env: &[(&str, String)]) -> Proc {
-        let log =
-            std::fs::File::create(repo_root().join(format!("target/{name}-{}.log", std::process::id())))
-                .expect("create log");
+        let log = std::fs::File::create(repo_root().join(format!(
+            "target/{name}-{}-{}.log",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::SeqCst)
+        )))
+        .expect("create log");
         let mut cmd = Command::new(binary(name));
         cmd.args(args).stdout(log.try_clone().unwrap()).stderr(log);
         for (k, v) in env {
@@ -266,4 +269,38 @@ pub async fn demo_session_with(
     assert!(feed.terminate(Duration::from_secs(10)), "feed did not stop on SIGTERM");
     assert!(last > 1000, "backfill wrote {last} ticks");
     c
+}
+
+/// Polls `sql` (a query returning one boolean) until it is true; after `timeout` panics naming
+/// the query, with the rows of `diagnose` (a query returning one text column) when given.
+pub async fn wait_until(c: &tokio_postgres::Client, sql: &str, timeout: Duration, diagnose: Option<&str>) {
+    let start = Instant::now();
+    loop {
+        if c.query_one(sql, &[]).await.unwrap().get::<_, bool>(0) {
+            return;
+        }
+        if start.elapsed() > timeout {
+            let mut state = Vec::<String>::new();
+            if let Some(d) = diagnose {
+                state = c.query(d, &[]).await.unwrap().iter().map(|r| r.get(0)).collect();
+            }
+            panic!("timed out after {timeout:?} waiting for: {sql}\n{state:#?}");
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// The environment of a `tapeflow-exec` under test: no metrics port, a fast sweep, plus `extra`.
+pub fn exec_env(db: &TestDb, extra: &[(&str, String)]) -> Vec<(&'static str, String)> {
+    let mut env: Vec<(&'static str, String)> = vec![
+        ("DATABASE_URL", db.url.clone()),
+        ("TAPEFLOW_EXEC_METRICS_ADDR", "off".into()),
+        ("TAPEFLOW_EXEC_SWEEP_MS", "50".into()),
+    ];
+    for (k, v) in extra {
+        let k: &'static str = Box::leak(k.to_string().into_boxed_str());
+        env.retain(|(e, _)| *e != k);
+        env.push((k, v.clone()));
+    }
+    env
 }

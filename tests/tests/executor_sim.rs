@@ -6,25 +6,10 @@ use std::time::Duration;
 use tapeflow_db::ListenEvent;
 use tapeflow_tests::*;
 
-fn exec_env(db: &TestDb, extra: &[(&str, &str)]) -> Vec<(&'static str, String)> {
-    let mut env = vec![
-        ("DATABASE_URL", db.url.clone()),
-        ("TAPEFLOW_BROKER", "sim".to_string()),
-        ("TAPEFLOW_EXEC_METRICS_ADDR", "off".to_string()),
-        ("TAPEFLOW_EXEC_SWEEP_MS", "50".to_string()),
-        ("RUST_LOG", "info".to_string()),
-    ];
-    for (k, v) in extra {
-        let k: &'static str = Box::leak(k.to_string().into_boxed_str());
-        env.push((k, v.to_string()));
-    }
-    env
-}
-
 fn start_exec(db: &TestDb, extra: &[(&str, &str)]) -> Proc {
-    let env = exec_env(db, extra);
-    let env: Vec<(&str, String)> = env.iter().map(|(k, v)| (*k, v.clone())).collect();
-    Proc::spawn("tapeflow-exec", &[], &env)
+    let mut more = vec![("TAPEFLOW_BROKER", "sim".to_string())];
+    more.extend(extra.iter().map(|(k, v)| (*k, v.to_string())));
+    Proc::spawn("tapeflow-exec", &[], &exec_env(db, &more))
 }
 
 /// Inserts an entry signal and waits until the executor has decided it; returns (status, reject_code).
@@ -70,29 +55,14 @@ async fn wait_for_value(c: &tokio_postgres::Client, sql: &str, id: i64, timeout:
     }
 }
 
+/// Our orders beside the venue's, for a timeout's message.
+const ORDERS_STATE: &str =
+    "SELECT format('%s venue %s/%s ours %s/%s', coalesce(s.client_order_id, o.client_order_id),
+        s.status, s.filled_qty, o.status, o.filled_qty)
+    FROM tapeflow.sim_orders s FULL JOIN tapeflow.orders o USING (client_order_id) ORDER BY 1";
+
 async fn wait_true(c: &tokio_postgres::Client, sql: &str, timeout: Duration) {
-    let start = std::time::Instant::now();
-    loop {
-        if c.query_one(sql, &[]).await.unwrap().get::<_, bool>(0) {
-            return;
-        }
-        if start.elapsed() > timeout {
-            let state: Vec<String> = c
-                .query(
-                    "SELECT format('%s venue %s/%s ours %s/%s', coalesce(s.client_order_id, o.client_order_id), s.status,
-                                   s.filled_qty, o.status, o.filled_qty)
-                     FROM tapeflow.sim_orders s FULL JOIN tapeflow.orders o USING (client_order_id) ORDER BY 1",
-                    &[],
-                )
-                .await
-                .unwrap()
-                .iter()
-                .map(|r| r.get(0))
-                .collect();
-            panic!("timed out waiting for: {sql}\norders: {state:#?}");
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    wait_until(c, sql, timeout, Some(ORDERS_STATE)).await
 }
 
 async fn setup(db: &TestDb) -> tokio_postgres::Client {

@@ -4,8 +4,8 @@
 //!
 //! * a market order (entry or exit) fills at the open of the first closed minute bar after its
 //!   signal's bar, with adverse slippage; an entry whose fill bar is outside the regular
-//!   session is cancelled, and one the cash no longer covers at that open is cut to what it
-//!   covers (as the backtest does);
+//!   session is cancelled (unless its strategy config sets `extended_hours`), and one the cash
+//!   no longer covers at that open is cut to what it covers (as the backtest does);
 //! * bracket legs wait (`held`) until the entry fills, then every closed bar from the entry's
 //!   own bar is checked: an open beyond a level fills there, otherwise a touch fills at the
 //!   level; stop first when one bar touches both (configurable); filling one cancels the other;
@@ -54,6 +54,7 @@ struct SimOrder {
     fee: Decimal,
     filled_at: Option<DateTime<Utc>>,
     reason: Option<String>,
+    extended_hours: bool,
     changed: bool,
 }
 
@@ -85,6 +86,7 @@ impl SimOrder {
             fee: r.get(13),
             filled_at: r.get(14),
             reason: r.get(15),
+            extended_hours: r.get(16),
             changed: false,
         }
     }
@@ -269,7 +271,7 @@ impl SimBroker {
                 }
                 let buy = o.side == OrderSide::Buy;
                 let price = self.model.market_fill(tick_size, c.open, buy);
-                if pass == Leg::Entry && !bar.in_session {
+                if pass == Leg::Entry && !bar.in_session && !o.extended_hours {
                     let id = o.broker_id.clone();
                     cancel_with_legs(orders, &id, "the fill bar is outside the regular session", out);
                     continue;
