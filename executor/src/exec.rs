@@ -134,8 +134,36 @@ impl<B: Broker> Executor<B> {
     /// Periodic work: everything notifications may have missed, the kill switch, the account.
     async fn sweep(&mut self) -> anyhow::Result<()> {
         self.enforce_kill_switch().await?;
+        self.flatten_at_session_end().await?;
         self.work().await?;
         self.snapshot_account().await
+    }
+
+    /// With `risk_limits.flat_at_session_end`, positions opened in a regular session get an
+    /// exit signal (origin `session_end`) once that session's last minute has begun, so the
+    /// market order goes out before the close.
+    async fn flatten_at_session_end(&mut self) -> anyhow::Result<()> {
+        let n = self
+            .db
+            .execute(
+                "INSERT INTO tapeflow.signals (bar, symbol, strategy, kind, side, entry, quantity, reason, origin, expires_at)
+                 SELECT tapeflow.minute(now()) - interval '1 minute', p.symbol, p.strategy, 'exit',
+                        CASE p.side WHEN 'long' THEN 'sell' ELSE 'buy' END, coalesce(p.last_price, p.avg_price),
+                        p.quantity, 'flat at session end', 'session_end', now() + interval '1 hour'
+                 FROM tapeflow.positions p, tapeflow.risk_limits l
+                 WHERE l.flat_at_session_end
+                   AND tapeflow.in_regular_session(p.symbol, p.opened_at)
+                   AND NOT tapeflow.in_regular_session(p.symbol, now() + interval '1 minute')
+                   AND NOT EXISTS (SELECT 1 FROM tapeflow.signals x WHERE x.symbol = p.symbol AND x.strategy = p.strategy
+                                   AND x.kind = 'exit' AND x.status IN ('new', 'claimed', 'submitted'))
+                 ON CONFLICT DO NOTHING",
+                &[],
+            )
+            .await?;
+        if n > 0 {
+            tracing::info!(positions = n, "session end: closing positions");
+        }
+        Ok(())
     }
 
     /// Expires stale `new` signals, claims the rest, and works every claimed signal.
@@ -588,6 +616,19 @@ impl<B: Broker> Executor<B> {
             tx.commit().await?;
         }
         self.compare_positions().await?;
+        // Open orders at the broker that we hold no record of (placed by hand, or by an
+        // executor whose database was lost) are reported, never touched.
+        let unknown = {
+            let mut n = 0u64;
+            for o in self.broker.open_orders().await? {
+                if records::order_by_client_id(&self.db, &o.client_order_id).await?.is_none() {
+                    n += 1;
+                    tracing::warn!(coid = %o.client_order_id, symbol = %o.symbol, "open broker order unknown to tapeflow");
+                }
+            }
+            n
+        };
+        metrics::gauge!("tapeflow_exec_unknown_broker_orders").set(unknown as f64);
         self.work().await
     }
 

@@ -418,3 +418,57 @@ async fn live_session_through_sim_broker_equals_backtest() {
         .get(0);
     assert!(open as usize >= live.len());
 }
+
+#[tokio::test]
+async fn metrics_flatten_and_session_end() {
+    let db = TestDb::create("execmetrics", false).await;
+    let c = setup(&db).await;
+    c.batch_execute("UPDATE tapeflow.risk_limits SET max_order_notional = 1000000").await.unwrap();
+    let port = free_port();
+    let _exec = start_exec(&db, &[("TAPEFLOW_EXEC_METRICS_ADDR", &format!("127.0.0.1:{port}"))]);
+    let metrics = format!("http://127.0.0.1:{port}/metrics");
+    wait_http_ok(&metrics, Duration::from_secs(20)).await;
+    // A filled entry, then flatten_all() closes it through the executor.
+    let (status, _) = decide(&c, "amt", "GT", "buy", 100.0, 99.0, 4).await;
+    assert_eq!(status, "submitted");
+    c.batch_execute(
+        "INSERT INTO tapeflow.ticks (time, symbol, price, size, side, trade_id) VALUES
+           (tapeflow.minute(now()) - interval '3 minutes' + interval '1 second', 'GT', 100.00, 10, 'B', 'n1'),
+           (tapeflow.minute(now()) - interval '2 minutes' + interval '1 second', 'GT', 100.20, 10, 'B', 'n2')",
+    )
+    .await
+    .unwrap();
+    wait_true(&c, "SELECT EXISTS (SELECT 1 FROM tapeflow.positions)", Duration::from_secs(20)).await;
+    let flat: i64 = c.query_one("SELECT count(*) FROM tapeflow.flatten_all()", &[]).await.unwrap().get(0);
+    assert_eq!(flat, 1);
+    // The exit waits for the next closed bar: the legs are cancelled at once, the market
+    // order is at the broker.
+    wait_true(
+        &c,
+        "SELECT EXISTS (SELECT 1 FROM tapeflow.orders WHERE purpose = 'exit' AND status = 'new')
+            AND NOT EXISTS (SELECT 1 FROM tapeflow.orders WHERE leg IN ('take_profit', 'stop_loss') AND status <> 'canceled')",
+        Duration::from_secs(20),
+    )
+    .await;
+    let body = reqwest::get(&metrics).await.unwrap().text().await.unwrap();
+    for name in
+        ["tapeflow_exec_signals_total", "tapeflow_exec_orders_submitted_total", "tapeflow_exec_equity"]
+    {
+        assert!(body.contains(name), "{name} missing from /metrics:\n{body}");
+    }
+    // Session end: a position opened in a session that ends within the minute gets an exit.
+    c.batch_execute(
+        "INSERT INTO tapeflow.symbols (symbol, tick_size, timezone, session_open, session_close)
+           VALUES ('END', 0.01, 'UTC', ((now() AT TIME ZONE 'UTC') - interval '2 hours')::time, ((now() AT TIME ZONE 'UTC') + interval '30 seconds')::time);
+         INSERT INTO tapeflow.position_book (symbol, strategy, qty, avg_price, opened_at) VALUES ('END', 'amt', 10, 100, now() - interval '1 hour');
+         UPDATE tapeflow.risk_limits SET flat_at_session_end = true;",
+    )
+    .await
+    .unwrap();
+    wait_true(
+        &c,
+        "SELECT EXISTS (SELECT 1 FROM tapeflow.signals WHERE symbol = 'END' AND origin = 'session_end' AND side = 'sell')",
+        Duration::from_secs(10),
+    )
+    .await;
+}

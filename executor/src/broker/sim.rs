@@ -32,9 +32,11 @@ pub struct SimBroker {
     tx: Arc<std::sync::Mutex<Option<mpsc::Sender<BrokerEvent>>>>,
 }
 
-const ORDER_COLUMNS: &str =
-    "broker_id, client_order_id, symbol, side, leg, qty, filled_qty, filled_avg_price,
-    limit_price, stop_price, status, parent_id, checked_through, fee, filled_at, reason";
+/// The last column: whether the order's strategy config trades outside the regular session.
+const ORDER_COLUMNS: &str = "broker_id, client_order_id, symbol, side, leg, qty, filled_qty, filled_avg_price,
+    limit_price, stop_price, status, parent_id, checked_through, fee, filled_at, reason,
+    EXISTS (SELECT 1 FROM tapeflow.orders o JOIN tapeflow.strategy_configs c ON c.symbol = o.symbol AND c.strategy = o.strategy
+            WHERE o.client_order_id = sim_orders.client_order_id AND c.extended_hours)";
 
 #[derive(Debug, Clone)]
 struct SimOrder {
