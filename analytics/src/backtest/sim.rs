@@ -1,6 +1,7 @@
 //! The event loop and the portfolio; the rules are in the parent module's documentation.
 
 use super::evaluate::evaluate_data;
+use super::fills::{bracket_exit, FillModel};
 use super::{
     money, round_money, to_f64, BacktestData, BacktestError, BacktestParams, BacktestResult, BarContext,
     BlockedSignals, DailyStat, DayBoundary, Direction, EquityPoint, ExitReason, Progress, SignalSource,
@@ -231,14 +232,14 @@ struct Sim<'p> {
 
 impl<'p> Sim<'p> {
     fn new(data: &BacktestData, p: &'p BacktestParams) -> Sim<'p> {
-        let ticks = money(p.slippage_ticks);
-        let slip_abs = data.symbols.iter().map(|s| round_money(ticks * money(s.tick_size))).collect();
+        let model = FillModel::from_params(p);
+        let slip_abs = data.symbols.iter().map(|s| model.slip_abs(s.tick_size)).collect();
         let strategy = &p.engine.strategy;
         Sim {
             p,
             slip_abs,
-            slip_frac: money(p.slippage_bps) / Decimal::new(10_000, 0),
-            fee_frac: money(p.commission_pct) / Decimal::ONE_HUNDRED,
+            slip_frac: model.slip_frac(),
+            fee_frac: model.fee_frac(),
             max_positions: strategy.max_positions as usize,
             daily_loss_frac: money(strategy.max_daily_loss_pct) / Decimal::ONE_HUNDRED,
             cash: p.initial_cash,
@@ -262,17 +263,11 @@ impl<'p> Sim<'p> {
 
     /// `price` moved against an order on `buy`'s side by the slippage, as money.
     fn slipped(&self, s: usize, price: Decimal, buy: bool) -> Decimal {
-        let slip = self.slip_abs[s] + round_money(price * self.slip_frac);
-        if buy {
-            price + slip
-        } else {
-            price - slip
-        }
+        FillModel::slipped(self.slip_abs[s], self.slip_frac, price, buy)
     }
 
     fn fee(&self, qty: u64, price: Decimal) -> Decimal {
-        let q = Decimal::from(qty);
-        round_money(q * self.p.commission_per_share + q * price * self.fee_frac)
+        FillModel::fee_with(self.p.commission_per_share, self.fee_frac, qty, price)
     }
 
     /// Cash plus open positions at their latest marks.
@@ -641,29 +636,16 @@ impl<'p> Sim<'p> {
     }
 }
 
-/// The stop or target exit of `pos` in bar `c`, if any, after widening its excursions with
-/// what the bar showed before the exit (or with the whole bar when it stays open).
+/// The stop or target exit of `pos` in bar `c`, if any (the fill model's
+/// [`bracket_exit`]), after widening its excursions with what the bar showed before the exit
+/// (or with the whole bar when it stays open).
 fn bracket(pos: &mut Position, c: &Candle, time: Micros, p: &BacktestParams) -> Option<ExitFill> {
     let long = pos.dir == Direction::Long;
-    let beyond_stop = |x: f64| if long { x <= pos.stop } else { x >= pos.stop };
-    let beyond_target = |x: f64| pos.target.is_some_and(|t| if long { x >= t } else { x <= t });
-    let exit = |price: f64, slipped: bool, reason: ExitReason| ExitFill { time, price, slipped, reason };
-    let fill = if beyond_stop(c.open) {
-        exit(c.open, true, ExitReason::Stop)
-    } else if beyond_target(c.open) {
-        exit(c.open, false, ExitReason::Target)
-    } else {
-        let (adverse, favourable) = if long { (c.low, c.high) } else { (c.high, c.low) };
-        match (beyond_stop(adverse), beyond_target(favourable)) {
-            (true, true) if p.same_bar_stop_first => exit(pos.stop, true, ExitReason::Stop),
-            (true, false) => exit(pos.stop, true, ExitReason::Stop),
-            (_, true) => exit(pos.target.unwrap_or(c.open), false, ExitReason::Target),
-            (false, false) => {
-                pos.see(&[c.high, c.low]);
-                return None;
-            }
-        }
+    let Some(hit) = bracket_exit(long, pos.stop, pos.target, c, p.same_bar_stop_first) else {
+        pos.see(&[c.high, c.low]);
+        return None;
     };
+    let fill = ExitFill { time, price: hit.price, slipped: hit.slipped, reason: hit.reason };
     pos.see(&[c.open, fill.price]);
     Some(fill)
 }
