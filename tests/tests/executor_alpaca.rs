@@ -197,7 +197,7 @@ async fn killed_while_a_fill_arrives() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_broker_never_duplicates_nor_loses_a_fill() {
-    let syms = ["R429", "R500", "SLOW", "DUP", "DROP", "OOO"];
+    let syms = ["R429", "R500", "SLOW", "DUP", "DROP", "OOO", "BLK"];
     let db = TestDb::create("hostile", false).await;
     let c = setup(&db, &syms).await;
     let fake = FakeAlpaca::start(FakeOptions::default()).await;
@@ -290,4 +290,15 @@ async fn hostile_broker_never_duplicates_nor_loses_a_fill() {
     }
     let events: i64 = c.query_one("SELECT count(*) FROM tapeflow.order_events", &[]).await.unwrap().get(0);
     assert!(events > 6);
+
+    // The broker's account flags are a gate too.
+    fake.set_account_blocked(true);
+    let blocked = signal(&c, "BLK", None).await;
+    wait(&c, &format!("SELECT status = 'rejected' FROM tapeflow.signals WHERE id = {blocked}")).await;
+    let code: String = c
+        .query_one("SELECT reject_code FROM tapeflow.signals WHERE id = $1", &[&blocked])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(code, "account_blocked");
 }
