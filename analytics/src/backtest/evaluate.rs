@@ -13,6 +13,7 @@ use super::{
 use crate::candle::Micros;
 use crate::engine::{BarEngine, BarInput, EngineError, EngineParams};
 use crate::strategy::{evaluate, Signal, StrategyInput, StrategyParams};
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::sync::Mutex;
@@ -44,7 +45,20 @@ impl SignalSource for Readings {
     }
 }
 
-type Outcome = Result<Vec<Option<StrategyInput>>, (Micros, EngineError)>;
+/// One symbol's evaluation: its readings, or why there are none.
+pub(super) type Outcome = Result<Vec<Option<StrategyInput>>, Failure>;
+
+/// Why a symbol has no readings.
+#[derive(Debug)]
+pub(super) enum Failure {
+    /// The engine refused the bar starting at this time.
+    Engine(Micros, EngineError),
+    /// The evaluation panicked (a defect), with the panic's message.
+    Panicked(String),
+}
+
+/// How a worker evaluates one symbol: [`evaluate_series`]; tests substitute others.
+pub(super) type Evaluator = dyn Fn(&EngineParams, &SymbolSeries, &AtomicU64, &AtomicBool) -> Outcome + Sync;
 
 /// Evaluates `count` symbols produced one by one by `produce` (called on this thread, in
 /// order, while workers evaluate the symbols already produced), on `threads` worker threads.
@@ -54,10 +68,11 @@ type Outcome = Result<Vec<Option<StrategyInput>>, (Micros, EngineError)>;
 /// evaluated (the simulator does not read them), and at most `threads` symbols wait loaded
 /// but not yet evaluated, so a long run over tick-built bars never holds all their profiles.
 ///
-/// Errors: the first error of `produce`, a malformed series, or the engine's refusal of a bar
-/// (the earliest in `(time, symbol)` order, which is where a run bar by bar would have
-/// stopped). `progress` is called from this thread after each symbol produced, at least every
-/// 100 ms while it waits, and once all are evaluated; returning `false` cancels.
+/// Errors: the first error of `produce`, a malformed series, a panic while evaluating a symbol
+/// ([`BacktestError::Panicked`], naming it), or the engine's refusal of a bar (the earliest in
+/// `(time, symbol)` order, which is where a run bar by bar would have stopped). `progress` is
+/// called from this thread after each symbol produced, at least every 100 ms while it waits,
+/// and once all are evaluated; returning `false` cancels.
 pub fn evaluate_all(
     engine: &EngineParams,
     threads: usize,
@@ -65,8 +80,20 @@ pub fn evaluate_all(
     produce: &mut dyn FnMut(usize) -> Result<SymbolSeries, BacktestError>,
     progress: &mut dyn FnMut(Progress) -> bool,
 ) -> Result<(BacktestData, Readings), BacktestError> {
+    evaluate_all_with(engine, threads, count, produce, progress, &evaluate_series)
+}
+
+/// [`evaluate_all`] with each symbol evaluated by `evaluator`.
+pub(super) fn evaluate_all_with(
+    engine: &EngineParams,
+    threads: usize,
+    count: usize,
+    produce: &mut dyn FnMut(usize) -> Result<SymbolSeries, BacktestError>,
+    progress: &mut dyn FnMut(Progress) -> bool,
+    evaluator: &Evaluator,
+) -> Result<(BacktestData, Readings), BacktestError> {
     let slots: Vec<Slot> = (0..count).map(|_| Mutex::new(None)).collect();
-    let readings = evaluate_slots(engine, threads, &slots, true, produce, progress)?;
+    let readings = evaluate_slots(engine, threads, &slots, true, produce, progress, evaluator)?;
     let series =
         slots.into_iter().map(|s| unpoisoned(s.into_inner()).expect("every symbol was produced")).collect();
     Ok((BacktestData::checked(series), readings))
@@ -88,6 +115,7 @@ pub(super) fn evaluate_data(
         false,
         &mut |_| unreachable!("data is loaded"),
         progress,
+        &evaluate_series,
     );
     data.symbols = slots.into_iter().map(|s| unpoisoned(s.into_inner()).expect("loaded")).collect();
     readings
@@ -111,24 +139,48 @@ struct Results {
 
 impl Results {
     /// Takes one finished symbol, waiting up to `wait` for it (not at all for `None`); `false`
-    /// when none came.
-    fn take(&mut self, wait: Option<Duration>) -> bool {
+    /// when none came. Errors when none can come any more (every worker is gone) although
+    /// some of the `queued` symbols are not finished, naming the first of them.
+    fn take(&mut self, wait: Option<Duration>, queued: usize, slots: &[Slot]) -> Result<bool, BacktestError> {
         let got = match wait {
-            Some(d) => self.rx.recv_timeout(d).ok(),
-            None => self.rx.try_recv().ok(),
+            Some(d) => self.rx.recv_timeout(d).map_err(|e| e == mpsc::RecvTimeoutError::Disconnected),
+            None => self.rx.try_recv().map_err(|e| e == mpsc::TryRecvError::Disconnected),
         };
-        let Some((i, outcome)) = got else {
-            return false;
-        };
-        self.outcomes[i] = Some(outcome);
-        self.received += 1;
-        true
+        match got {
+            Ok((i, outcome)) => {
+                self.outcomes[i] = Some(outcome);
+                self.received += 1;
+                Ok(true)
+            }
+            Err(true) if self.received < queued => {
+                let i = (0..queued).find(|&i| self.outcomes[i].is_none()).unwrap_or(0);
+                Err(BacktestError::Panicked {
+                    symbol: symbol_of(&slots[i]),
+                    message: "its worker thread stopped before evaluating it".into(),
+                })
+            }
+            Err(_) => Ok(false),
+        }
+    }
+}
+
+fn symbol_of(slot: &Slot) -> String {
+    unpoisoned(slot.lock()).as_ref().map(|s| s.symbol.clone()).unwrap_or_default()
+}
+
+/// The message of a panic's payload (`panic!` gives a `&str` or a `String`).
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    match (payload.downcast_ref::<&str>(), payload.downcast_ref::<String>()) {
+        (Some(s), _) => (*s).to_string(),
+        (None, Some(s)) => s.clone(),
+        (None, None) => "a panic without a message".into(),
     }
 }
 
 /// The evaluation proper: empty slots are filled by `produce` (and checked), in order, on this
-/// thread; workers evaluate each filled slot, and drop its bar profiles after with
-/// `drop_profiles`.
+/// thread; workers evaluate each filled slot with `evaluator`, and drop its bar profiles after
+/// with `drop_profiles`. A panic while evaluating a symbol is caught on its worker and becomes
+/// that symbol's outcome, so every queued symbol reports back and the wait below ends.
 fn evaluate_slots(
     engine: &EngineParams,
     threads: usize,
@@ -136,6 +188,7 @@ fn evaluate_slots(
     drop_profiles: bool,
     produce: &mut dyn FnMut(usize) -> Result<SymbolSeries, BacktestError>,
     progress: &mut dyn FnMut(Progress) -> bool,
+    evaluator: &Evaluator,
 ) -> Result<Readings, BacktestError> {
     let count = slots.len();
     let workers = threads.clamp(1, count.max(1));
@@ -157,7 +210,9 @@ fn evaluate_slots(
                     let Ok(Ok(i)) = job else { break };
                     let mut slot = unpoisoned(slots[i].lock());
                     let series = slot.as_mut().expect("filled before it is queued");
-                    let outcome = evaluate_series(engine, series, evaluated, cancel);
+                    let outcome =
+                        catch_unwind(AssertUnwindSafe(|| evaluator(engine, &*series, evaluated, cancel)))
+                            .unwrap_or_else(|payload| Err(Failure::Panicked(panic_message(&*payload))));
                     if drop_profiles {
                         series.bars.iter_mut().for_each(|b| b.input.profile = None);
                     }
@@ -192,7 +247,9 @@ fn evaluate_slots(
             for (i, slot) in slots.iter().enumerate() {
                 // At most `workers` symbols wait loaded but not evaluated.
                 while loaded - results.received > workers {
-                    if !results.take(Some(REPORT_EVERY)) && !report(loaded, bars_loaded, results.received) {
+                    if !results.take(Some(REPORT_EVERY), loaded, slots)?
+                        && !report(loaded, bars_loaded, results.received)
+                    {
                         return Err(cancelled());
                     }
                 }
@@ -207,7 +264,7 @@ fn evaluate_slots(
                 drop(slot);
                 // Workers hold the receiver as long as the scope runs, so this cannot fail.
                 let _ = job_tx.send(i);
-                while results.take(None) {}
+                while results.take(None, loaded, slots)? {}
                 if !report(loaded, bars_loaded, results.received) {
                     return Err(cancelled());
                 }
@@ -215,7 +272,9 @@ fn evaluate_slots(
             // No more symbols: idle workers stop.
             drop(job_tx);
             while results.received < count {
-                if !results.take(Some(REPORT_EVERY)) && !report(loaded, bars_loaded, results.received) {
+                if !results.take(Some(REPORT_EVERY), loaded, slots)?
+                    && !report(loaded, bars_loaded, results.received)
+                {
                     return Err(cancelled());
                 }
             }
@@ -233,7 +292,11 @@ fn evaluate_slots(
     for (i, outcome) in results.outcomes.into_iter().enumerate() {
         match outcome.expect("every symbol was evaluated") {
             Ok(r) => readings.push(r),
-            Err((time, error)) => {
+            // A defect, not a property of the data: reported first, whatever its time.
+            Err(Failure::Panicked(message)) => {
+                return Err(BacktestError::Panicked { symbol: symbol_of(&slots[i]), message })
+            }
+            Err(Failure::Engine(time, error)) => {
                 if first_error.as_ref().is_none_or(|(t, _, _)| time < *t) {
                     first_error = Some((time, i, error));
                 }
@@ -242,8 +305,7 @@ fn evaluate_slots(
         }
     }
     if let Some((time, i, error)) = first_error {
-        let symbol = unpoisoned(slots[i].lock()).as_ref().map(|s| s.symbol.clone()).unwrap_or_default();
-        return Err(BacktestError::Engine { symbol, time, error });
+        return Err(BacktestError::Engine { symbol: symbol_of(&slots[i]), time, error });
     }
     Ok(Readings { symbols: readings, strategy: engine.strategy.clone() })
 }
@@ -257,14 +319,14 @@ impl Drop for SetOnDrop<'_> {
 }
 
 /// One symbol through a fresh engine; stops early (with whatever it has) once cancelled.
-fn evaluate_series(
+pub(super) fn evaluate_series(
     engine: &EngineParams,
     series: &SymbolSeries,
     evaluated: &AtomicU64,
     cancel: &AtomicBool,
 ) -> Outcome {
     let mut e = BarEngine::new(engine.clone(), series.tick_size)
-        .map_err(|error| (series.bars.first().map_or(0, |b| b.input.time), error))?
+        .map_err(|error| Failure::Engine(series.bars.first().map_or(0, |b| b.input.time), error))?
         .without_lvns();
     let mut out = Vec::with_capacity(series.bars.len());
     for chunk in series.bars.chunks(CHUNK) {
@@ -272,7 +334,7 @@ fn evaluate_series(
             break;
         }
         for b in chunk {
-            let reading = e.observe(&b.input).map_err(|error| (b.input.time, error))?;
+            let reading = e.observe(&b.input).map_err(|error| Failure::Engine(b.input.time, error))?;
             out.push(reading.strategy_input());
         }
         evaluated.fetch_add(chunk.len() as u64, Ordering::Relaxed);

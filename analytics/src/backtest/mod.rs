@@ -669,6 +669,9 @@ pub enum BacktestError {
     Data(String),
     /// The signal source refused a bar.
     Engine { symbol: String, time: Micros, error: EngineError },
+    /// Evaluating the symbol panicked (a defect in the engine): the run stops with the panic's
+    /// message instead of waiting for a worker that is gone.
+    Panicked { symbol: String, message: String },
     /// The progress callback asked to stop.
     Cancelled { bars_processed: u64 },
 }
@@ -710,6 +713,9 @@ impl fmt::Display for BacktestError {
             BacktestError::Params(e) => e.fmt(f),
             BacktestError::Data(s) => write!(f, "bad backtest data: {s}"),
             BacktestError::Engine { symbol, time, error } => write!(f, "{symbol}: bar at {time}: {error}"),
+            BacktestError::Panicked { symbol, message } => {
+                write!(f, "{symbol}: evaluating its bars failed unexpectedly: {message}")
+            }
             BacktestError::Cancelled { bars_processed } => {
                 write!(f, "backtest cancelled after {bars_processed} bars")
             }

@@ -790,6 +790,49 @@ fn evaluation_errors_cancellation_and_load_failures() {
     assert!(err.to_string().contains("not after the previous bar"), "{err}");
 }
 
+/// A worker that panics (a defect in the engine) ends the run with an error naming its symbol,
+/// from the data already loaded or from symbols still being produced, instead of leaving the
+/// caller waiting for a result that cannot come.
+#[test]
+fn a_panicking_worker_ends_the_run_with_an_error_naming_its_symbol() {
+    use super::evaluate::{evaluate_all_with, evaluate_series};
+    use std::sync::mpsc;
+    use std::time::Duration;
+    for threads in [1, 2, 8] {
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let params = BacktestParams::default();
+            let symbols = five_symbols();
+            let r = evaluate_all_with(
+                &params.engine,
+                threads,
+                symbols.len(),
+                &mut |i| Ok(symbols[i].clone()),
+                &mut |_| true,
+                &|engine, series, evaluated, cancel| {
+                    if series.symbol == "S2" {
+                        panic!("engine defect on {}", series.bars.len());
+                    }
+                    evaluate_series(engine, series, evaluated, cancel)
+                },
+            );
+            let _ = tx.send(r.map(|_| ()));
+        });
+        let err = rx
+            .recv_timeout(Duration::from_secs(30))
+            .unwrap_or_else(|_| panic!("{threads} threads: the evaluation never ended"))
+            .unwrap_err();
+        match &err {
+            BacktestError::Panicked { symbol, message } => {
+                assert_eq!(symbol, "S2");
+                assert!(message.starts_with("engine defect on "), "{message}");
+            }
+            other => panic!("{threads} threads: {other:?}"),
+        }
+        assert!(err.to_string().starts_with("S2: "), "{err}");
+    }
+}
+
 /// 30 symbols × 252 sessions × 390 one-minute bars (≈2.9 M bars) of a random walk without
 /// profiles, through the live engine. Run with
 /// `cargo test --release -p tapeflow-analytics backtest_throughput -- --ignored --nocapture`.
