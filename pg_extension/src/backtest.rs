@@ -7,19 +7,19 @@ use pgrx::guc::{GucContext, GucFlags, GucRegistry, GucSetting};
 use pgrx::prelude::*;
 use pgrx::{AnyNumeric, JsonB};
 use rust_decimal::Decimal;
+use tapeflow_analytics::backtest::grid::{
+    expand_grid, grid_search, params_from_json, summary, walk_forward, walk_forward_windows, Metric, SweepRun,
+};
 use tapeflow_analytics::backtest::{
     default_threads, evaluate_all, mark_session_ends, run, run_with, BacktestData, BacktestError,
     BacktestParams, BacktestResult, Progress, Stage, SymbolSeries,
 };
-use tapeflow_analytics::stats::{statistics, BuyAndHold, Stats};
+use tapeflow_analytics::stats::Stats;
 use tapeflow_analytics::Micros;
 
 /// Backtest parameters from jsonb over the documented defaults; errors name the key.
 fn params_from(params: &JsonB) -> Result<BacktestParams, String> {
-    let p: BacktestParams =
-        serde_json::from_value(params.0.clone()).map_err(|e| format!("invalid backtest params: {e}"))?;
-    p.validate().map_err(|e| format!("invalid backtest params: {e}"))?;
-    Ok(p)
+    params_from_json(&params.0)
 }
 
 /// Checks backtest parameters (jsonb): raises an error naming an unknown key or an
@@ -78,9 +78,9 @@ fn load_data(
     symbols: &[String],
     from: TimestampWithTimeZone,
     to: TimestampWithTimeZone,
-) -> Result<BacktestData, String> {
+) -> Result<BacktestData, BacktestError> {
     let series = symbols.iter().map(|s| load_series(s, from, to)).collect();
-    Ok(BacktestData::new(series).map_err(|e| e.to_string())?.with_threads(threads()))
+    Ok(BacktestData::new(series)?.with_threads(threads()))
 }
 
 /// Progress as a NOTICE (`label: 42% (…)`, which the web app relays) after checking for
@@ -123,13 +123,15 @@ impl<'a> Reporter<'a> {
     }
 }
 
-/// Runs the simulator over loaded data (sweeps run the same data many times).
+/// Runs the simulator over loaded data (sweeps run the same data many times), reporting
+/// progress under the run's name.
 fn simulate(
     data: &mut BacktestData,
     params: &BacktestParams,
-    label: &str,
+    run_name: SweepRun,
 ) -> Result<BacktestResult, BacktestError> {
-    let mut reporter = Reporter::new(label);
+    let label = run_name.to_string();
+    let mut reporter = Reporter::new(&label);
     run(data, params, &mut |p| reporter.report(p))
 }
 
@@ -209,12 +211,6 @@ fn backtest(
         })
         .collect();
     TableIterator::new(rows)
-}
-
-fn stats_of(result: &BacktestResult, p: &BacktestParams, from: Micros, to: Micros) -> Stats {
-    let start = result.equity.first().map(|e| e.time).unwrap_or(from);
-    let end = result.equity.last().map(|e| e.time).unwrap_or(to);
-    statistics(result, p.initial_cash, &BuyAndHold::from_result(result), start, end)
 }
 
 fn set_status(id: i64, status: &str, error: Option<String>) {
@@ -328,7 +324,7 @@ fn backtest_execute(run_id: i64) -> i64 {
     });
     match outcome {
         Ok((p, result)) => {
-            let stats = stats_of(&result, &p, micros(from), micros(to));
+            let stats = summary(&result, &p, micros(from), micros(to));
             store(run_id, &result, &stats);
             set_status(run_id, "completed", None);
         }
@@ -429,57 +425,6 @@ fn backtest_stats(
     TableIterator::new(rows.into_iter().map(|(k, v, n)| (k.to_string(), v, n)).collect::<Vec<_>>())
 }
 
-/// Expands a grid like {"strategy.min_aggression_score": [50, 60], "slippage_bps": [0, 2]}
-/// into parameter objects (dotted keys are paths into the params object), applied over `base`.
-fn expand_grid(base: &serde_json::Value, grid: &serde_json::Value) -> Result<Vec<serde_json::Value>, String> {
-    let obj = grid.as_object().ok_or("grid must be a json object of \"path\": [values]")?;
-    let mut combos = vec![base.clone()];
-    for (path, values) in obj {
-        let values =
-            values.as_array().ok_or_else(|| format!("grid: {path} must map to an array of values"))?;
-        if values.is_empty() {
-            return Err(format!("grid: {path} has no values"));
-        }
-        let mut next = Vec::with_capacity(combos.len() * values.len());
-        for c in &combos {
-            for v in values {
-                let mut c = c.clone();
-                let mut node = &mut c;
-                let parts: Vec<&str> = path.split('.').collect();
-                for (i, part) in parts.iter().enumerate() {
-                    let map = node
-                        .as_object_mut()
-                        .ok_or_else(|| format!("grid: {path} goes through a non-object"))?;
-                    if i + 1 == parts.len() {
-                        map.insert(part.to_string(), v.clone());
-                        break;
-                    }
-                    node = map.entry(part.to_string()).or_insert_with(|| serde_json::json!({}));
-                }
-                next.push(c);
-            }
-        }
-        combos = next;
-        if combos.len() > 10_000 {
-            return Err("grid: more than 10000 combinations".into());
-        }
-    }
-    Ok(combos)
-}
-
-fn metric(s: &Stats, name: &str) -> Option<f64> {
-    match name {
-        "sharpe" => s.sharpe,
-        "sortino" => s.sortino,
-        "calmar" => s.calmar,
-        "return_pct" => Some(s.return_pct),
-        "profit_factor" => s.profit_factor,
-        "sqn" => s.sqn,
-        "win_rate_pct" => s.win_rate_pct,
-        _ => error!("unknown metric {name}: use sharpe, sortino, calmar, return_pct, profit_factor, sqn or win_rate_pct"),
-    }
-}
-
 /// One simulation per parameter combination over bars loaded once; returns the statistics
 /// of each. NOTICEs report progress; Ctrl-C cancels.
 #[pg_extern(volatile)]
@@ -506,30 +451,31 @@ fn backtest_grid(
     ),
 > {
     let combos = expand_grid(&base.0, &grid.0).unwrap_or_else(|e| error!("{e}"));
-    let params: Vec<BacktestParams> = combos
-        .iter()
-        .map(|c| params_from(&JsonB(c.clone())).unwrap_or_else(|e| error!("{e} in {c}")))
-        .collect();
+    let params: Vec<BacktestParams> =
+        combos.iter().map(|c| params_from_json(c).unwrap_or_else(|e| error!("{e} in {c}"))).collect();
     let mut data = load_data(&symbols, from, to).unwrap_or_else(|e| error!("backtest_grid: {e}"));
-    let mut rows = Vec::with_capacity(combos.len());
-    for (i, (c, p)) in combos.into_iter().zip(params).enumerate() {
-        let label = format!("backtest_grid {}/{}", i + 1, rows.capacity());
-        let result = simulate(&mut data, &p, &label).unwrap_or_else(|e| error!("backtest_grid: {e}"));
-        let s = stats_of(&result, &p, micros(from), micros(to));
-        rows.push((
-            i as i32 + 1,
-            JsonB(c),
-            s.trades as i64,
-            s.return_pct,
-            s.sharpe,
-            s.sortino,
-            s.max_drawdown_pct,
-            s.win_rate_pct,
-            s.profit_factor,
-            s.sqn,
-            numeric(s.equity_final),
-        ));
-    }
+    let stats = grid_search(&mut data, &params, micros(from), micros(to), &mut simulate)
+        .unwrap_or_else(|e| error!("backtest_grid: {e}"));
+    let rows: Vec<_> = combos
+        .into_iter()
+        .zip(stats)
+        .enumerate()
+        .map(|(i, (c, s))| {
+            (
+                i as i32 + 1,
+                JsonB(c),
+                s.trades as i64,
+                s.return_pct,
+                s.sharpe,
+                s.sortino,
+                s.max_drawdown_pct,
+                s.win_rate_pct,
+                s.profit_factor,
+                s.sqn,
+                numeric(s.equity_final),
+            )
+        })
+        .collect();
     TableIterator::new(rows)
 }
 
@@ -568,56 +514,32 @@ fn backtest_walk_forward(
         }
         i.days() as i64 * 86_400_000_000 + i.micros()
     };
-    let (ins, outs) = (span(&in_sample), span(&out_of_sample));
-    if ins <= 0 || outs <= 0 {
-        error!("in_sample and out_of_sample must be positive");
-    }
+    let windows = walk_forward_windows(micros(from), micros(to), span(&in_sample), span(&out_of_sample))
+        .unwrap_or_else(|e| error!("{e}"));
+    let metric: Metric = metric_name.parse().unwrap_or_else(|e: String| error!("{e}"));
     let combos = expand_grid(&base.0, &grid.0).unwrap_or_else(|e| error!("{e}"));
-    let params: Vec<BacktestParams> = combos
-        .iter()
-        .map(|c| params_from(&JsonB(c.clone())).unwrap_or_else(|e| error!("{e} in {c}")))
+    let params: Vec<BacktestParams> =
+        combos.iter().map(|c| params_from_json(c).unwrap_or_else(|e| error!("{e} in {c}"))).collect();
+    let mut load = |from, to| load_data(&symbols, timestamptz(from), timestamptz(to));
+    let results = walk_forward(&params, &windows, metric, &mut load, &mut simulate)
+        .unwrap_or_else(|e| error!("walk-forward: {e}"));
+    let rows: Vec<_> = results
+        .into_iter()
+        .map(|r| {
+            let (w, s) = (r.window, r.out_of_sample);
+            (
+                w.number as i32,
+                timestamptz(w.in_from),
+                timestamptz(w.out_from),
+                timestamptz(w.out_to),
+                JsonB(combos[r.best].clone()),
+                r.in_sample_metric,
+                s.trades as i64,
+                s.return_pct,
+                s.sharpe,
+                s.max_drawdown_pct,
+            )
+        })
         .collect();
-    let mut rows = Vec::new();
-    let mut start = micros(from);
-    let mut window = 0;
-    while start + ins + outs <= micros(to) {
-        window += 1;
-        let (in_from, out_from, out_to) =
-            (timestamptz(start), timestamptz(start + ins), timestamptz(start + ins + outs));
-        let mut in_data =
-            load_data(&symbols, in_from, out_from).unwrap_or_else(|e| error!("walk-forward: {e}"));
-        let mut best: Option<(usize, Option<f64>)> = None;
-        for (i, p) in params.iter().enumerate() {
-            let r = simulate(&mut in_data, p, &format!("walk-forward window {window} in-sample {}", i + 1))
-                .unwrap_or_else(|e| error!("walk-forward: {e}"));
-            let m = metric(&stats_of(&r, p, start, start + ins), metric_name);
-            let better = match best {
-                None => true,
-                Some((_, bm)) => m.unwrap_or(f64::NEG_INFINITY) > bm.unwrap_or(f64::NEG_INFINITY),
-            };
-            if better {
-                best = Some((i, m));
-            }
-        }
-        let (bi, bm) = best.expect("at least one combination");
-        let mut out_data =
-            load_data(&symbols, out_from, out_to).unwrap_or_else(|e| error!("walk-forward: {e}"));
-        let r = simulate(&mut out_data, &params[bi], &format!("walk-forward window {window} out-of-sample"))
-            .unwrap_or_else(|e| error!("walk-forward: {e}"));
-        let s = stats_of(&r, &params[bi], start + ins, start + ins + outs);
-        rows.push((
-            window,
-            in_from,
-            out_from,
-            out_to,
-            JsonB(combos[bi].clone()),
-            bm,
-            s.trades as i64,
-            s.return_pct,
-            s.sharpe,
-            s.max_drawdown_pct,
-        ));
-        start += outs;
-    }
     TableIterator::new(rows)
 }

@@ -71,6 +71,7 @@
 
 mod evaluate;
 pub mod fills;
+pub mod grid;
 mod sim;
 #[cfg(test)]
 mod tests;

@@ -965,3 +965,174 @@ fn mean_r(r: &BacktestResult) -> String {
     let sd = (rs.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (n - 1.0)).sqrt();
     format!("mean R {m:.4} ± {:.4} (standard error)", sd / n.sqrt())
 }
+
+// ---------------------------------------------------------------------------------------------
+// Sweeps: grids and walk-forward analysis
+// ---------------------------------------------------------------------------------------------
+
+mod sweeps {
+    use super::super::grid::*;
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_grid_expands_over_the_base_with_the_last_key_fastest() {
+        let base = json!({"initial_cash": 5000, "engine": {"atr_period": 10}});
+        let grid = json!({"engine.strategy.min_aggression_score": [50, 60], "slippage_bps": [0, 1, 2]});
+        let combos = expand_grid(&base, &grid).unwrap();
+        assert_eq!(combos.len(), 6);
+        assert_eq!(
+            combos[0],
+            json!({"initial_cash": 5000, "engine": {"atr_period": 10, "strategy": {"min_aggression_score": 50}},
+                   "slippage_bps": 0})
+        );
+        let pairs: Vec<(i64, i64)> = combos
+            .iter()
+            .map(|c| {
+                (
+                    c["engine"]["strategy"]["min_aggression_score"].as_i64().unwrap(),
+                    c["slippage_bps"].as_i64().unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(pairs, [(50, 0), (50, 1), (50, 2), (60, 0), (60, 1), (60, 2)]);
+        // Every combination is valid backtest parameters.
+        for c in &combos {
+            let p = params_from_json(c).unwrap();
+            assert_eq!((p.initial_cash, p.engine.atr_period), (Decimal::new(5000, 0), 10));
+        }
+        // An empty grid is the base alone.
+        assert_eq!(expand_grid(&base, &json!({})).unwrap(), vec![base]);
+    }
+
+    #[test]
+    fn malformed_grids_and_params_are_named() {
+        let base = json!({"initial_cash": 5000});
+        let err = |grid: serde_json::Value| expand_grid(&base, &grid).unwrap_err();
+        assert!(err(json!([1, 2])).contains("json object"));
+        assert!(err(json!({"slippage_bps": 3})).contains("slippage_bps must map to an array"));
+        assert!(err(json!({"slippage_bps": []})).contains("slippage_bps has no values"));
+        assert!(err(json!({"initial_cash.x": [1]})).contains("initial_cash.x goes through a non-object"));
+        let e = params_from_json(&json!({"slipage_bps": 1})).unwrap_err();
+        assert!(e.starts_with("invalid backtest params") && e.contains("slipage_bps"), "{e}");
+        let e = params_from_json(&json!({"engine": {"strategy": {"max_positions": 0}}})).unwrap_err();
+        assert!(e.contains("engine.strategy.max_positions"), "{e}");
+    }
+
+    #[test]
+    fn metrics_by_name_and_the_best_value() {
+        for m in Metric::ALL {
+            assert_eq!(m.as_str().parse::<Metric>(), Ok(m));
+        }
+        let e = "sharp".parse::<Metric>().unwrap_err();
+        assert!(e.contains("unknown metric sharp") && e.contains("win_rate_pct"), "{e}");
+        let mut data = BacktestData::new(five_symbols()).unwrap();
+        let params = BacktestParams::default();
+        let s = summary(&run(&mut data, &params, &mut |_| true).unwrap(), &params, 0, 1);
+        assert_eq!(Metric::ReturnPct.of(&s), Some(s.return_pct));
+        assert_eq!(Metric::Sharpe.of(&s), s.sharpe);
+        assert_eq!(Metric::Sqn.of(&s), s.sqn);
+        // The first of equals wins; undefined ranks below any value.
+        assert_eq!(best_of([None, Some(-5.0), Some(2.0), Some(2.0)]), Some((2, Some(2.0))));
+        assert_eq!(best_of([None, None]), Some((0, None)));
+        assert_eq!(best_of([]), None);
+    }
+
+    #[test]
+    fn walk_forward_windows_step_by_the_out_of_sample_length() {
+        let w = walk_forward_windows(0, 100, 40, 20).unwrap();
+        let spans: Vec<_> = w.iter().map(|w| (w.number, w.in_from, w.out_from, w.out_to)).collect();
+        assert_eq!(spans, [(1, 0, 40, 60), (2, 20, 60, 80), (3, 40, 80, 100)]);
+        assert!(walk_forward_windows(0, 59, 40, 20).unwrap().is_empty());
+        assert!(walk_forward_windows(0, 100, 0, 20).unwrap_err().contains("positive"));
+        assert!(walk_forward_windows(0, 100, 40, -1).unwrap_err().contains("positive"));
+    }
+
+    /// Bars of `symbols` in `[from, to)`.
+    fn window_of(symbols: &[SymbolSeries], from: Micros, to: Micros) -> BacktestData {
+        let cut = symbols
+            .iter()
+            .map(|s| {
+                let bars = s.bars.iter().filter(|b| (from..to).contains(&b.input.time)).cloned().collect();
+                SymbolSeries { bars, ..s.clone() }
+            })
+            .collect();
+        BacktestData::new(cut).unwrap()
+    }
+
+    #[test]
+    fn grid_search_and_walk_forward_run_each_combination_on_its_window() {
+        let symbols = five_symbols();
+        let end = symbols.iter().flat_map(|s| s.bars.last()).map(|b| b.input.time).max().unwrap() + MINUTE;
+        let combos = expand_grid(
+            &json!({}),
+            &json!({"engine.strategy.min_aggression_score": [0, 100], "engine.warmup_bars": [5, 20]}),
+        )
+        .unwrap();
+        let params: Vec<BacktestParams> = combos.iter().map(|c| params_from_json(c).unwrap()).collect();
+
+        // A grid: each combination over the same data, as a run of its own would give.
+        let mut runs = Vec::new();
+        let mut simulate = |d: &mut BacktestData, p: &BacktestParams, which: SweepRun| {
+            runs.push(which.to_string());
+            run(d, p, &mut |_| true)
+        };
+        let mut data = window_of(&symbols, 0, end);
+        let stats = grid_search(&mut data, &params, 0, end, &mut simulate).unwrap();
+        assert_eq!(
+            runs,
+            ["backtest_grid 1/4", "backtest_grid 2/4", "backtest_grid 3/4", "backtest_grid 4/4"]
+        );
+        for (p, s) in params.iter().zip(&stats) {
+            let alone = run(&mut window_of(&symbols, 0, end), p, &mut |_| true).unwrap();
+            assert_eq!(s, &summary(&alone, p, 0, end));
+        }
+        assert!(stats[0].trades > 0 && stats[3].trades == 0, "{:?}", stats.iter().map(|s| s.trades));
+
+        // Walk-forward: the in-sample winner by return, then its out-of-sample statistics.
+        let windows = walk_forward_windows(0, end, end / 2, end / 4).unwrap();
+        assert_eq!(windows.len(), 2);
+        let mut loaded = Vec::new();
+        let mut load = |from, to| {
+            loaded.push((from, to));
+            Ok(window_of(&symbols, from, to))
+        };
+        let mut runs = Vec::new();
+        let mut simulate = |d: &mut BacktestData, p: &BacktestParams, which: SweepRun| {
+            runs.push(which.to_string());
+            run(d, p, &mut |_| true)
+        };
+        let results = walk_forward(&params, &windows, Metric::ReturnPct, &mut load, &mut simulate).unwrap();
+        assert_eq!(results.len(), 2);
+        assert_eq!(
+            loaded,
+            windows
+                .iter()
+                .flat_map(|w| [(w.in_from, w.out_from), (w.out_from, w.out_to)])
+                .collect::<Vec<_>>()
+        );
+        assert_eq!(runs.len(), 2 * (params.len() + 1));
+        assert_eq!(runs[4], "walk-forward window 1 out-of-sample");
+        assert_eq!(runs[5], "walk-forward window 2 in-sample 1");
+        for r in &results {
+            let w = r.window;
+            let in_sample: Vec<Option<f64>> = params
+                .iter()
+                .map(|p| {
+                    let res = run(&mut window_of(&symbols, w.in_from, w.out_from), p, &mut |_| true).unwrap();
+                    Some(summary(&res, p, w.in_from, w.out_from).return_pct)
+                })
+                .collect();
+            assert_eq!(best_of(in_sample.clone()), Some((r.best, r.in_sample_metric)));
+            let p = &params[r.best];
+            let out = run(&mut window_of(&symbols, w.out_from, w.out_to), p, &mut |_| true).unwrap();
+            assert_eq!(r.out_of_sample, summary(&out, p, w.out_from, w.out_to));
+        }
+        // An error of a run stops the analysis with it.
+        let mut failing =
+            |_: &mut BacktestData, _: &BacktestParams, _: SweepRun| Err(BacktestError::Data("no".into()));
+        let mut load = |from, to| Ok(window_of(&symbols, from, to));
+        let e = walk_forward(&params, &windows, Metric::Sharpe, &mut load, &mut failing).unwrap_err();
+        assert_eq!(e, BacktestError::Data("no".into()));
+    }
+}

@@ -1,0 +1,276 @@
+//! Parameter sweeps over the simulator: a grid of parameter values expanded into combinations,
+//! each run over the same bars, and walk-forward analysis (optimise on an in-sample window,
+//! test the best combination on the out-of-sample window after it).
+//!
+//! The database loads the bars and reports progress; everything else (the expansion, the
+//! windows, the choice of the best combination) is here, so it is tested without a database.
+
+use super::{BacktestData, BacktestError, BacktestParams, BacktestResult};
+use crate::candle::Micros;
+use crate::stats::{statistics, BuyAndHold, Stats};
+use serde_json::Value;
+use std::fmt;
+use std::str::FromStr;
+
+/// Backtest parameters from JSON over the documented defaults, validated; errors name the key.
+pub fn params_from_json(params: &Value) -> Result<BacktestParams, String> {
+    let p = <BacktestParams as serde::Deserialize>::deserialize(params)
+        .map_err(|e| format!("invalid backtest params: {e}"))?;
+    p.validate().map_err(|e| format!("invalid backtest params: {e}"))?;
+    Ok(p)
+}
+
+/// The summary statistics of a run over `[from, to)`: the tested period is the equity curve's
+/// first to last point (the range's ends without one), the benchmark is buy and hold of the
+/// run's symbols.
+pub fn summary(result: &BacktestResult, params: &BacktestParams, from: Micros, to: Micros) -> Stats {
+    let start = result.equity.first().map(|e| e.time).unwrap_or(from);
+    let end = result.equity.last().map(|e| e.time).unwrap_or(to);
+    statistics(result, params.initial_cash, &BuyAndHold::from_result(result), start, end)
+}
+
+/// Expands a grid like `{"engine.strategy.min_aggression_score": [50, 60], "slippage_bps": [0,
+/// 2]}` into parameter objects (dotted keys are paths into the params object), applied over
+/// `base`. The last key varies fastest.
+pub fn expand_grid(base: &Value, grid: &Value) -> Result<Vec<Value>, String> {
+    let obj = grid.as_object().ok_or("grid must be a json object of \"path\": [values]")?;
+    let mut combos = vec![base.clone()];
+    for (path, values) in obj {
+        let values =
+            values.as_array().ok_or_else(|| format!("grid: {path} must map to an array of values"))?;
+        if values.is_empty() {
+            return Err(format!("grid: {path} has no values"));
+        }
+        let mut next = Vec::with_capacity(combos.len() * values.len());
+        for c in &combos {
+            for v in values {
+                let mut c = c.clone();
+                set_path(&mut c, path, v.clone())?;
+                next.push(c);
+            }
+        }
+        combos = next;
+        if combos.len() > 10_000 {
+            return Err("grid: more than 10000 combinations".into());
+        }
+    }
+    Ok(combos)
+}
+
+/// Sets the value at a dotted `path` of `target`, creating the objects on the way.
+fn set_path(target: &mut Value, path: &str, value: Value) -> Result<(), String> {
+    let mut node = target;
+    let mut parts = path.split('.').peekable();
+    while let Some(part) = parts.next() {
+        let map = node.as_object_mut().ok_or_else(|| format!("grid: {path} goes through a non-object"))?;
+        if parts.peek().is_none() {
+            map.insert(part.to_string(), value);
+            return Ok(());
+        }
+        node = map.entry(part.to_string()).or_insert_with(|| Value::Object(Default::default()));
+    }
+    Ok(())
+}
+
+/// The statistic a walk-forward analysis maximises.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Metric {
+    Sharpe,
+    Sortino,
+    Calmar,
+    ReturnPct,
+    ProfitFactor,
+    Sqn,
+    WinRatePct,
+}
+
+impl Metric {
+    pub const ALL: [Metric; 7] = [
+        Metric::Sharpe,
+        Metric::Sortino,
+        Metric::Calmar,
+        Metric::ReturnPct,
+        Metric::ProfitFactor,
+        Metric::Sqn,
+        Metric::WinRatePct,
+    ];
+
+    /// Its name in SQL: `sharpe`, `sortino`, `calmar`, `return_pct`, `profit_factor`, `sqn` or
+    /// `win_rate_pct`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Metric::Sharpe => "sharpe",
+            Metric::Sortino => "sortino",
+            Metric::Calmar => "calmar",
+            Metric::ReturnPct => "return_pct",
+            Metric::ProfitFactor => "profit_factor",
+            Metric::Sqn => "sqn",
+            Metric::WinRatePct => "win_rate_pct",
+        }
+    }
+
+    /// The statistic's value in `s`; `None` where it is undefined (no trades, no loser...).
+    pub fn of(self, s: &Stats) -> Option<f64> {
+        match self {
+            Metric::Sharpe => s.sharpe,
+            Metric::Sortino => s.sortino,
+            Metric::Calmar => s.calmar,
+            Metric::ReturnPct => Some(s.return_pct),
+            Metric::ProfitFactor => s.profit_factor,
+            Metric::Sqn => s.sqn,
+            Metric::WinRatePct => s.win_rate_pct,
+        }
+    }
+}
+
+impl fmt::Display for Metric {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Metric {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Metric, String> {
+        Metric::ALL.into_iter().find(|m| m.as_str() == s).ok_or_else(|| {
+            format!(
+                "unknown metric {s}: use sharpe, sortino, calmar, return_pct, profit_factor, sqn or win_rate_pct"
+            )
+        })
+    }
+}
+
+/// The index of the best value (the first of equals); an undefined value ranks below every
+/// defined one. `None` for no values.
+pub fn best_of(values: impl IntoIterator<Item = Option<f64>>) -> Option<(usize, Option<f64>)> {
+    let rank = |m: Option<f64>| m.unwrap_or(f64::NEG_INFINITY);
+    let mut best: Option<(usize, Option<f64>)> = None;
+    for (i, m) in values.into_iter().enumerate() {
+        if best.is_none_or(|(_, b)| rank(m) > rank(b)) {
+            best = Some((i, m));
+        }
+    }
+    best
+}
+
+/// One walk-forward window: in-sample `[in_from, out_from)`, out-of-sample `[out_from, out_to)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Window {
+    /// 1, 2, …
+    pub number: u32,
+    pub in_from: Micros,
+    pub out_from: Micros,
+    pub out_to: Micros,
+}
+
+/// The windows of a walk-forward analysis over `[from, to)`: `in_sample` then `out_of_sample`
+/// long (both > 0), stepping by `out_of_sample`, each wholly inside the range.
+pub fn walk_forward_windows(
+    from: Micros,
+    to: Micros,
+    in_sample: Micros,
+    out_of_sample: Micros,
+) -> Result<Vec<Window>, String> {
+    if in_sample <= 0 || out_of_sample <= 0 {
+        return Err("in_sample and out_of_sample must be positive".into());
+    }
+    let mut windows = Vec::new();
+    let mut start = from;
+    while start + in_sample + out_of_sample <= to {
+        windows.push(Window {
+            number: windows.len() as u32 + 1,
+            in_from: start,
+            out_from: start + in_sample,
+            out_to: start + in_sample + out_of_sample,
+        });
+        start += out_of_sample;
+    }
+    Ok(windows)
+}
+
+/// Which simulation of a sweep is running (for progress reports).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SweepRun {
+    /// Combination `combination` (1-based) of `of`, of a grid.
+    Grid { combination: usize, of: usize },
+    /// Combination `combination` (1-based) over the in-sample part of walk-forward `window`.
+    InSample { window: u32, combination: usize },
+    /// The chosen combination over the out-of-sample part of `window`.
+    OutOfSample { window: u32 },
+}
+
+impl fmt::Display for SweepRun {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SweepRun::Grid { combination, of } => write!(f, "backtest_grid {combination}/{of}"),
+            SweepRun::InSample { window, combination } => {
+                write!(f, "walk-forward window {window} in-sample {combination}")
+            }
+            SweepRun::OutOfSample { window } => write!(f, "walk-forward window {window} out-of-sample"),
+        }
+    }
+}
+
+/// Runs one simulation of a sweep over loaded data (the caller reports its progress).
+pub type Simulate<'a> =
+    dyn FnMut(&mut BacktestData, &BacktestParams, SweepRun) -> Result<BacktestResult, BacktestError> + 'a;
+
+/// Every combination of `params` over the same `data` (the bars of `[from, to)`); the
+/// statistics of each, in order.
+pub fn grid_search(
+    data: &mut BacktestData,
+    params: &[BacktestParams],
+    from: Micros,
+    to: Micros,
+    simulate: &mut Simulate,
+) -> Result<Vec<Stats>, BacktestError> {
+    let mut out = Vec::with_capacity(params.len());
+    for (i, p) in params.iter().enumerate() {
+        let result = simulate(data, p, SweepRun::Grid { combination: i + 1, of: params.len() })?;
+        out.push(summary(&result, p, from, to));
+    }
+    Ok(out)
+}
+
+/// The outcome of one walk-forward window.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WindowResult {
+    pub window: Window,
+    /// Index in the combinations of the one with the best in-sample metric.
+    pub best: usize,
+    /// Its in-sample metric (`None`: undefined for every combination).
+    pub in_sample_metric: Option<f64>,
+    /// Its statistics over the out-of-sample part.
+    pub out_of_sample: Stats,
+}
+
+/// Walk-forward analysis: in each window, every combination of `params` runs over the
+/// in-sample bars (loaded with `load(from, to)`), the best by `metric` ([`best_of`]) then runs
+/// over the out-of-sample bars.
+pub fn walk_forward(
+    params: &[BacktestParams],
+    windows: &[Window],
+    metric: Metric,
+    load: &mut dyn FnMut(Micros, Micros) -> Result<BacktestData, BacktestError>,
+    simulate: &mut Simulate,
+) -> Result<Vec<WindowResult>, BacktestError> {
+    let mut out = Vec::with_capacity(windows.len());
+    for w in windows {
+        let mut in_data = load(w.in_from, w.out_from)?;
+        let mut metrics = Vec::with_capacity(params.len());
+        for (i, p) in params.iter().enumerate() {
+            let r = simulate(&mut in_data, p, SweepRun::InSample { window: w.number, combination: i + 1 })?;
+            metrics.push(metric.of(&summary(&r, p, w.in_from, w.out_from)));
+        }
+        drop(in_data);
+        let Some((best, in_sample_metric)) = best_of(metrics) else {
+            return Err(BacktestError::Data("walk-forward: the grid has no combinations".into()));
+        };
+        let mut out_data = load(w.out_from, w.out_to)?;
+        let r = simulate(&mut out_data, &params[best], SweepRun::OutOfSample { window: w.number })?;
+        let out_of_sample = summary(&r, &params[best], w.out_from, w.out_to);
+        out.push(WindowResult { window: *w, best, in_sample_metric, out_of_sample });
+    }
+    Ok(out)
+}
