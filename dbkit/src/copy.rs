@@ -95,16 +95,22 @@ pub async fn write_ticks(client: &mut Client, rows: &[TickRow]) -> anyhow::Resul
     Ok(inserted)
 }
 
-/// Writes top-of-book quotes with COPY.
+const QUOTE_COLUMNS: &str = "time, symbol, bid, ask, bid_size, ask_size, exchange";
+
+/// Writes top-of-book quotes in one transaction, as ticks are written; returns how many were
+/// new. A quote already stored (the same symbol, time, exchange and book) is skipped, so a
+/// replayed batch adds nothing.
 pub async fn write_quotes(client: &mut Client, rows: &[QuoteRow]) -> anyhow::Result<u64> {
     if rows.is_empty() {
         return Ok(0);
     }
-    let sink = client
-        .copy_in(
-            "COPY tapeflow.quotes (time, symbol, bid, ask, bid_size, ask_size, exchange) FROM STDIN BINARY",
-        )
-        .await?;
+    let tx = client.transaction().await?;
+    tx.batch_execute(
+        "SET LOCAL client_min_messages = warning;
+         CREATE TEMP TABLE IF NOT EXISTS staging_quotes (LIKE tapeflow.quotes INCLUDING DEFAULTS) ON COMMIT DELETE ROWS",
+    )
+    .await?;
+    let sink = tx.copy_in(&format!("COPY staging_quotes ({QUOTE_COLUMNS}) FROM STDIN BINARY")).await?;
     let types =
         [Type::TIMESTAMPTZ, Type::TEXT, Type::FLOAT8, Type::FLOAT8, Type::FLOAT8, Type::FLOAT8, Type::TEXT];
     let writer = BinaryCopyInWriter::new(sink, &types);
@@ -115,5 +121,17 @@ pub async fn write_quotes(client: &mut Client, rows: &[QuoteRow]) -> anyhow::Res
             .write(&[&q.time, &q.symbol, &q.bid, &q.ask, &q.bid_size, &q.ask_size, &q.exchange])
             .await?;
     }
-    Ok(writer.finish().await?)
+    writer.finish().await?;
+    // In key order, so two writers of the same quotes wait for each other instead of deadlocking.
+    let inserted = tx
+        .execute(
+            &format!(
+                "INSERT INTO tapeflow.quotes ({QUOTE_COLUMNS}) SELECT {QUOTE_COLUMNS} FROM staging_quotes
+                 ORDER BY symbol, time ON CONFLICT DO NOTHING"
+            ),
+            &[],
+        )
+        .await?;
+    tx.commit().await?;
+    Ok(inserted)
 }

@@ -1,6 +1,7 @@
 //! Fixes of the core (bars, sessions, classification, ingest, rollups, the watchlist) against
 //! the project cluster: each test shows a defect's behaviour fixed.
 
+use std::time::Duration;
 use tapeflow_tests::*;
 use tokio_postgres::Client;
 
@@ -8,9 +9,18 @@ async fn connect(db: &TestDb) -> Client {
     db.client().await
 }
 
+/// The SQLSTATE of an error, if it came from the server.
+fn sqlstate(e: &tokio_postgres::Error) -> Option<String> {
+    e.as_db_error().map(|d| d.code().code().to_string())
+}
+
 /// Rows of a query as text, one per row (for comparing whole rows).
 async fn texts(c: &Client, sql: &str) -> Vec<String> {
     c.query(sql, &[]).await.unwrap().iter().map(|r| r.get::<_, String>(0)).collect()
+}
+
+async fn one<T: for<'a> tokio_postgres::types::FromSql<'a>>(c: &Client, sql: &str) -> T {
+    c.query_one(sql, &[]).await.unwrap().get(0)
 }
 
 /// Daily bars are trading sessions: a Euro FX future trading 17:00–16:00 New York has one
@@ -107,4 +117,108 @@ async fn daily_bars_are_trading_sessions() {
     .await;
     let change = ((1.098f64 / 1.096 - 1.0) * 100.0 * 100.0).round() / 100.0;
     assert_eq!(watch, [format!("6E 12 {change}"), "XYZ 200 2".to_string()]);
+}
+
+fn quote(at_ms: i64, bid: f64, ask: f64, exchange: Option<&str>) -> tapeflow_db::copy::QuoteRow {
+    let base =
+        chrono::DateTime::parse_from_rfc3339("2024-01-02T15:00:00Z").unwrap().with_timezone(&chrono::Utc);
+    tapeflow_db::copy::QuoteRow {
+        time: base + chrono::Duration::milliseconds(at_ms),
+        symbol: "Q".into(),
+        bid,
+        ask,
+        bid_size: 300.0,
+        ask_size: 200.0,
+        exchange: exchange.map(str::to_string),
+    }
+}
+
+/// A replayed batch of quotes (a feed retrying after a lost connection, or restarting)
+/// stores nothing twice; distinct quotes of one instant are all kept.
+#[tokio::test]
+async fn replayed_quotes_are_stored_once() {
+    let db = TestDb::create("quotes", false).await;
+    let mut c = connect(&db).await;
+    c.batch_execute("INSERT INTO tapeflow.symbols (symbol, tick_size) VALUES ('Q', 0.01)").await.unwrap();
+    let batch = vec![
+        quote(0, 10.00, 10.01, Some("DEMO")),
+        // The same instant and venue, another book: a different quote.
+        quote(0, 10.00, 10.02, Some("DEMO")),
+        quote(0, 10.00, 10.01, Some("ARCA")),
+        quote(1, 10.01, 10.02, None),
+        // Twice in one batch: one quote.
+        quote(2, 10.02, 10.03, None),
+        quote(2, 10.02, 10.03, None),
+    ];
+    let first = tapeflow_db::copy::write_quotes(&mut c, &batch).await.unwrap();
+    assert_eq!(first, 5);
+    let again = tapeflow_db::copy::write_quotes(&mut c, &batch).await.unwrap();
+    assert_eq!(again, 0, "a replayed batch is a no-op");
+    // A batch overlapping the stored one adds only what is new.
+    let overlap = tapeflow_db::copy::write_quotes(&mut c, &[batch[3].clone(), quote(3, 10.03, 10.04, None)])
+        .await
+        .unwrap();
+    assert_eq!(overlap, 1);
+    let stored: i64 = one(&c, "SELECT count(*) FROM tapeflow.quotes").await;
+    assert_eq!(stored, 6);
+}
+
+/// A database migrated before quotes had a key, holding duplicates: the migration keeps one
+/// of each and adds the key.
+#[tokio::test]
+async fn migration_removes_stored_duplicate_quotes() {
+    // Migrations 001–009 only, from a copy of the migration script and those files.
+    let dir = std::env::temp_dir().join(format!("tapeflow-pre010-{}", std::process::id()));
+    std::fs::create_dir_all(dir.join("scripts")).unwrap();
+    std::fs::create_dir_all(dir.join("sql")).unwrap();
+    std::fs::copy(repo_root().join("scripts/migrate.sh"), dir.join("scripts/migrate.sh")).unwrap();
+    for f in std::fs::read_dir(repo_root().join("sql")).unwrap() {
+        let f = f.unwrap().path();
+        let name = f.file_name().unwrap().to_string_lossy().to_string();
+        if name.ends_with(".sql") && name.as_str() < "010" {
+            std::fs::copy(&f, dir.join("sql").join(&name)).unwrap();
+        }
+    }
+    let name = format!("t_predup_{}", std::process::id());
+    let admin = tapeflow_db::connect(&cluster_url("postgres"), Duration::from_secs(10)).await.unwrap();
+    admin.batch_execute(&format!("DROP DATABASE IF EXISTS {name}")).await.unwrap();
+    admin.batch_execute(&format!("CREATE DATABASE {name}")).await.unwrap();
+    let db = TestDb { name: name.clone(), url: cluster_url(&name) };
+    let migrate = |root: std::path::PathBuf, url: String| {
+        let status = std::process::Command::new("bash")
+            .arg(root.join("scripts/migrate.sh"))
+            .arg(url)
+            .env("TAPEFLOW_TIMESCALEDB", "off")
+            .stdout(std::process::Stdio::null())
+            .status()
+            .unwrap();
+        assert!(status.success());
+    };
+    migrate(dir.clone(), db.url.clone());
+    let _ = std::fs::remove_dir_all(&dir);
+    let c = connect(&db).await;
+    c.batch_execute(
+        "INSERT INTO tapeflow.symbols (symbol, tick_size) VALUES ('Q', 0.01);
+         INSERT INTO tapeflow.quotes (time, symbol, bid, ask, bid_size, ask_size, exchange) VALUES
+             ('2024-01-02 15:00+00', 'Q', 10.00, 10.01, 300, 200, 'DEMO'),
+             ('2024-01-02 15:00+00', 'Q', 10.00, 10.01, 300, 200, 'DEMO'),
+             ('2024-01-02 15:00+00', 'Q', 10.00, 10.01, 300, 200, 'DEMO'),
+             ('2024-01-02 15:00+00', 'Q', 10.00, 10.02, 300, 200, 'DEMO'),
+             ('2024-01-02 15:00:01+00', 'Q', 10.00, 10.01, 300, 200, NULL),
+             ('2024-01-02 15:00:01+00', 'Q', 10.00, 10.01, 300, 200, NULL);",
+    )
+    .await
+    .unwrap();
+    migrate(repo_root(), db.url.clone());
+    let stored: i64 = one(&c, "SELECT count(*) FROM tapeflow.quotes").await;
+    assert_eq!(stored, 3);
+    let dup = c
+        .execute(
+            "INSERT INTO tapeflow.quotes (time, symbol, bid, ask, bid_size, ask_size, exchange)
+             VALUES ('2024-01-02 15:00:01+00', 'Q', 10.00, 10.01, 300, 200, NULL)",
+            &[],
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(sqlstate(&dup).as_deref(), Some("23505"), "{dup}");
 }
