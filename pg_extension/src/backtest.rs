@@ -8,7 +8,7 @@ use pgrx::prelude::*;
 use pgrx::{AnyNumeric, JsonB};
 use rust_decimal::Decimal;
 use tapeflow_analytics::backtest::grid::{
-    expand_grid, grid_search, params_from_json, summary, walk_forward, walk_forward_windows, Metric, SweepRun,
+    grid_search, params_from_json, summary, walk_forward, walk_forward_windows, Grid, Metric, SweepRun,
 };
 use tapeflow_analytics::backtest::{
     default_threads, evaluate_all, mark_session_ends, run, run_with, BacktestData, BacktestError,
@@ -160,6 +160,10 @@ fn numeric(d: Decimal) -> AnyNumeric {
 /// trades: side, quantity, entry and exit (time, price), P&L after fees, fees, exit reason
 /// (stop, target, signal, session_end, end_of_data), and the maximum adverse / favourable
 /// excursion in money. Nothing is stored; see backtest_run for persisted runs.
+///
+/// Memory: the run's bars (about 230 bytes each once evaluated; at most one symbol per thread
+/// keeps its bar profiles while it waits to be evaluated), its equity curve (one point per bar
+/// time) and its trades (at most one per bar); rows are made from the trades one at a time.
 #[pg_extern(volatile)]
 fn backtest(
     symbols: Vec<String>,
@@ -188,28 +192,24 @@ fn backtest(
     let p = params_from(&params).unwrap_or_else(|e| error!("{e}"));
     let result =
         load_and_simulate(&symbols, from, to, &p, "backtest").unwrap_or_else(|e| error!("backtest: {e}"));
-    let rows: Vec<_> = result
-        .trades
-        .into_iter()
-        .map(|t| {
-            (
-                t.symbol,
-                t.direction.as_str().to_string(),
-                t.qty as i64,
-                timestamptz(t.entry_time),
-                numeric(t.entry_price),
-                timestamptz(t.exit_time),
-                numeric(t.exit_price),
-                numeric(t.pnl),
-                t.return_pct,
-                numeric(t.entry_fee + t.exit_fee),
-                t.exit_reason.to_string(),
-                numeric(t.mae),
-                numeric(t.mfe),
-                t.bars as i32,
-            )
-        })
-        .collect();
+    let rows = result.trades.into_iter().map(|t| {
+        (
+            t.symbol,
+            t.direction.as_str().to_string(),
+            t.qty as i64,
+            timestamptz(t.entry_time),
+            numeric(t.entry_price),
+            timestamptz(t.exit_time),
+            numeric(t.exit_price),
+            numeric(t.pnl),
+            t.return_pct,
+            numeric(t.entry_fee + t.exit_fee),
+            t.exit_reason.to_string(),
+            numeric(t.mae),
+            numeric(t.mfe),
+            t.bars as i32,
+        )
+    });
     TableIterator::new(rows)
 }
 
@@ -358,6 +358,8 @@ fn f(x: Option<f64>) -> Option<String> {
 /// The run's statistics, one row each, in backtesting.py's order: statistic, value as text,
 /// and the number where there is one. Annualisation: daily returns of the equity curve, 252
 /// trading days a year, risk-free rate 0; CAGR over calendar time (365.25 days).
+///
+/// Memory: the run's stored statistics and a fixed list of 30 rows.
 #[pg_extern(stable)]
 fn backtest_stats(
     run_id: i64,
@@ -427,6 +429,11 @@ fn backtest_stats(
 
 /// One simulation per parameter combination over bars loaded once; returns the statistics
 /// of each. NOTICEs report progress; Ctrl-C cancels.
+///
+/// Memory: at most `grid::MAX_COMBINATIONS` (10,000) combinations, counted from the grid's value
+/// counts before any is built (more is an error); the bars once (as `backtest`), one run's
+/// result at a time, and per combination its parameters and statistics (hundreds of bytes
+/// each). A row's params object is built when the row is returned.
 #[pg_extern(volatile)]
 fn backtest_grid(
     symbols: Vec<String>,
@@ -450,38 +457,37 @@ fn backtest_grid(
         name!(final_equity, AnyNumeric),
     ),
 > {
-    let combos = expand_grid(&base.0, &grid.0).unwrap_or_else(|e| error!("{e}"));
-    let params: Vec<BacktestParams> =
-        combos.iter().map(|c| params_from_json(c).unwrap_or_else(|e| error!("{e} in {c}"))).collect();
+    let grid = Grid::new(base.0, grid.0).unwrap_or_else(|e| error!("{e}"));
+    let params = grid.params().unwrap_or_else(|e| error!("{e}"));
     let mut data = load_data(&symbols, from, to).unwrap_or_else(|e| error!("backtest_grid: {e}"));
     let stats = grid_search(&mut data, &params, micros(from), micros(to), &mut simulate)
         .unwrap_or_else(|e| error!("backtest_grid: {e}"));
-    let rows: Vec<_> = combos
-        .into_iter()
-        .zip(stats)
-        .enumerate()
-        .map(|(i, (c, s))| {
-            (
-                i as i32 + 1,
-                JsonB(c),
-                s.trades as i64,
-                s.return_pct,
-                s.sharpe,
-                s.sortino,
-                s.max_drawdown_pct,
-                s.win_rate_pct,
-                s.profit_factor,
-                s.sqn,
-                numeric(s.equity_final),
-            )
-        })
-        .collect();
+    drop(data);
+    let rows = stats.into_iter().enumerate().map(move |(i, s)| {
+        (
+            i as i32 + 1,
+            JsonB(grid.combination(i).unwrap_or_else(|e| error!("{e}"))),
+            s.trades as i64,
+            s.return_pct,
+            s.sharpe,
+            s.sortino,
+            s.max_drawdown_pct,
+            s.win_rate_pct,
+            s.profit_factor,
+            s.sqn,
+            numeric(s.equity_final),
+        )
+    });
     TableIterator::new(rows)
 }
 
 /// Walk-forward analysis: rolling windows of `in_sample` followed by `out_of_sample`; in each,
 /// the grid combination with the best in-sample `metric` is chosen and then tested on the
 /// out-of-sample window that follows. Windows step by `out_of_sample`.
+///
+/// Memory: at most `grid::MAX_WINDOWS` (10,000) windows, counted before any runs (more is an
+/// error), and a grid as `backtest_grid` allows; one window's bars and one run's result at a
+/// time, the combinations' parameters, and per window its statistics.
 #[pg_extern(volatile)]
 #[allow(clippy::too_many_arguments)]
 fn backtest_walk_forward(
@@ -512,34 +518,33 @@ fn backtest_walk_forward(
         if i.months() != 0 {
             error!("walk-forward windows must be given in days or smaller units, e.g. '30 days'");
         }
-        i.days() as i64 * 86_400_000_000 + i.micros()
+        (i.days() as i64)
+            .checked_mul(86_400_000_000)
+            .and_then(|d| d.checked_add(i.micros()))
+            .unwrap_or_else(|| error!("walk-forward window of {i} is too long"))
     };
     let windows = walk_forward_windows(micros(from), micros(to), span(&in_sample), span(&out_of_sample))
         .unwrap_or_else(|e| error!("{e}"));
     let metric: Metric = metric_name.parse().unwrap_or_else(|e: String| error!("{e}"));
-    let combos = expand_grid(&base.0, &grid.0).unwrap_or_else(|e| error!("{e}"));
-    let params: Vec<BacktestParams> =
-        combos.iter().map(|c| params_from_json(c).unwrap_or_else(|e| error!("{e} in {c}"))).collect();
+    let grid = Grid::new(base.0, grid.0).unwrap_or_else(|e| error!("{e}"));
+    let params = grid.params().unwrap_or_else(|e| error!("{e}"));
     let mut load = |from, to| load_data(&symbols, timestamptz(from), timestamptz(to));
     let results = walk_forward(&params, &windows, metric, &mut load, &mut simulate)
         .unwrap_or_else(|e| error!("walk-forward: {e}"));
-    let rows: Vec<_> = results
-        .into_iter()
-        .map(|r| {
-            let (w, s) = (r.window, r.out_of_sample);
-            (
-                w.number as i32,
-                timestamptz(w.in_from),
-                timestamptz(w.out_from),
-                timestamptz(w.out_to),
-                JsonB(combos[r.best].clone()),
-                r.in_sample_metric,
-                s.trades as i64,
-                s.return_pct,
-                s.sharpe,
-                s.max_drawdown_pct,
-            )
-        })
-        .collect();
+    let rows = results.into_iter().map(move |r| {
+        let (w, s) = (r.window, r.out_of_sample);
+        (
+            w.number as i32,
+            timestamptz(w.in_from),
+            timestamptz(w.out_from),
+            timestamptz(w.out_to),
+            JsonB(grid.combination(r.best).unwrap_or_else(|e| error!("{e}"))),
+            r.in_sample_metric,
+            s.trades as i64,
+            s.return_pct,
+            s.sharpe,
+            s.max_drawdown_pct,
+        )
+    });
     TableIterator::new(rows)
 }

@@ -29,32 +29,89 @@ pub fn summary(result: &BacktestResult, params: &BacktestParams, from: Micros, t
     statistics(result, params.initial_cash, &BuyAndHold::from_result(result), start, end)
 }
 
-/// Expands a grid like `{"engine.strategy.min_aggression_score": [50, 60], "slippage_bps": [0,
-/// 2]}` into parameter objects (dotted keys are paths into the params object), applied over
-/// `base`. The last key varies fastest.
-pub fn expand_grid(base: &Value, grid: &Value) -> Result<Vec<Value>, String> {
-    let obj = grid.as_object().ok_or("grid must be a json object of \"path\": [values]")?;
-    let mut combos = vec![base.clone()];
-    for (path, values) in obj {
-        let values =
-            values.as_array().ok_or_else(|| format!("grid: {path} must map to an array of values"))?;
-        if values.is_empty() {
-            return Err(format!("grid: {path} has no values"));
+/// Most combinations a grid may have.
+pub const MAX_COMBINATIONS: usize = 10_000;
+
+/// Most windows a walk-forward analysis may have.
+pub const MAX_WINDOWS: usize = 10_000;
+
+/// A parameter grid like `{"engine.strategy.min_aggression_score": [50, 60], "slippage_bps":
+/// [0, 2]}` over base parameters: every combination of one value per key, each applied over
+/// the base (dotted keys are paths into the params object). Combination `i` is built when
+/// asked for, so a grid holds only the JSON it was given, whatever its size; combinations are
+/// numbered with the last key varying fastest.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Grid {
+    base: Value,
+    keys: Vec<(String, Vec<Value>)>,
+    len: usize,
+}
+
+impl Grid {
+    /// Checks the grid's shape (an object of non-empty arrays) and its number of combinations
+    /// (the product of the value counts, at most [`MAX_COMBINATIONS`]) before anything is
+    /// built. Paths are checked by [`Grid::combination`] (every one by [`Grid::params`]).
+    pub fn new(base: Value, grid: Value) -> Result<Grid, String> {
+        let Value::Object(obj) = grid else {
+            return Err("grid must be a json object of \"path\": [values]".into());
+        };
+        let mut keys = Vec::with_capacity(obj.len());
+        let mut len = Some(1usize);
+        for (path, values) in obj {
+            let Value::Array(values) = values else {
+                return Err(format!("grid: {path} must map to an array of values"));
+            };
+            if values.is_empty() {
+                return Err(format!("grid: {path} has no values"));
+            }
+            len = len.and_then(|n| n.checked_mul(values.len()));
+            keys.push((path, values));
         }
-        let mut next = Vec::with_capacity(combos.len() * values.len());
-        for c in &combos {
-            for v in values {
-                let mut c = c.clone();
-                set_path(&mut c, path, v.clone())?;
-                next.push(c);
+        match len {
+            Some(len) if len <= MAX_COMBINATIONS => Ok(Grid { base, keys, len }),
+            _ => {
+                let counts: Vec<String> = keys.iter().map(|(_, v)| v.len().to_string()).collect();
+                let total = len.map_or_else(|| format!("more than {}", usize::MAX), |n| n.to_string());
+                Err(format!(
+                    "grid: {total} combinations ({} values), more than the {MAX_COMBINATIONS} allowed",
+                    counts.join(" × ")
+                ))
             }
         }
-        combos = next;
-        if combos.len() > 10_000 {
-            return Err("grid: more than 10000 combinations".into());
-        }
     }
-    Ok(combos)
+
+    /// Number of combinations (≥ 1; the base alone for an empty grid).
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Never: a grid has at least one combination.
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+
+    /// The parameter object of combination `i` (0-based, below [`Grid::len`]).
+    pub fn combination(&self, i: usize) -> Result<Value, String> {
+        assert!(i < self.len, "combination {i} of a grid of {}", self.len);
+        let mut c = self.base.clone();
+        let mut rest = i;
+        for (path, values) in self.keys.iter().rev() {
+            set_path(&mut c, path, values[rest % values.len()].clone())?;
+            rest /= values.len();
+        }
+        Ok(c)
+    }
+
+    /// Every combination as validated backtest parameters, in order; the error names the
+    /// combination. Each parameter object is built, read and dropped in turn.
+    pub fn params(&self) -> Result<Vec<BacktestParams>, String> {
+        (0..self.len)
+            .map(|i| {
+                let c = self.combination(i)?;
+                params_from_json(&c).map_err(|e| format!("{e} in {c}"))
+            })
+            .collect()
+    }
 }
 
 /// Sets the value at a dotted `path` of `target`, creating the objects on the way.
@@ -165,7 +222,8 @@ pub struct Window {
 }
 
 /// The windows of a walk-forward analysis over `[from, to)`: `in_sample` then `out_of_sample`
-/// long (both > 0), stepping by `out_of_sample`, each wholly inside the range.
+/// long (both > 0), stepping by `out_of_sample`, each wholly inside the range; at most
+/// [`MAX_WINDOWS`] (counted before any is built).
 pub fn walk_forward_windows(
     from: Micros,
     to: Micros,
@@ -175,18 +233,27 @@ pub fn walk_forward_windows(
     if in_sample <= 0 || out_of_sample <= 0 {
         return Err("in_sample and out_of_sample must be positive".into());
     }
-    let mut windows = Vec::new();
-    let mut start = from;
-    while start + in_sample + out_of_sample <= to {
-        windows.push(Window {
-            number: windows.len() as u32 + 1,
-            in_from: start,
-            out_from: start + in_sample,
-            out_to: start + in_sample + out_of_sample,
-        });
-        start += out_of_sample;
+    // In i128: the sums of two lengths and a time cannot overflow.
+    let (from, to, ins, outs) =
+        (i128::from(from), i128::from(to), i128::from(in_sample), i128::from(out_of_sample));
+    let count = if from + ins + outs <= to { (to - from - ins - outs) / outs + 1 } else { 0 };
+    if count > MAX_WINDOWS as i128 {
+        return Err(format!(
+            "walk-forward: {count} windows, more than the {MAX_WINDOWS} allowed: use longer windows or a shorter range"
+        ));
     }
-    Ok(windows)
+    // Every window ends at or before `to`, so its times fit in Micros.
+    Ok((0..count)
+        .map(|k| {
+            let start = from + k * outs;
+            Window {
+                number: k as u32 + 1,
+                in_from: start as Micros,
+                out_from: (start + ins) as Micros,
+                out_to: (start + ins + outs) as Micros,
+            }
+        })
+        .collect())
 }
 
 /// Which simulation of a sweep is running (for progress reports).

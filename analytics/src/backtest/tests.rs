@@ -979,8 +979,9 @@ mod sweeps {
     fn a_grid_expands_over_the_base_with_the_last_key_fastest() {
         let base = json!({"initial_cash": 5000, "engine": {"atr_period": 10}});
         let grid = json!({"engine.strategy.min_aggression_score": [50, 60], "slippage_bps": [0, 1, 2]});
-        let combos = expand_grid(&base, &grid).unwrap();
-        assert_eq!(combos.len(), 6);
+        let g = Grid::new(base.clone(), grid).unwrap();
+        assert_eq!(g.len(), 6);
+        let combos: Vec<serde_json::Value> = (0..g.len()).map(|i| g.combination(i).unwrap()).collect();
         assert_eq!(
             combos[0],
             json!({"initial_cash": 5000, "engine": {"atr_period": 10, "strategy": {"min_aggression_score": 50}},
@@ -997,26 +998,74 @@ mod sweeps {
             .collect();
         assert_eq!(pairs, [(50, 0), (50, 1), (50, 2), (60, 0), (60, 1), (60, 2)]);
         // Every combination is valid backtest parameters.
-        for c in &combos {
-            let p = params_from_json(c).unwrap();
+        let params = g.params().unwrap();
+        assert_eq!(params.len(), 6);
+        for (p, c) in params.iter().zip(&combos) {
+            assert_eq!(p, &params_from_json(c).unwrap());
             assert_eq!((p.initial_cash, p.engine.atr_period), (Decimal::new(5000, 0), 10));
         }
         // An empty grid is the base alone.
-        assert_eq!(expand_grid(&base, &json!({})).unwrap(), vec![base]);
+        let g = Grid::new(base.clone(), json!({})).unwrap();
+        assert_eq!((g.len(), g.combination(0).unwrap()), (1, base));
     }
 
     #[test]
     fn malformed_grids_and_params_are_named() {
         let base = json!({"initial_cash": 5000});
-        let err = |grid: serde_json::Value| expand_grid(&base, &grid).unwrap_err();
+        let err = |grid: serde_json::Value| Grid::new(base.clone(), grid).unwrap_err();
         assert!(err(json!([1, 2])).contains("json object"));
         assert!(err(json!({"slippage_bps": 3})).contains("slippage_bps must map to an array"));
         assert!(err(json!({"slippage_bps": []})).contains("slippage_bps has no values"));
-        assert!(err(json!({"initial_cash.x": [1]})).contains("initial_cash.x goes through a non-object"));
+        let through = Grid::new(base.clone(), json!({"initial_cash.x": [1]})).unwrap();
+        assert!(through.params().unwrap_err().contains("initial_cash.x goes through a non-object"));
+        let bad = Grid::new(base.clone(), json!({"slippage_bps": [1, -1]})).unwrap();
+        let e = bad.params().unwrap_err();
+        assert!(
+            e.contains("slippage_bps") && e.ends_with(r#"in {"initial_cash":5000,"slippage_bps":-1}"#),
+            "{e}"
+        );
         let e = params_from_json(&json!({"slipage_bps": 1})).unwrap_err();
         assert!(e.starts_with("invalid backtest params") && e.contains("slipage_bps"), "{e}");
         let e = params_from_json(&json!({"engine": {"strategy": {"max_positions": 0}}})).unwrap_err();
         assert!(e.contains("engine.strategy.max_positions"), "{e}");
+    }
+
+    /// The size of a grid is the product of its value counts, checked before any combination
+    /// is built: two keys of 10,000 values are refused at once (not after building 10^8
+    /// objects), and so is a product that overflows.
+    #[test]
+    fn a_grid_too_large_is_refused_before_anything_is_built() {
+        let values = |n: usize| serde_json::Value::from((0..n).collect::<Vec<_>>());
+        let e = Grid::new(json!({}), json!({"a": values(10_000), "b": values(10_000)})).unwrap_err();
+        assert_eq!(e, "grid: 100000000 combinations (10000 × 10000 values), more than the 10000 allowed");
+        let huge: serde_json::Map<String, serde_json::Value> =
+            (0..8).map(|k| (format!("k{k}"), values(1000))).collect();
+        let e = Grid::new(json!({}), serde_json::Value::Object(huge)).unwrap_err();
+        assert!(e.starts_with(&format!("grid: more than {} combinations (1000 × 1000", usize::MAX)), "{e}");
+        // At the limit it is fine, and a combination is built only when asked for.
+        let g = Grid::new(json!({}), json!({"slippage_bps": values(100), "slippage_ticks": values(100)}))
+            .unwrap();
+        assert_eq!(g.len(), MAX_COMBINATIONS);
+        assert_eq!(
+            g.combination(MAX_COMBINATIONS - 1).unwrap(),
+            json!({"slippage_bps": 99, "slippage_ticks": 99})
+        );
+        assert_eq!(g.combination(101).unwrap(), json!({"slippage_bps": 1, "slippage_ticks": 1}));
+        assert!(Grid::new(json!({}), json!({"slippage_bps": values(10_001)})).is_err());
+    }
+
+    /// Windows are counted before they are built: a microsecond step over a year is refused.
+    #[test]
+    fn too_many_walk_forward_windows_are_refused_before_anything_is_built() {
+        let year = 365 * 86_400_000_000;
+        let e = walk_forward_windows(0, year, 1, 1).unwrap_err();
+        assert!(
+            e.starts_with(&format!("walk-forward: {} windows, more than the 10000 allowed", year - 1)),
+            "{e}"
+        );
+        assert_eq!(walk_forward_windows(0, 10_001, 1, 1).unwrap().len(), MAX_WINDOWS);
+        // Lengths whose sum overflows are just longer than the range.
+        assert!(walk_forward_windows(0, year, Micros::MAX, Micros::MAX).unwrap().is_empty());
     }
 
     #[test]
@@ -1064,12 +1113,8 @@ mod sweeps {
     fn grid_search_and_walk_forward_run_each_combination_on_its_window() {
         let symbols = five_symbols();
         let end = symbols.iter().flat_map(|s| s.bars.last()).map(|b| b.input.time).max().unwrap() + MINUTE;
-        let combos = expand_grid(
-            &json!({}),
-            &json!({"engine.strategy.min_aggression_score": [0, 100], "engine.warmup_bars": [5, 20]}),
-        )
-        .unwrap();
-        let params: Vec<BacktestParams> = combos.iter().map(|c| params_from_json(c).unwrap()).collect();
+        let grid = json!({"engine.strategy.min_aggression_score": [0, 100], "engine.warmup_bars": [5, 20]});
+        let params = Grid::new(json!({}), grid).unwrap().params().unwrap();
 
         // A grid: each combination over the same data, as a run of its own would give.
         let mut runs = Vec::new();
