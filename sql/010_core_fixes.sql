@@ -40,3 +40,81 @@ BEGIN
     END IF;
 END $$;
 COMMENT ON TABLE tapeflow.quotes IS 'Top of book. A quote is stored once: (symbol, time, exchange, bid, ask, bid_size, ask_size) is unique, exchange NULL counting as one venue, so a replayed batch adds nothing.';
+
+-- Writers lock rollup rows in one order. Each statement's upsert into bars_1m locks every
+-- minute it touches until commit; taken in the aggregate's (hash) order, two writers of
+-- overlapping symbols could each hold a row the other waits for and deadlock. Upserting in
+-- (symbol, bucket) order makes one wait for the other instead. Corrections (deletes and
+-- updates of ticks) lock the minutes they recompute in the same order.
+CREATE OR REPLACE FUNCTION tapeflow.ticks_inserted() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+    changed tapeflow.bars_1m[];
+BEGIN
+    IF to_regclass('tapeflow.bars_1m') IS NOT NULL AND
+       (SELECT relkind FROM pg_class WHERE oid = 'tapeflow.bars_1m'::regclass) = 'r' THEN
+        WITH agg AS (
+            SELECT n.symbol, tapeflow.minute(n.time) AS bucket,
+                   tapeflow.candle_agg(n.time, n.price, n.size, n.side) AS candle,
+                   tapeflow.profile_agg(n.price, n.size, n.side, s.tick_size) AS profile
+            FROM new_rows n JOIN tapeflow.symbols s ON s.symbol = n.symbol GROUP BY 1, 2
+        ), up AS (
+            INSERT INTO tapeflow.bars_1m AS b (symbol, bucket, candle, profile)
+            SELECT symbol, bucket, candle, profile FROM agg ORDER BY symbol, bucket
+            ON CONFLICT (symbol, bucket) DO UPDATE
+                SET candle = tapeflow.candle_merge(b.candle, EXCLUDED.candle),
+                    profile = tapeflow.profile_merge(b.profile, EXCLUDED.profile)
+            RETURNING b.*
+        )
+        SELECT array_agg(up) INTO changed FROM up;
+    ELSE
+        -- Continuous aggregate: see 002_candles (nothing is stored here, so nothing is locked).
+        WITH touched AS (
+            SELECT symbol, max(tapeflow.minute(time)) AS bucket FROM new_rows GROUP BY 1
+        ), fresh AS (
+            SELECT n.* FROM new_rows n JOIN touched t
+              ON n.symbol = t.symbol AND n.time >= t.bucket AND n.time < t.bucket + interval '1 minute'
+        )
+        SELECT array_agg(ROW(t.symbol, t.bucket, tapeflow.candle_merge(stored.candle, mine.candle),
+                             NULL::tapeflow.profile)::tapeflow.bars_1m)
+          INTO changed
+        FROM touched t
+        CROSS JOIN LATERAL (
+            SELECT tapeflow.candle_agg(k.time, k.price, k.size, k.side) AS candle
+            FROM tapeflow.ticks k
+            WHERE k.symbol = t.symbol AND k.time >= t.bucket AND k.time < t.bucket + interval '1 minute'
+              AND NOT EXISTS (SELECT 1 FROM fresh f
+                              WHERE f.symbol = k.symbol AND f.trade_id = k.trade_id AND f.time = k.time)
+        ) stored
+        CROSS JOIN LATERAL (
+            SELECT tapeflow.candle_agg(f.time, f.price, f.size, f.side) AS candle FROM fresh f WHERE f.symbol = t.symbol
+        ) mine;
+    END IF;
+    PERFORM tapeflow.announce_candles(changed);
+    RETURN NULL;
+END $$;
+
+CREATE OR REPLACE FUNCTION tapeflow.ticks_changed() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF (SELECT relkind FROM pg_class WHERE oid = 'tapeflow.bars_1m'::regclass) <> 'r' THEN
+        RETURN NULL;
+    END IF;
+    CREATE TEMP TABLE IF NOT EXISTS tapeflow_touched (symbol text, bucket timestamptz) ON COMMIT DROP;
+    TRUNCATE tapeflow_touched;
+    INSERT INTO tapeflow_touched SELECT DISTINCT symbol, tapeflow.minute(time) FROM old_rows;
+    IF TG_OP = 'UPDATE' THEN
+        INSERT INTO tapeflow_touched SELECT DISTINCT symbol, tapeflow.minute(time) FROM new_rows;
+    END IF;
+    PERFORM 1 FROM tapeflow.bars_1m b
+    WHERE (b.symbol, b.bucket) IN (SELECT symbol, bucket FROM tapeflow_touched)
+    ORDER BY b.symbol, b.bucket FOR UPDATE OF b;
+    DELETE FROM tapeflow.bars_1m b USING tapeflow_touched t WHERE b.symbol = t.symbol AND b.bucket = t.bucket;
+    INSERT INTO tapeflow.bars_1m (symbol, bucket, candle, profile)
+    SELECT k.symbol, tapeflow.minute(k.time), tapeflow.candle_agg(k.time, k.price, k.size, k.side),
+           tapeflow.profile_agg(k.price, k.size, k.side, s.tick_size)
+    FROM tapeflow.ticks k JOIN (SELECT DISTINCT * FROM tapeflow_touched) t
+      ON k.symbol = t.symbol AND k.time >= t.bucket AND k.time < t.bucket + interval '1 minute'
+    JOIN tapeflow.symbols s ON s.symbol = k.symbol
+    GROUP BY 1, 2
+    ORDER BY 1, 2;
+    RETURN NULL;
+END $$;
