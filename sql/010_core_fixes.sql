@@ -50,6 +50,10 @@ CREATE OR REPLACE FUNCTION tapeflow.ticks_inserted() RETURNS trigger LANGUAGE pl
 DECLARE
     changed tapeflow.bars_1m[];
 BEGIN
+    -- The tick sizes these trades are binned on cannot change before they commit (see
+    -- symbols_check below). Taken before the tick sizes are read: a change not committed yet is
+    -- waited for, and the trades are then binned on the new size.
+    PERFORM 1 FROM tapeflow.symbols WHERE symbol IN (SELECT symbol FROM new_rows) ORDER BY symbol FOR SHARE;
     IF to_regclass('tapeflow.bars_1m') IS NOT NULL AND
        (SELECT relkind FROM pg_class WHERE oid = 'tapeflow.bars_1m'::regclass) = 'r' THEN
         WITH agg AS (
@@ -104,6 +108,7 @@ BEGIN
     IF TG_OP = 'UPDATE' THEN
         INSERT INTO tapeflow_touched SELECT DISTINCT symbol, tapeflow.minute(time) FROM new_rows;
     END IF;
+    PERFORM 1 FROM tapeflow.symbols WHERE symbol IN (SELECT symbol FROM tapeflow_touched) ORDER BY symbol FOR SHARE;
     PERFORM 1 FROM tapeflow.bars_1m b
     WHERE (b.symbol, b.bucket) IN (SELECT symbol, bucket FROM tapeflow_touched)
     ORDER BY b.symbol, b.bucket FOR UPDATE OF b;
@@ -117,4 +122,33 @@ BEGIN
     GROUP BY 1, 2
     ORDER BY 1, 2;
     RETURN NULL;
+END $$;
+
+-- A symbol's tick size cannot change once it has ticks, including ticks not committed yet.
+-- The check below cannot see another transaction's uncommitted ticks, so tick writers take
+-- FOR SHARE on the symbols they write (ticks_inserted, ticks_changed above), held until they
+-- commit. That conflicts with an UPDATE of the symbol, which therefore waits for every open
+-- writer of its ticks before this trigger runs; at READ COMMITTED the check then sees their
+-- ticks and refuses. A writer coming second waits for the change and bins on the new size.
+-- Under REPEATABLE READ or SERIALIZABLE the check would read a snapshot taken before that
+-- wait, so a change of tick size is refused there.
+CREATE OR REPLACE FUNCTION tapeflow.symbols_check() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_timezone_names WHERE name = NEW.timezone) THEN
+        RAISE EXCEPTION 'symbol %: unknown timezone %', NEW.symbol, NEW.timezone
+            USING HINT = 'use an IANA name such as America/New_York or UTC';
+    END IF;
+    -- Minute profiles are binned on the tick size; changing it would split the history.
+    IF TG_OP = 'UPDATE' AND NEW.tick_size <> OLD.tick_size THEN
+        IF current_setting('transaction_isolation') <> 'read committed' THEN
+            RAISE EXCEPTION 'symbol %: tick_size can only change at READ COMMITTED isolation, not %',
+                NEW.symbol, upper(current_setting('transaction_isolation'))
+                USING HINT = 'a snapshot taken earlier in the transaction cannot see ticks committed since';
+        END IF;
+        IF EXISTS (SELECT 1 FROM tapeflow.ticks WHERE symbol = NEW.symbol) THEN
+            RAISE EXCEPTION 'symbol %: tick_size cannot change from % to % once ticks are stored',
+                NEW.symbol, OLD.tick_size, NEW.tick_size;
+        END IF;
+    END IF;
+    RETURN NEW;
 END $$;

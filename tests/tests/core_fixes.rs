@@ -296,3 +296,88 @@ async fn migration_removes_stored_duplicate_quotes() {
         .unwrap_err();
     assert_eq!(sqlstate(&dup).as_deref(), Some("23505"), "{dup}");
 }
+
+/// The tick size of a symbol cannot change while another transaction writes its first ticks:
+/// the change waits for the writer and is then refused; a writer that comes second waits for
+/// the change and bins its ticks on the new grid.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tick_size_cannot_change_under_uncommitted_ticks() {
+    let db = TestDb::create("ticksize", false).await;
+    let setup = connect(&db).await;
+    setup
+        .batch_execute("INSERT INTO tapeflow.symbols (symbol, tick_size) VALUES ('TS1', 0.01), ('TS2', 0.01), ('TS3', 0.01)")
+        .await
+        .unwrap();
+    let message =
+        |e: tokio_postgres::Error| e.as_db_error().map(|d| d.message().to_string()).unwrap_or(e.to_string());
+
+    // The writer first: its ticks are not committed when the change arrives.
+    let writer = connect(&db).await;
+    writer
+        .batch_execute(
+            "BEGIN; INSERT INTO tapeflow.ticks (time, symbol, price, size, side, trade_id)
+                    VALUES ('2024-01-02 15:00:10+00', 'TS1', 100.02, 1, 'B', '1');",
+        )
+        .await
+        .unwrap();
+    let admin = connect(&db).await;
+    let change = tokio::spawn(async move {
+        admin
+            .execute("UPDATE tapeflow.symbols SET tick_size = 0.05 WHERE symbol = 'TS1'", &[])
+            .await
+            .map_err(message)
+    });
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert!(!change.is_finished(), "the tick size changed under uncommitted ticks: {:?}", change.await);
+    writer.batch_execute("COMMIT").await.unwrap();
+    let refused = change.await.unwrap().unwrap_err();
+    assert!(refused.contains("tick_size cannot change"), "{refused}");
+    let size: f64 = one(&setup, "SELECT tick_size FROM tapeflow.symbols WHERE symbol = 'TS1'").await;
+    assert_eq!(size, 0.01);
+
+    // The change first: the writer waits for it and bins on the new grid.
+    let admin = connect(&db).await;
+    admin
+        .batch_execute("BEGIN; UPDATE tapeflow.symbols SET tick_size = 0.05 WHERE symbol = 'TS2';")
+        .await
+        .unwrap();
+    let writer = connect(&db).await;
+    let write = tokio::spawn(async move {
+        writer
+            .batch_execute(
+                "INSERT INTO tapeflow.ticks (time, symbol, price, size, side, trade_id)
+                 VALUES ('2024-01-02 15:00:10+00', 'TS2', 100.02, 1, 'B', '1')",
+            )
+            .await
+            .map_err(message)
+    });
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert!(!write.is_finished(), "ticks were binned while their tick size was changing: {:?}", write.await);
+    admin.batch_execute("COMMIT").await.unwrap();
+    write.await.unwrap().unwrap();
+    // More trades of the same minute merge with the stored one: one grid.
+    setup
+        .batch_execute(
+            "INSERT INTO tapeflow.ticks (time, symbol, price, size, side, trade_id)
+             VALUES ('2024-01-02 15:00:20+00', 'TS2', 100.04, 2, 'S', '2')",
+        )
+        .await
+        .unwrap();
+    let levels = texts(
+        &setup,
+        "SELECT format('%s %s', l.price, l.total) FROM tapeflow.bars_1m b, tapeflow.levels(b.profile) l
+         WHERE b.symbol = 'TS2' ORDER BY l.price",
+    )
+    .await;
+    assert_eq!(levels, ["100 1", "100.05 2"]);
+
+    // At REPEATABLE READ the change could not see ticks committed while it waited: refused.
+    let admin = connect(&db).await;
+    let e = admin
+        .batch_execute(
+            "BEGIN ISOLATION LEVEL REPEATABLE READ; UPDATE tapeflow.symbols SET tick_size = 0.05 WHERE symbol = 'TS3';",
+        )
+        .await
+        .unwrap_err();
+    assert!(message(e).contains("READ COMMITTED"));
+}
