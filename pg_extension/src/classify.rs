@@ -40,7 +40,25 @@ COMMENT ON AGGREGATE tick_side(double precision) IS
     requires = [tick_side_trans, tick_side_final]
 );
 
+/// Raises an error naming `arg` of `func` unless `x` is finite and `>= min` (`> min` when
+/// `strict`).
+fn check_finite(func: &str, arg: &str, x: f64, min: f64, strict: bool) {
+    let ok = x.is_finite() && if strict { x > min } else { x >= min };
+    if !ok {
+        let rule = if strict { ">" } else { ">=" };
+        error!("{func}: {arg} must be a finite number {rule} {min}, got {x}");
+    }
+}
+
+/// The quote in force, or none when a side is unknown (NULL). A bid or ask given as NaN,
+/// infinite or negative is an error naming it (0 means no bid or no ask: the quote is unusable
+/// and the tick side decides).
 fn quote(bid: Option<f64>, ask: Option<f64>) -> Option<Quote> {
+    for (name, v) in [("bid", bid), ("ask", ask)] {
+        if let Some(v) = v {
+            check_finite("classify_trade", name, v, 0.0, false);
+        }
+    }
     match (bid, ask) {
         (Some(b), Some(a)) => Some(Quote::new(b, a)),
         _ => None,
@@ -51,9 +69,11 @@ fn quote(bid: Option<f64>, ask: Option<f64>) -> Option<Quote> {
 /// quote in force (NULL when unknown) and the tick-rule side of the trade (from tick_side).
 /// Quote rules fall back to the tick side when the quote is missing, crossed or locked.
 /// 'reverse_tick' needs the next trade and is available through classify_ticks().
+/// Errors: unknown rule; price not a finite number > 0; bid or ask NaN, infinite or negative.
 #[pg_extern(immutable, parallel_safe)]
 fn classify_trade(rule: &str, price: f64, bid: Option<f64>, ask: Option<f64>, tick_side: Option<i8>) -> i8 {
     let rule: Rule = rule.parse().unwrap_or_else(|e| error!("classify_trade: {e}"));
+    check_finite("classify_trade", "price", price, 0.0, true);
     let tick = crate::candle::side_arg(tick_side);
     let q = quote(bid, ask);
     let side = match rule {
@@ -70,15 +90,19 @@ fn classify_trade(rule: &str, price: f64, bid: Option<f64>, ask: Option<f64>, ti
 }
 
 /// Bulk volume classification (Easley, López de Prado, O'Hara): splits a bar's volume into
-/// buy = V·Φ(Δp/σ) and sell = V − buy. σ <= 0 gives an even split.
+/// buy = V·Φ(Δp/σ) and sell = V − buy. σ <= 0 gives an even split. Errors: volume not a finite
+/// number >= 0; price_change or sigma NaN or infinite.
 #[pg_extern(immutable, parallel_safe)]
 fn bvc_split(
     volume: f64,
     price_change: f64,
     sigma: f64,
 ) -> TableIterator<'static, (name!(buy_volume, f64), name!(sell_volume, f64))> {
-    if !volume.is_finite() || volume < 0.0 {
-        error!("bvc_split: volume must be a finite number >= 0, got {volume}");
+    check_finite("bvc_split", "volume", volume, 0.0, false);
+    for (name, v) in [("price_change", price_change), ("sigma", sigma)] {
+        if !v.is_finite() {
+            error!("bvc_split: {name} must be a finite number, got {v}");
+        }
     }
     TableIterator::once(classify::bvc_split(volume, price_change, sigma))
 }

@@ -193,6 +193,48 @@ async fn daily_bars_are_trading_sessions() {
     assert_eq!(watch, [format!("6E 12 {change}"), "XYZ 200 2".to_string()]);
 }
 
+/// NaN (and infinite) arguments of the classification functions are errors naming them.
+#[tokio::test]
+async fn classification_refuses_nan_naming_the_argument() {
+    let db = TestDb::create("classnan", false).await;
+    let c = connect(&db).await;
+    let cases = [
+        ("SELECT tapeflow.classify_trade('lee_ready', 'NaN', 100, 100.02, 'B')", "price"),
+        ("SELECT tapeflow.classify_trade('quote', 'Infinity', 100, 100.02, 'B')", "price"),
+        ("SELECT tapeflow.classify_trade('emo', -1, 100, 100.02, 'B')", "price"),
+        ("SELECT tapeflow.classify_trade('lee_ready', 100.01, 'NaN', 100.02, 'B')", "bid"),
+        ("SELECT tapeflow.classify_trade('clnv', 100.01, 100, 'NaN', 'B')", "ask"),
+        ("SELECT tapeflow.classify_trade('tick', 'NaN', NULL, NULL, 'B')", "price"),
+        (
+            "SELECT * FROM tapeflow.bvc_split(volume => 100, price_change => 'NaN', sigma => 0.04)",
+            "price_change",
+        ),
+        ("SELECT * FROM tapeflow.bvc_split(volume => 100, price_change => 0.05, sigma => 'NaN')", "sigma"),
+        ("SELECT * FROM tapeflow.bvc_split(volume => 'NaN', price_change => 0.05, sigma => 0.04)", "volume"),
+        (
+            "SELECT * FROM tapeflow.bvc_split(volume => 100, price_change => 'Infinity', sigma => 0.04)",
+            "price_change",
+        ),
+    ];
+    for (sql, arg) in cases {
+        let e = c.query(sql, &[]).await.err().unwrap_or_else(|| panic!("accepted: {sql}"));
+        let msg = e.as_db_error().map(|d| d.message().to_string()).unwrap_or_default();
+        assert!(msg.contains(&format!("{arg} must be")), "{sql}: {msg}");
+    }
+    // Good input is classified as before; a missing quote falls back to the tick side.
+    let side: String =
+        one(&c, "SELECT tapeflow.classify_trade('emo', 100.02, 100.00, 100.02, 'S')::text").await;
+    assert_eq!(side, "B");
+    let side: String =
+        one(&c, "SELECT tapeflow.classify_trade('lee_ready', 100.01, NULL, NULL, 'S')::text").await;
+    assert_eq!(side, "S");
+    let total: f64 =
+        one(&c, "SELECT buy_volume + sell_volume FROM tapeflow.bvc_split(10000, 0.05, 0.04)").await;
+    assert_eq!(total, 10000.0);
+    let even: f64 = one(&c, "SELECT buy_volume FROM tapeflow.bvc_split(10000, 0.05, 0)").await;
+    assert_eq!(even, 5000.0);
+}
+
 fn quote(at_ms: i64, bid: f64, ask: f64, exchange: Option<&str>) -> tapeflow_db::copy::QuoteRow {
     let base =
         chrono::DateTime::parse_from_rfc3339("2024-01-02T15:00:00Z").unwrap().with_timezone(&chrono::Utc);
