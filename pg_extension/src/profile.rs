@@ -197,6 +197,22 @@ fn val(p: Profile, pct: default!(f64, 0.70), method: default!(&str, "'dalton'"))
     p.0.try_value_area(pct, self::method(method)).unwrap_or_else(|e| fail("val", e)).map(|v| v.val)
 }
 
+/// POC, VAH, VAL and total volume of a profile in one call (one decode of the profile), as
+/// poc(), vah(), val() and total_volume() give them; one row, the value area NULL when the
+/// profile holds no volume. Errors: pct outside (0, 1], unknown method.
+#[pg_extern(immutable, parallel_safe)]
+fn profile_summary(
+    p: Profile,
+    pct: default!(f64, 0.70),
+    method: default!(&str, "'dalton'"),
+) -> TableIterator<
+    'static,
+    (name!(poc, Option<f64>), name!(vah, Option<f64>), name!(val, Option<f64>), name!(volume, f64)),
+> {
+    let va = p.0.try_value_area(pct, self::method(method)).unwrap_or_else(|e| fail("profile_summary", e));
+    TableIterator::once((p.0.poc(), va.map(|v| v.vah), va.map(|v| v.val), p.0.total_volume()))
+}
+
 /// One row per price level, ascending.
 #[pg_extern(immutable, parallel_safe)]
 fn levels(

@@ -423,3 +423,77 @@ async fn tick_size_cannot_change_under_uncommitted_ticks() {
         .unwrap_err();
     assert!(message(e).contains("READ COMMITTED"));
 }
+
+/// The watchlist reads each symbol's newest market state by an index probe, however long the
+/// log; the developing profile reads each bar's profile once.
+#[tokio::test]
+async fn watchlist_probes_and_developing_profile_decodes_once() {
+    let db = TestDb::create("watch", false).await;
+    let c = connect(&db).await;
+    c.batch_execute(
+        "INSERT INTO tapeflow.symbols (symbol, tick_size) VALUES ('W1', 0.01), ('W2', 0.01);
+         INSERT INTO tapeflow.ticks (time, symbol, price, size, side, trade_id)
+         SELECT timestamptz '2024-01-02 14:30+00' + i * interval '1 minute', s, 100 + (i % 7) * 0.01, 10, 'B', i::text
+         FROM generate_series(0, 119) i, (VALUES ('W1'), ('W2')) v(s);
+         INSERT INTO tapeflow.market_state_log (symbol, strategy, bar, state, confidence, aggression, direction,
+                                                buy_pressure, sell_pressure, delta, cvd)
+         SELECT s, 'amt', timestamptz '2023-01-01 00:00+00' + i * interval '1 minute', 'balance', 0, i % 100, 'neutral', 50, 50, 0, 0
+         FROM generate_series(1, 20000) i, (VALUES ('W1'), ('W2')) v(s);
+         ANALYZE tapeflow.market_state_log;",
+    )
+    .await
+    .unwrap();
+    let aggression: Vec<f64> = c
+        .query("SELECT aggression FROM tapeflow.watchlist ORDER BY symbol", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(aggression, [0.0, 0.0], "the newest state (bar 20000)");
+    let plan: serde_json::Value =
+        one(&c, "EXPLAIN (ANALYZE, FORMAT JSON) SELECT * FROM tapeflow.watchlist").await;
+    let mut scans = Vec::new();
+    fn walk(node: &serde_json::Value, out: &mut Vec<(String, f64)>) {
+        if node["Relation Name"] == "market_state_log" {
+            out.push((
+                node["Node Type"].as_str().unwrap_or_default().to_string(),
+                node["Actual Rows"].as_f64().unwrap(),
+            ));
+        }
+        for child in node["Plans"].as_array().into_iter().flatten() {
+            walk(child, out);
+        }
+    }
+    walk(&plan[0]["Plan"], &mut scans);
+    assert!(!scans.is_empty(), "{plan}");
+    assert!(
+        scans.iter().all(|(_, rows)| *rows <= 1.0),
+        "the state log is read beyond its newest row: {scans:?}"
+    );
+
+    // Calls of functions reading a profile, per developing-profile row: one.
+    c.batch_execute("BEGIN; SET LOCAL track_functions = 'all'").await.unwrap();
+    let rows: i64 =
+        one(&c, "SELECT count(*) FROM tapeflow.developing_profile('W1', '2024-01-02', '5m')").await;
+    assert_eq!(rows, 24);
+    let calls: i64 = one(
+        &c,
+        "SELECT coalesce(sum(f.calls), 0)::bigint FROM pg_stat_xact_user_functions f JOIN pg_proc p ON p.oid = f.funcid
+         WHERE p.pronargs > 0 AND p.proargtypes[0] = 'tapeflow.profile'::regtype",
+    )
+    .await;
+    c.batch_execute("COMMIT").await.unwrap();
+    assert_eq!(calls, rows, "profile reads per row: {}", calls as f64 / rows as f64);
+    // The same figures as the separate accessors.
+    let same: bool = one(
+        &c,
+        "SELECT bool_and(d.poc = tapeflow.poc(p.p) AND d.vah = tapeflow.vah(p.p) AND d.val = tapeflow.val(p.p)
+                         AND d.volume = tapeflow.total_volume(p.p))
+         FROM tapeflow.developing_profile('W1', '2024-01-02', '5m') d,
+              LATERAL (SELECT tapeflow.rollup(profile) AS p FROM tapeflow.bars_1m
+                       WHERE symbol = 'W1' AND bucket >= '2024-01-02 14:30+00' AND bucket < d.time + interval '5 minutes') p",
+    )
+    .await;
+    assert!(same);
+}
