@@ -10,10 +10,14 @@
 //! 1. The bar is checked (finite positive prices, `low ≤ open, close ≤ high`, volumes ≥ 0,
 //!    time after the previous bar's, profile on the engine's grid). A refused bar changes
 //!    nothing.
-//! 2. A new session key resets all state: session and rolling profiles, CVD, ATR, volume
+//! 2. A new session key resets the session's state: session profile, CVD, ATR, volume
 //!    average, momentum and flow windows and the session bar count. Each session is thus
 //!    evaluated from its own bars only, which is what makes the live path (evaluating from
 //!    the session open) and a backtest (running through many sessions) agree bit for bit.
+//!    The one exception is the rolling profile (`state.profile_scope = "rolling"`), which
+//!    holds the last `state.rolling_bars` bars across session boundaries: a live evaluation
+//!    with it starts that many bars before the session open (their readings are discarded),
+//!    and then equals the run through many sessions too.
 //! 3. The bar's order flow is the candle's classified buy/sell volume; without any, the
 //!    bar profile's; without that either, the close-location estimate
 //!    ([`crate::flow::clv_split`]).
@@ -221,8 +225,8 @@ pub struct BarEngine {
     grid: Profile,
     /// The session profile's row volumes.
     session_rows: RowLadder,
-    /// Row volumes of the bars of the rolling scope, oldest first (empty for the session scope),
-    /// and their sum.
+    /// Row volumes of the bars of the rolling scope, oldest first, across sessions (empty for
+    /// the session scope), and their sum.
     rolling: VecDeque<Vec<(i64, f64)>>,
     rolling_rows: RowLadder,
     /// The current bar's row volumes.
@@ -324,10 +328,11 @@ impl BarEngine {
         if self.session != Some(bar.session) {
             // Everything restarts with the session, so the readings of a bar depend only on
             // its own session's bars: a live evaluation that starts at the session open gives
-            // exactly what a backtest running through many sessions gives.
+            // exactly what a backtest running through many sessions gives. The rolling profile
+            // alone carries on (it is the last `rolling_bars` bars, whichever session they
+            // belong to), so it depends on the last `rolling_bars` bars before the session too.
             self.atr = Atr::new(p.atr_period as usize);
             self.volumes.clear();
-            self.rolling.clear();
             self.last_state = None;
             self.lvns.clear();
             self.lvn_volume = 0.0;
@@ -728,6 +733,37 @@ mod tests {
         let through = run_bars(EngineParams::default(), 0.01, &bars).unwrap();
         let alone = run_bars(EngineParams::default(), 0.01, &second).unwrap();
         assert_eq!(&through[40..], &alone[..]);
+    }
+
+    #[test]
+    fn the_rolling_profile_rolls_across_sessions() {
+        let params = EngineParams {
+            state: StateParams {
+                profile_scope: ProfileScope::Rolling,
+                rolling_bars: 30,
+                ..StateParams::default()
+            },
+            ..EngineParams::default()
+        };
+        let mut bars = bars_from(&rotation(50), 1, 0);
+        let higher: Vec<f64> = trend(40).iter().map(|c| cents(c + 10.0)).collect();
+        bars.extend(bars_from(&higher, 2, 100 * MINUTE));
+        let through = run_bars(params.clone(), 0.01, &bars).unwrap();
+        // The new session's first value area still holds the previous session's bars (around
+        // 100), not only its own first bar (at 110).
+        let first = &through[50];
+        assert_eq!(first.bar_in_session, 1);
+        let va = first.value_area.unwrap();
+        assert!(va.val < 101.0, "{va:?}");
+        // Everything else restarted with the session.
+        assert_eq!((first.cvd, first.atr, first.momentum_pct), (first.delta, None, None));
+        // The session evaluated from the last `rolling_bars` bars before it gives the same
+        // readings as the run through both sessions (live ≡ history).
+        let from_window = run_bars(params.clone(), 0.01, &bars[50 - 30..]).unwrap();
+        assert_eq!(&from_window[30..], &through[50..]);
+        // Fewer bars before the session: a different rolling profile.
+        let short = run_bars(params, 0.01, &bars[50 - 10..]).unwrap();
+        assert_ne!(short[10].value_area, through[50].value_area);
     }
 
     #[test]

@@ -7,7 +7,7 @@
 
 use crate::bars;
 use crate::candle::{micros, timestamptz};
-use crate::state::{engine_params, run_engine, session_start};
+use crate::state::{engine_params, engine_start, run_engine, session_start};
 use pgrx::pg_sys::errcodes::PgSqlErrorCode;
 use pgrx::pg_sys::panic::CaughtError;
 use pgrx::prelude::*;
@@ -401,7 +401,10 @@ fn evaluate(cfg: &Config, at: TimestampWithTimeZone, limits: &Limits) -> (i32, i
     if micros(first_new) >= micros(horizon) || !fresh {
         return (0, 0);
     }
-    let mut series = bars::load(&cfg.symbol, "1m", session_start(&cfg.symbol, first_new), horizon);
+    // From the session's open, after the bars a rolling profile carries into it (read, not logged).
+    let start = session_start(&cfg.symbol, first_new);
+    let last_us = last_us.max(micros(start) - 1);
+    let mut series = bars::load(&cfg.symbol, "1m", engine_start(&cfg.symbol, "1m", start, &params), horizon);
     let pos = position(&cfg.symbol, &cfg.strategy);
     for b in series.bars.iter_mut().filter(|b| b.input.time > last_us) {
         b.input.position = pos;

@@ -7,7 +7,7 @@ use pgrx::prelude::*;
 use pgrx::JsonB;
 use tapeflow_analytics::backtest::SymbolSeries;
 use tapeflow_analytics::engine::{BarEngine, BarOutput, EngineParams};
-use tapeflow_analytics::state::{time_in_states, MarketState};
+use tapeflow_analytics::state::{time_in_states, MarketState, ProfileScope};
 use tapeflow_analytics::strategy::SignalKind;
 use tapeflow_analytics::Side;
 
@@ -31,8 +31,41 @@ pub fn session_start(symbol: &str, at: TimestampWithTimeZone) -> TimestampWithTi
     .expect("symbol_row raises for unknown symbols")
 }
 
+/// Where the engine starts reading `timeframe` bars of `symbol` to evaluate the session
+/// beginning at `session_start` as a run through all history would: the session start itself,
+/// except for a rolling profile, which carries the last `state.rolling_bars` bars across the
+/// session boundary — then the start of the `rolling_bars`-th bar before the session (or the
+/// session start when there are none). The readings of those earlier bars are not the
+/// session's and are discarded by the callers.
+pub fn engine_start(
+    symbol: &str,
+    timeframe: &str,
+    session_start: TimestampWithTimeZone,
+    params: &EngineParams,
+) -> TimestampWithTimeZone {
+    if params.state.profile_scope != ProfileScope::Rolling {
+        return session_start;
+    }
+    // The newest `rolling_bars` bars before the session lie within its newest bars × (minutes
+    // per bar) minutes, each of which appears at most twice in minute_bars (built and imported):
+    // a bounded backward scan of the index, not of the symbol's history.
+    Spi::get_one_with_args::<TimestampWithTimeZone>(
+        "SELECT coalesce(min(t), $3) FROM (
+             SELECT DISTINCT tapeflow.bar_start(m.bucket, $2, s.timezone, s.session_open) AS t
+             FROM tapeflow.symbol_row($1) s,
+                  LATERAL (SELECT b.bucket FROM tapeflow.minute_bars b WHERE b.symbol = $1 AND b.bucket < $3
+                           ORDER BY b.bucket DESC
+                           LIMIT 2 * $4 * CASE WHEN $2 = '1d' THEN 25 * 60
+                                               ELSE extract(epoch FROM tapeflow.timeframe_interval($2))::bigint / 60 END) m
+             ORDER BY t DESC LIMIT $4) w",
+        &[symbol.into(), timeframe.into(), session_start.into(), i64::from(params.state.rolling_bars).into()],
+    )
+    .unwrap_or_else(|e| error!("{e}"))
+    .unwrap_or(session_start)
+}
+
 /// Runs the engine over bars (each session restarts the engine's state, so starting at a
-/// session open loses nothing).
+/// session open loses nothing; see [`engine_start`] for the rolling profile).
 pub fn run_engine(params: EngineParams, series: &SymbolSeries) -> Vec<BarOutput> {
     let mut engine = BarEngine::new(params, series.tick_size).unwrap_or_else(|e| error!("{e}"));
     series
@@ -51,7 +84,12 @@ fn history(
     params: &JsonB,
 ) -> Vec<BarOutput> {
     let params = engine_params(params);
-    run_engine(params, &bars::load(symbol, timeframe, session_start(symbol, from), to))
+    let start = session_start(symbol, from);
+    let first = engine_start(symbol, timeframe, start, &params);
+    let mut out = run_engine(params, &bars::load(symbol, timeframe, first, to));
+    let start_us = micros(start);
+    out.retain(|o| o.time >= start_us);
+    out
 }
 
 type HistoryRow = (

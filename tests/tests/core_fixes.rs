@@ -193,6 +193,105 @@ async fn daily_bars_are_trading_sessions() {
     assert_eq!(watch, [format!("6E 12 {change}"), "XYZ 200 2".to_string()]);
 }
 
+const ROLLING: &str = r#"{"state": {"profile_scope": "rolling", "rolling_bars": 60}}"#;
+
+/// The rolling profile spans session boundaries: the first bars of a session take their value
+/// area from the previous session's last bars too, and live evaluation (from the session
+/// open, with the bars before it loaded for the window) equals a run through both sessions.
+#[tokio::test]
+async fn rolling_profile_rolls_across_sessions_live_equals_history() {
+    let db = TestDb::create("rolling", false).await;
+    let c = connect(&db).await;
+    // 90 one-minute bars around 100 late in the 2024-03-05 session, then 30 around 110 from
+    // the 2024-03-06 open (14:30Z).
+    c.batch_execute(
+        "INSERT INTO tapeflow.symbols (symbol, tick_size) VALUES ('ROLL', 0.01);
+         INSERT INTO tapeflow.ticks (time, symbol, price, size, side, trade_id)
+         SELECT timestamptz '2024-03-05 19:00+00' + i * interval '1 minute' + k * interval '10 seconds', 'ROLL',
+                100 + (i % 5) * 0.01 + k * 0.01, 10, CASE WHEN (i + k) % 2 = 0 THEN 'B' ELSE 'S' END, 'a' || i || '-' || k
+         FROM generate_series(0, 89) i, generate_series(0, 2) k;
+         INSERT INTO tapeflow.ticks (time, symbol, price, size, side, trade_id)
+         SELECT timestamptz '2024-03-06 14:30+00' + i * interval '1 minute' + k * interval '10 seconds', 'ROLL',
+                110 + (i % 5) * 0.01 + k * 0.01, 10, CASE WHEN (i + k) % 2 = 0 THEN 'B' ELSE 'S' END, 'b' || i || '-' || k
+         FROM generate_series(0, 29) i, generate_series(0, 2) k;",
+    )
+    .await
+    .unwrap();
+    let cols = "format('%s %s %s %s %s %s %s %s', to_char(time AT TIME ZONE 'UTC', 'HH24:MI'), state, confidence, poc, vah, val, cvd, aggression)";
+    let session_only = texts(
+        &c,
+        &format!(
+            "SELECT {cols} FROM tapeflow.market_state_history('ROLL', '2024-03-06 14:30+00', '2024-03-06 15:00+00', '{ROLLING}') ORDER BY time"
+        ),
+    )
+    .await;
+    assert_eq!(session_only.len(), 30);
+    // The first bar's 60-bar window holds 59 bars at 100 and one at 110.
+    let (poc, val): (f64, f64) = {
+        let r = c
+            .query_one(
+                &format!(
+                    "SELECT poc, val FROM tapeflow.market_state_history('ROLL', '2024-03-06 14:30+00', '2024-03-06 14:31+00', '{ROLLING}')"
+                ),
+                &[],
+            )
+            .await
+            .unwrap();
+        (r.get(0), r.get(1))
+    };
+    assert!(
+        poc < 101.0 && val < 101.0,
+        "the rolling value area left out the previous session: poc {poc}, val {val}"
+    );
+
+    // The same bars read by a run through both sessions.
+    let through = texts(
+        &c,
+        &format!(
+            "SELECT {cols} FROM tapeflow.market_state_history('ROLL', '2024-03-05 19:00+00', '2024-03-06 15:00+00', '{ROLLING}')
+             WHERE time >= '2024-03-06 14:30+00' ORDER BY time"
+        ),
+    )
+    .await;
+    assert_eq!(through, session_only);
+
+    // Live: the scheduler's first cycle evaluates the session so far, and logs the same.
+    c.execute(
+        "INSERT INTO tapeflow.strategy_configs (symbol, params) VALUES ('ROLL', $1::text::jsonb)",
+        &[&ROLLING],
+    )
+    .await
+    .unwrap();
+    let bars: i32 =
+        one(&c, "SELECT bars FROM tapeflow.run_cycle('2024-03-06 15:00:05+00') WHERE symbol = 'ROLL'").await;
+    assert_eq!(bars, 30);
+    let live = texts(
+        &c,
+        &format!("SELECT {} FROM tapeflow.market_state_log ORDER BY bar", cols.replace("(time", "(bar")),
+    )
+    .await;
+    assert_eq!(live, session_only);
+    // The bars before the session were read for the window only, not logged.
+    let before: i64 =
+        one(&c, "SELECT count(*) FROM tapeflow.market_state_log WHERE bar < '2024-03-06 14:30+00'").await;
+    assert_eq!(before, 0);
+    // market_state() at the session's first minute reads its first bar, not an earlier one.
+    let first: String = one(
+        &c,
+        &format!(
+            "SELECT to_char(time AT TIME ZONE 'UTC', 'HH24:MI') FROM tapeflow.market_state('ROLL', '2024-03-06 14:31+00', '{ROLLING}')"
+        ),
+    )
+    .await;
+    assert_eq!(first, "14:30");
+    let none: i64 = one(
+        &c,
+        &format!("SELECT count(*) FROM tapeflow.market_state('ROLL', '2024-03-06 14:30+00', '{ROLLING}')"),
+    )
+    .await;
+    assert_eq!(none, 0, "no bar of the session has closed yet");
+}
+
 /// NaN (and infinite) arguments of the classification functions are errors naming them.
 #[tokio::test]
 async fn classification_refuses_nan_naming_the_argument() {
