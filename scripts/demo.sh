@@ -37,8 +37,17 @@ case "${1:-}" in
   stop)
     for name in web exec feed; do
       if alive "$name"; then
-        kill -TERM "$(cat "$PIDS/$name.pid")" && echo "==> stopped $name"
-        for _ in $(seq 1 50); do alive "$name" || break; sleep 0.1; done
+        pid="$(cat "$PIDS/$name.pid")"
+        kill -TERM "$pid"
+        # An executor finishing a broker retry can take several seconds; one still running
+        # would keep its metrics port and make the next start's executor fail.
+        for _ in $(seq 1 150); do alive "$name" || break; sleep 0.1; done
+        if alive "$name"; then
+          kill -KILL "$pid" && echo "==> killed $name (no exit 15 s after SIGTERM)"
+          for _ in $(seq 1 20); do alive "$name" || break; sleep 0.1; done
+        else
+          echo "==> stopped $name"
+        fi
       fi
       rm -f "$PIDS/$name.pid"
     done

@@ -85,7 +85,56 @@ fn selected_symbols(config: &DemoConfig) -> anyhow::Result<Vec<DemoSymbol>> {
     Ok(out)
 }
 
-async fn register_symbols(client: &Client, symbols: &[DemoSymbol]) -> anyhow::Result<()> {
+/// Strategy parameters the demo writes for its watchlist (`tapeflow.strategy_configs.params`),
+/// tuned so that a demo shows a signal, an order, a fill and an open position within minutes of
+/// its start, at any hour. The production defaults (analytics) are not changed; these only
+/// apply to the demo's own configs. Against the defaults:
+///
+/// * the value area comes from the last 20 bars (`state.profile_scope` rolling) rather than the
+///   session: a US session runs from one 09:30 open to the next, so overnight the session's
+///   value area spans the whole day and the engine would read balance for hours;
+/// * short lookbacks (ATR 3, warm-up 3 bars, momentum over 3 bars at 0.05 %, volume average
+///   over 5 bars), so the engine is ready 3 bars after the 09:30 reset and follows the thin
+///   overnight tape, whose volume drops at the 16:00 close;
+/// * entries from aggression 40 in an imbalance, and in balance from aggression 70 in the
+///   flow's direction (`allow_balance_trades`): the simulated trends are 20–90 minute regimes,
+///   and imbalance entries alone (with the same lookbacks) leave up to 14 minutes without an
+///   entry anywhere on the watchlist;
+/// * stops and targets at 2 and 4 ATRs (defaults 1.5 and 3), so a position stays open long
+///   enough to be watched (a median of 14 minutes in a backtest of the demo's sessions, 8 at
+///   1.5 and 3).
+///
+/// Measured with `market_state_history` over the demo market (seeds 42, 7 and 1234, 17
+/// simulated days of regular sessions, nights and weekends), the longest stretch without an
+/// entry signal on the ten-symbol watchlist is 5 minutes, the median 1 minute (the longest
+/// follow the 09:30 reset and the 16:00 close); with the defaults it is 96–203 minutes at
+/// night and 47–132 minutes in the regular session. On start the feed backfills (about 15 s
+/// for two days), the bars closed within `signal_ttl` before are still traded, and the sim
+/// broker fills an entry at the open of the next closed bar: modelled for a start every 7 s
+/// over those days, the first fill comes after a median of 17 s, at most 256 s, at night as in
+/// the regular session (with the defaults, and even with `extended_hours`, more than half of
+/// the night starts and a quarter of the regular-session ones wait over five minutes).
+///
+/// Measured for real, `make demo` on a freshly reset database at 04:20 New York time (night,
+/// binaries already built): first signal, order, fill and open position after 18, 18, 20 and
+/// 20 s; again at 04:26, all four 19 s after the processes started. `tests/tests/demo_loop.rs`
+/// (one day of backfill) sees them after about 7 s.
+const DEMO_PARAMS: &str = r#"{"warmup_bars": 3, "atr_period": 3,
+ "state": {"profile_scope": "rolling", "rolling_bars": 20, "momentum_lookback": 3, "momentum_threshold_pct": 0.05},
+ "aggression": {"volume_lookback": 5},
+ "strategy": {"min_aggression_score": 40, "allow_balance_trades": true, "balance_min_aggression": 70,
+              "atr_stop_multiplier": 2, "atr_target_multiplier": 4}}"#;
+
+/// Parameters earlier versions of the demo wrote for their configs: `'{}'` (the defaults).
+const EARLIER_DEMO_PARAMS: &[&str] = &["{}"];
+
+async fn register_symbols(client: &Client, symbols: &[DemoSymbol], always_open: bool) -> anyhow::Result<()> {
+    // A config holding what a demo wrote (these parameters or an earlier demo's, the defaults
+    // `{}` among them) is the demo's own: a re-run brings it up to date, parameters and
+    // `extended_hours`. A config of a demo symbol whose parameters were changed by hand, or of
+    // a symbol another provider registered, is left as it is (and `enabled` always is). To
+    // keep the production defaults on a demo symbol, write one out, e.g. `{"warmup_bars": 20}`.
+    let demo_written: Vec<&str> = EARLIER_DEMO_PARAMS.iter().copied().chain([DEMO_PARAMS]).collect();
     for s in symbols {
         client
             .execute(
@@ -107,11 +156,21 @@ async fn register_symbols(client: &Client, symbols: &[DemoSymbol]) -> anyhow::Re
             )
             .await
             .with_context(|| format!("registering {}", s.symbol))?;
-        // The demo trades its whole watchlist live with the default strategy parameters.
+        // The demo trades its whole watchlist live with [`DEMO_PARAMS`]. Always open, it trades
+        // around the clock, but its symbols keep their US regular session (09:30–16:00 New
+        // York): without `extended_hours` the executor would reject every entry whose bar is
+        // outside that session and the sim broker would cancel every entry filling outside it,
+        // so a demo started at night would never trade. With regular sessions only it stays off.
         client
             .execute(
-                "INSERT INTO tapeflow.strategy_configs (symbol) VALUES ($1) ON CONFLICT DO NOTHING",
-                &[&s.symbol],
+                "INSERT INTO tapeflow.strategy_configs AS c (symbol, params, extended_hours)
+                 VALUES ($1, $2::text::jsonb, $3)
+                 ON CONFLICT (symbol, strategy) DO UPDATE
+                   SET params = EXCLUDED.params, extended_hours = EXCLUDED.extended_hours
+                   WHERE c.params = ANY ($4::text[]::jsonb[])
+                     AND (c.params, c.extended_hours) IS DISTINCT FROM (EXCLUDED.params, EXCLUDED.extended_hours)
+                     AND EXISTS (SELECT 1 FROM tapeflow.symbols y WHERE y.symbol = c.symbol AND y.provider = 'demo')",
+                &[&s.symbol, &DEMO_PARAMS, &always_open, &demo_written],
             )
             .await
             .with_context(|| format!("enabling the live strategy for {}", s.symbol))?;
@@ -245,7 +304,7 @@ pub async fn run(config: DemoConfig) -> anyhow::Result<()> {
         market = market.with_trades_per_day(n);
     }
     let mut client = tapeflow_db::connect(&config.database_url, Duration::from_secs(60)).await?;
-    register_symbols(&client, &symbols).await?;
+    register_symbols(&client, &symbols, config.always_open).await?;
     let mut cursor = resume_point(&client, &config, &symbols).await?;
     let mut classifier = config.infer_sides.then(IngestClassifier::default);
 
