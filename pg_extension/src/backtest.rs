@@ -152,6 +152,14 @@ fn load_and_simulate(
     run_with(&mut data, params, &mut readings, &mut progress)
 }
 
+/// Raises an error naming both ends when `from` is after `to` (`from` = `to` is an empty range:
+/// no bars).
+fn check_range(function: &str, from: TimestampWithTimeZone, to: TimestampWithTimeZone) {
+    if micros(from) > micros(to) {
+        error!("{function}: from ({from}) is after to ({to})");
+    }
+}
+
 fn numeric(d: Decimal) -> AnyNumeric {
     AnyNumeric::try_from(d.to_string().as_str()).expect("decimals are valid numerics")
 }
@@ -189,6 +197,7 @@ fn backtest(
         name!(bars, i32),
     ),
 > {
+    check_range("backtest", from, to);
     let p = params_from(&params).unwrap_or_else(|e| error!("{e}"));
     let result =
         load_and_simulate(&symbols, from, to, &p, "backtest").unwrap_or_else(|e| error!("backtest: {e}"));
@@ -457,6 +466,7 @@ fn backtest_grid(
         name!(final_equity, AnyNumeric),
     ),
 > {
+    check_range("backtest_grid", from, to);
     let grid = Grid::new(base.0, grid.0).unwrap_or_else(|e| error!("{e}"));
     let params = grid.params().unwrap_or_else(|e| error!("{e}"));
     let mut data = load_data(&symbols, from, to).unwrap_or_else(|e| error!("backtest_grid: {e}"));
@@ -523,6 +533,7 @@ fn backtest_walk_forward(
             .and_then(|d| d.checked_add(i.micros()))
             .unwrap_or_else(|| error!("walk-forward window of {i} is too long"))
     };
+    check_range("backtest_walk_forward", from, to);
     let windows = walk_forward_windows(micros(from), micros(to), span(&in_sample), span(&out_of_sample))
         .unwrap_or_else(|e| error!("{e}"));
     let metric: Metric = metric_name.parse().unwrap_or_else(|e: String| error!("{e}"));

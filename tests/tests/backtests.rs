@@ -198,6 +198,48 @@ async fn zero_trades_and_failures_are_recorded() {
     assert!(error.unwrap_or_default().contains("initial_cash"));
 }
 
+/// The database error of a statement that must fail.
+async fn error_of(c: &tokio_postgres::Client, sql: &str) -> String {
+    match c.batch_execute(sql).await {
+        Ok(()) => panic!("{sql}: succeeded"),
+        Err(e) => e.as_db_error().map(|d| d.message().to_string()).unwrap_or_else(|| e.to_string()),
+    }
+}
+
+#[tokio::test]
+async fn a_range_that_ends_before_it_starts_is_an_error_naming_both_ends() {
+    let db = TestDb::create("btrange", false).await;
+    let c = db.client().await;
+    c.batch_execute(
+        "SET TimeZone = 'UTC'; INSERT INTO tapeflow.symbols (symbol, tick_size) VALUES ('FLAT', 0.01)",
+    )
+    .await
+    .unwrap();
+    let range = "ARRAY['FLAT'], '2024-03-05 00:00+00', '2024-03-04 12:00+00'";
+    let grid = r#"'{"slippage_bps": [0, 1]}'"#;
+    for (function, sql) in [
+        ("backtest", format!("SELECT * FROM tapeflow.backtest({range})")),
+        ("backtest_grid", format!("SELECT * FROM tapeflow.backtest_grid({range}, {grid})")),
+        (
+            "backtest_walk_forward",
+            format!("SELECT * FROM tapeflow.backtest_walk_forward({range}, {grid}, '1 hour', '1 hour')"),
+        ),
+    ] {
+        assert_eq!(
+            error_of(&c, &sql).await,
+            format!("{function}: from (2024-03-05 00:00:00+00) is after to (2024-03-04 12:00:00+00)")
+        );
+    }
+    let e = error_of(&c, &format!("SELECT tapeflow.backtest_run({range})")).await;
+    assert!(e.contains("2024-03-05 00:00:00+00") && e.contains("2024-03-04 12:00:00+00"), "{e}");
+    let runs: i64 = one(&c, "SELECT count(*) FROM tapeflow.backtest_runs").await;
+    assert_eq!(runs, 0);
+    // An empty range (from = to) has no bars, hence no trades.
+    let trades: i64 =
+        one(&c, "SELECT count(*) FROM tapeflow.backtest(ARRAY['FLAT'], '2024-03-05', '2024-03-05')").await;
+    assert_eq!(trades, 0);
+}
+
 #[tokio::test]
 async fn backtest_from_the_web_api_streams_progress() {
     let db = TestDb::create("btweb", false).await;

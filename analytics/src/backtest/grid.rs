@@ -223,13 +223,17 @@ pub struct Window {
 
 /// The windows of a walk-forward analysis over `[from, to)`: `in_sample` then `out_of_sample`
 /// long (both > 0), stepping by `out_of_sample`, each wholly inside the range; at most
-/// [`MAX_WINDOWS`] (counted before any is built).
+/// [`MAX_WINDOWS`] (counted before any is built). A range whose `from` is after its `to` is
+/// an error naming both.
 pub fn walk_forward_windows(
     from: Micros,
     to: Micros,
     in_sample: Micros,
     out_of_sample: Micros,
 ) -> Result<Vec<Window>, String> {
+    if from > to {
+        return Err(format!("walk-forward: from ({from}) is after to ({to})"));
+    }
     if in_sample <= 0 || out_of_sample <= 0 {
         return Err("in_sample and out_of_sample must be positive".into());
     }

@@ -1093,6 +1093,11 @@ mod sweeps {
         let spans: Vec<_> = w.iter().map(|w| (w.number, w.in_from, w.out_from, w.out_to)).collect();
         assert_eq!(spans, [(1, 0, 40, 60), (2, 20, 60, 80), (3, 40, 80, 100)]);
         assert!(walk_forward_windows(0, 59, 40, 20).unwrap().is_empty());
+        assert!(walk_forward_windows(60, 60, 40, 20).unwrap().is_empty());
+        assert_eq!(
+            walk_forward_windows(100, 0, 40, 20).unwrap_err(),
+            "walk-forward: from (100) is after to (0)"
+        );
         assert!(walk_forward_windows(0, 100, 0, 20).unwrap_err().contains("positive"));
         assert!(walk_forward_windows(0, 100, 40, -1).unwrap_err().contains("positive"));
     }
