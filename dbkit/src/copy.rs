@@ -81,12 +81,14 @@ pub async fn write_ticks(client: &mut Client, rows: &[TickRow]) -> anyhow::Resul
             .await?;
     }
     writer.finish().await?;
-    // Sorted by time so the one-minute rollup sees each minute's trades together.
+    // Sorted by time so the one-minute rollup sees each minute's trades together, and then by
+    // the rest of the key, so two writers of the same trades (a replay racing the original)
+    // wait for each other on the unique key instead of deadlocking.
     let inserted = tx
         .execute(
             &format!(
                 "INSERT INTO tapeflow.ticks ({TICK_COLUMNS}) SELECT {TICK_COLUMNS} FROM staging_ticks
-                 ORDER BY time ON CONFLICT DO NOTHING"
+                 ORDER BY time, symbol, trade_id ON CONFLICT DO NOTHING"
             ),
             &[],
         )

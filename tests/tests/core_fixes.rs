@@ -596,3 +596,62 @@ async fn watchlist_probes_and_developing_profile_decodes_once() {
     .await;
     assert!(same);
 }
+
+/// Two feeds writing the same trades at once (a replay racing the original), in opposite
+/// orders within equal timestamps: the staged rows go in in one key order, so one writer
+/// waits for the other on each trade instead of deadlocking.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_replays_of_a_tick_batch_do_not_deadlock() {
+    let db = TestDb::create("replay", false).await;
+    let c = connect(&db).await;
+    c.batch_execute("INSERT INTO tapeflow.symbols (symbol, tick_size) VALUES ('R1', 0.01), ('R2', 0.01)")
+        .await
+        .unwrap();
+    let base =
+        chrono::DateTime::parse_from_rfc3339("2024-01-02T15:00:00Z").unwrap().with_timezone(&chrono::Utc);
+    let rounds = 300;
+    let batch = move |round: usize| -> Vec<tapeflow_db::copy::TickRow> {
+        (0..200)
+            .map(|i| tapeflow_db::copy::TickRow {
+                // Four instants per round: many trades share a timestamp.
+                time: base + chrono::Duration::seconds((round * 4 + i % 4) as i64),
+                symbol: if i % 2 == 0 { "R1" } else { "R2" }.into(),
+                price: 100.0 + (i % 10) as f64 * 0.01,
+                size: 1.0,
+                side: b'B',
+                side_source: "venue",
+                trade_id: format!("{round}-{i}"),
+                exchange: None,
+                conditions: None,
+            })
+            .collect()
+    };
+    let mut tasks = Vec::new();
+    for writer in 0..2 {
+        let mut c = connect(&db).await;
+        tasks.push(tokio::spawn(async move {
+            let mut deadlocks = 0;
+            for round in 0..rounds {
+                let mut rows = batch(round);
+                if writer == 1 {
+                    rows.reverse();
+                }
+                if let Err(e) = tapeflow_db::copy::write_ticks(&mut c, &rows).await {
+                    let state = e.downcast_ref::<tokio_postgres::Error>().and_then(sqlstate);
+                    assert_eq!(state.as_deref(), Some("40P01"), "{e:#}");
+                    deadlocks += 1;
+                }
+            }
+            deadlocks
+        }));
+    }
+    let mut deadlocks = 0;
+    for t in tasks {
+        deadlocks += t.await.unwrap();
+    }
+    assert_eq!(deadlocks, 0, "deadlocks between two writers of the same trades");
+    let stored: i64 = one(&c, "SELECT count(*) FROM tapeflow.ticks").await;
+    assert_eq!(stored, 200 * rounds as i64);
+    let rolled: f64 = one(&c, "SELECT sum(tapeflow.volume(candle)) FROM tapeflow.bars_1m").await;
+    assert_eq!(rolled, 200.0 * rounds as f64);
+}
