@@ -70,6 +70,10 @@ impl Signal {
     }
 }
 
+/// Open orders are also reconciled this often, and at once after the database came back: an
+/// update the executor failed to record is not lost.
+const RECONCILE_EVERY: Duration = Duration::from_secs(60);
+
 pub struct Executor<B: Broker> {
     cfg: ExecConfig,
     broker: Arc<B>,
@@ -98,6 +102,7 @@ impl<B: Broker> Executor<B> {
         let mut updates = self.broker.events();
         let mut sweep = tokio::time::interval(self.cfg.sweep);
         sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut last_reconcile = Instant::now();
         tracing::info!(broker = self.broker.name(), id = %self.cfg.id, "tapeflow-exec running");
         loop {
             let result = tokio::select! {
@@ -113,13 +118,23 @@ impl<B: Broker> Executor<B> {
                     Some(BrokerEvent::Update(u)) => self.on_update(&u).await,
                     None => { updates = self.broker.events(); Ok(()) }
                 },
-                _ = sweep.tick() => self.sweep().await,
+                _ = sweep.tick() => {
+                    if last_reconcile.elapsed() >= RECONCILE_EVERY {
+                        last_reconcile = Instant::now();
+                        self.reconcile().await
+                    } else {
+                        self.sweep().await
+                    }
+                }
             };
             if let Err(e) = result {
                 metrics::counter!("tapeflow_exec_errors_total").increment(1);
                 tracing::warn!(error = %format!("{e:#}"), "executor step failed; retrying at the next sweep");
                 if self.db.is_closed() {
                     self.db = tapeflow_db::connect(&self.cfg.database_url, Duration::from_secs(3600)).await?;
+                    // Updates that failed to record while the database was away are the
+                    // broker's to tell again.
+                    last_reconcile = Instant::now() - RECONCILE_EVERY;
                 }
             }
         }
@@ -629,7 +644,7 @@ impl<B: Broker> Executor<B> {
             n
         };
         metrics::gauge!("tapeflow_exec_unknown_broker_orders").set(unknown as f64);
-        self.work().await
+        self.sweep().await
     }
 
     async fn compare_positions(&mut self) -> anyhow::Result<()> {

@@ -472,3 +472,42 @@ async fn metrics_flatten_and_session_end() {
     )
     .await;
 }
+
+/// The executor's connections (its own, LISTEN, the sim broker's) are killed by the server;
+/// it reconnects, re-reads what it missed, and trades on.
+#[tokio::test]
+async fn survives_lost_database_connections() {
+    let db = TestDb::create("execreconnect", false).await;
+    let c = setup(&db).await;
+    c.batch_execute("UPDATE tapeflow.risk_limits SET max_order_notional = 1000000").await.unwrap();
+    let _exec = start_exec(&db, &[]);
+    let (status, _) = decide(&c, "amt", "GT", "buy", 100.0, 99.0, 4).await;
+    assert_eq!(status, "submitted");
+    let killed: i64 = c
+        .query_one(
+            "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+             WHERE datname = current_database() AND pid <> pg_backend_pid()) k",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(killed >= 3, "the executor holds its own, the LISTEN and the sim broker's connection ({killed})");
+    // The next bar: the entry fills once the executor is back.
+    c.batch_execute(
+        "INSERT INTO tapeflow.ticks (time, symbol, price, size, side, trade_id) VALUES
+           (tapeflow.minute(now()) - interval '3 minutes' + interval '1 second', 'GT', 100.00, 10, 'B', 'n1')",
+    )
+    .await
+    .unwrap();
+    wait_true(
+        &c,
+        "SELECT EXISTS (SELECT 1 FROM tapeflow.positions WHERE symbol = 'GT')",
+        Duration::from_secs(30),
+    )
+    .await;
+    // And a signal written while it was reconnecting is worked too.
+    let (status, code) = decide(&c, "other", "GT", "buy", 100.0, 99.0, 4).await;
+    // The open position holds the cash: no buying power is left.
+    assert_eq!((status.as_str(), code.as_deref()), ("rejected", Some("buying_power")));
+}

@@ -26,6 +26,7 @@ use tokio::sync::Mutex;
 use tokio_postgres::{Client, Row};
 
 pub struct SimBroker {
+    url: String,
     db: Mutex<Client>,
     model: FillModel,
     poll: Duration,
@@ -154,7 +155,20 @@ struct Bar {
 impl SimBroker {
     pub async fn connect(url: &str, model: FillModel, poll: Duration) -> anyhow::Result<SimBroker> {
         let db = tapeflow_db::connect(url, Duration::from_secs(30)).await?;
-        Ok(SimBroker { db: Mutex::new(db), model, poll, tx: Arc::default() })
+        Ok(SimBroker { url: url.to_string(), db: Mutex::new(db), model, poll, tx: Arc::default() })
+    }
+
+    /// The sim's connection, re-established if the database went away (a restart of
+    /// PostgreSQL must not leave the venue dead).
+    async fn conn(&self) -> Result<tokio::sync::MutexGuard<'_, Client>, BrokerError> {
+        let mut db = self.db.lock().await;
+        if db.is_closed() {
+            tracing::warn!("sim broker: database connection lost; reconnecting");
+            *db = tapeflow_db::connect(&self.url, Duration::from_secs(5))
+                .await
+                .map_err(|e| BrokerError::Transient(format!("sim broker database: {e}")))?;
+        }
+        Ok(db)
     }
 
     async fn load(
@@ -191,7 +205,7 @@ impl SimBroker {
     /// Fills what the closed bars since the last step allow; returns the updates (already
     /// sent on the event stream).
     pub async fn step(&self) -> Result<usize, BrokerError> {
-        let mut db = self.db.lock().await;
+        let mut db = self.conn().await?;
         let open = self.load(&db, "status IN ('new', 'held')", &[]).await?;
         if open.is_empty() {
             return Ok(0);
@@ -437,7 +451,7 @@ impl Broker for SimBroker {
     }
 
     async fn account(&self) -> Result<Account, BrokerError> {
-        let db = self.db.lock().await;
+        let db = self.conn().await?;
         let mut a = account_of(&db).await?;
         // Open entries hold their estimated cost.
         let reserved: Decimal = db
@@ -454,7 +468,7 @@ impl Broker for SimBroker {
     }
 
     async fn submit(&self, req: &OrderRequest) -> Result<BrokerOrder, BrokerError> {
-        let mut db = self.db.lock().await;
+        let mut db = self.conn().await?;
         let tx = db.transaction().await.map_err(db_err)?;
         let leg = if req.purpose == Purpose::Entry { Leg::Entry } else { Leg::Market };
         let parent = tx
@@ -492,19 +506,19 @@ impl Broker for SimBroker {
     }
 
     async fn order_by_client_id(&self, client_order_id: &str) -> Result<Option<BrokerOrder>, BrokerError> {
-        let db = self.db.lock().await;
+        let db = self.conn().await?;
         let orders = self.load(&db, "client_order_id = $1", &[&client_order_id]).await?;
         Ok(self.with_legs(&db, orders).await?.pop())
     }
 
     async fn open_orders(&self) -> Result<Vec<BrokerOrder>, BrokerError> {
-        let db = self.db.lock().await;
+        let db = self.conn().await?;
         let orders = self.load(&db, "parent_id IS NULL AND status IN ('new', 'held')", &[]).await?;
         self.with_legs(&db, orders).await
     }
 
     async fn positions(&self) -> Result<Vec<BrokerPosition>, BrokerError> {
-        let db = self.db.lock().await;
+        let db = self.conn().await?;
         let rows = db
             .query(
                 "SELECT symbol, sum(CASE side WHEN 'buy' THEN filled_qty ELSE -filled_qty END) q,
@@ -521,7 +535,7 @@ impl Broker for SimBroker {
     }
 
     async fn cancel(&self, broker_id: &str) -> Result<(), BrokerError> {
-        let db = self.db.lock().await;
+        let db = self.conn().await?;
         let mut orders = self
             .load(&db, "(broker_id = $1 OR parent_id = $1) AND status IN ('new', 'held')", &[&broker_id])
             .await?;
