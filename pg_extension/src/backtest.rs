@@ -64,22 +64,30 @@ fn threads() -> usize {
     }
 }
 
-/// The one-minute bars of `symbol` in [from, to).
-fn load_series(symbol: &str, from: TimestampWithTimeZone, to: TimestampWithTimeZone) -> SymbolSeries {
-    let mut series = bars::load(symbol, "1m", from, to);
+/// The one-minute bars of `symbol` in [from, to), their profiles on rows of `ticks_per_row`
+/// ticks (the engine's grid; stored profiles are re-binned).
+fn load_series(
+    symbol: &str,
+    from: TimestampWithTimeZone,
+    to: TimestampWithTimeZone,
+    ticks_per_row: u32,
+) -> SymbolSeries {
+    let mut series = bars::load_on_grid(symbol, "1m", from, to, ticks_per_row);
     let complete = series.bars.last().map(|b| session_complete(symbol, b.input.time, to)).unwrap_or(true);
     mark_session_ends(&mut series.bars, complete);
     series
 }
 
-/// Loads the one-minute bars of every symbol in [from, to) (priority = order given), for
-/// runs that reuse them (sweeps).
+/// Loads the one-minute bars of every symbol in [from, to) (priority = order given), profiles
+/// on rows of `ticks_per_row` ticks, for runs that reuse them (sweeps).
 fn load_data(
     symbols: &[String],
-    from: TimestampWithTimeZone,
-    to: TimestampWithTimeZone,
+    from: Micros,
+    to: Micros,
+    ticks_per_row: u32,
 ) -> Result<BacktestData, BacktestError> {
-    let series = symbols.iter().map(|s| load_series(s, from, to)).collect();
+    let (from, to) = (timestamptz(from), timestamptz(to));
+    let series = symbols.iter().map(|s| load_series(s, from, to, ticks_per_row)).collect();
     Ok(BacktestData::new(series)?.with_threads(threads()))
 }
 
@@ -146,7 +154,7 @@ fn load_and_simulate(
 ) -> Result<BacktestResult, BacktestError> {
     let mut reporter = Reporter::new(label);
     let mut progress = |p: Progress| reporter.report(p);
-    let mut produce = |i: usize| Ok(load_series(&symbols[i], from, to));
+    let mut produce = |i: usize| Ok(load_series(&symbols[i], from, to, params.engine.ticks_per_row));
     let (mut data, mut readings) =
         evaluate_all(&params.engine, threads(), symbols.len(), &mut produce, &mut progress)?;
     run_with(&mut data, params, &mut readings, &mut progress)
@@ -440,8 +448,9 @@ fn backtest_stats(
 /// of each. NOTICEs report progress; Ctrl-C cancels.
 ///
 /// Memory: at most `grid::MAX_COMBINATIONS` (10,000) combinations, counted from the grid's value
-/// counts before any is built (more is an error); the bars once (as `backtest`), one run's
-/// result at a time, and per combination its parameters and statistics (hundreds of bytes
+/// counts before any is built (more is an error); the bars (as `backtest`) once per profile
+/// grid the combinations use (`engine.ticks_per_row`), one grid's at a time; one run's result
+/// at a time, and per combination its parameters and statistics (hundreds of bytes
 /// each). A row's params object is built when the row is returned.
 #[pg_extern(volatile)]
 fn backtest_grid(
@@ -469,10 +478,9 @@ fn backtest_grid(
     check_range("backtest_grid", from, to);
     let grid = Grid::new(base.0, grid.0).unwrap_or_else(|e| error!("{e}"));
     let params = grid.params().unwrap_or_else(|e| error!("{e}"));
-    let mut data = load_data(&symbols, from, to).unwrap_or_else(|e| error!("backtest_grid: {e}"));
-    let stats = grid_search(&mut data, &params, micros(from), micros(to), &mut simulate)
+    let mut load = |from, to, ticks_per_row| load_data(&symbols, from, to, ticks_per_row);
+    let stats = grid_search(&params, micros(from), micros(to), &mut load, &mut simulate)
         .unwrap_or_else(|e| error!("backtest_grid: {e}"));
-    drop(data);
     let rows = stats.into_iter().enumerate().map(move |(i, s)| {
         (
             i as i32 + 1,
@@ -539,7 +547,7 @@ fn backtest_walk_forward(
     let metric: Metric = metric_name.parse().unwrap_or_else(|e: String| error!("{e}"));
     let grid = Grid::new(base.0, grid.0).unwrap_or_else(|e| error!("{e}"));
     let params = grid.params().unwrap_or_else(|e| error!("{e}"));
-    let mut load = |from, to| load_data(&symbols, timestamptz(from), timestamptz(to));
+    let mut load = |from, to, ticks_per_row| load_data(&symbols, from, to, ticks_per_row);
     let results = walk_forward(&params, &windows, metric, &mut load, &mut simulate)
         .unwrap_or_else(|e| error!("walk-forward: {e}"));
     let rows = results.into_iter().map(move |r| {

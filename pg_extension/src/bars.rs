@@ -12,10 +12,10 @@ use crate::candle::Candle;
 use pgrx::datum::DatumWithOid;
 use pgrx::prelude::*;
 use std::ffi::CString;
-use tapeflow_analytics::backtest::{BacktestBar, SymbolSeries};
+use tapeflow_analytics::backtest::{bar_profile_on_grid, BacktestBar, SymbolSeries};
 use tapeflow_analytics::candle::Candle as C;
 use tapeflow_analytics::engine::BarInput;
-use tapeflow_analytics::profile::BarProfile;
+use tapeflow_analytics::profile::{BarProfile, Profile, ProfileError};
 use tapeflow_analytics::Micros;
 
 /// The symbol's tick size; errors name an unknown symbol.
@@ -29,12 +29,26 @@ fn tick_size(symbol: &str) -> f64 {
 }
 
 /// Bars of `symbol` for `timeframe` overlapping [from, to), oldest first, with the symbol's
-/// tick size; each bar's `session_last_bar` is left unset (see `mark_session_ends`).
+/// tick size; each bar's `session_last_bar` is left unset (see `mark_session_ends`). Bar
+/// profiles are as stored (one tick per row); see `load_on_grid` for engines on coarser rows.
 pub fn load(
     symbol: &str,
     timeframe: &str,
     from: TimestampWithTimeZone,
     to: TimestampWithTimeZone,
+) -> SymbolSeries {
+    load_on_grid(symbol, timeframe, from, to, 1)
+}
+
+/// `load` with bar profiles on rows of `ticks_per_row` ticks (an engine's `ticks_per_row`):
+/// stored profiles are re-binned as they are decoded (`bar_profile_on_grid`: exactly the
+/// profile of the same trades on that grid).
+pub fn load_on_grid(
+    symbol: &str,
+    timeframe: &str,
+    from: TimestampWithTimeZone,
+    to: TimestampWithTimeZone,
+    ticks_per_row: u32,
 ) -> SymbolSeries {
     if Spi::get_one_with_args::<bool>("SELECT tapeflow.timeframe_interval($1) IS NULL", &[timeframe.into()])
         .unwrap_or_default()
@@ -65,7 +79,7 @@ pub fn load(
             "{start} SELECT b.bucket, b.candle, b.profile FROM s, tapeflow.bars_1m b
              WHERE b.symbol = $1 AND b.bucket >= s.first AND b.bucket < $4"
         );
-        scan(&built, &args, |v| bars.push((timestamp(v[0]), candle(v[1]), profile(v[2]))));
+        scan(&built, &args, |v| bars.push((timestamp(v[0]), candle(v[1]), profile(v[2], ticks_per_row))));
     } else {
         let rolled = format!(
             "{start} SELECT tapeflow.bar_start(b.bucket, $2, s.timezone, s.session_open),
@@ -74,7 +88,7 @@ pub fn load(
              WHERE b.symbol = $1 AND b.bucket >= s.first AND b.bucket < $4
              GROUP BY 1"
         );
-        scan(&rolled, &args, |v| bars.push((timestamp(v[0]), candle(v[1]), profile(v[2]))));
+        scan(&rolled, &args, |v| bars.push((timestamp(v[0]), candle(v[1]), profile(v[2], ticks_per_row))));
     }
     sort_and_merge(&mut bars);
     let calendar = Calendar::load(symbol, bars.first().map(|b| b.0), bars.last().map(|b| b.0));
@@ -267,18 +281,26 @@ fn candle(d: Option<pg_sys::Datum>) -> C {
     unsafe { Candle::from_datum(d.expect("a candle"), false) }.expect("not null").0
 }
 
-/// A tapeflow.profile decoded straight into the engine's compact form (no hash map per bar).
-fn profile(d: Option<pg_sys::Datum>) -> Option<BarProfile> {
+/// A tapeflow.profile decoded straight into the engine's compact form (no hash map per bar),
+/// on rows of `ticks_per_row` ticks: a profile on another grid is decoded whole and re-binned.
+fn profile(d: Option<pg_sys::Datum>, ticks_per_row: u32) -> Option<BarProfile> {
     let d = d?;
     // SAFETY: the column is a tapeflow.profile (a varlena, possibly compressed or stored out of
     // line); a detoasted copy is freed once decoded, so a long scan does not accumulate them.
     unsafe {
         let raw = d.cast_mut_ptr::<pg_sys::varlena>();
         let v = pg_sys::pg_detoast_datum_packed(raw);
-        let decoded = BarProfile::from_bytes(pgrx::varlena::varlena_to_byte_slice(v));
+        let bytes = pgrx::varlena::varlena_to_byte_slice(v);
+        let invalid = |e: ProfileError| format!("invalid tapeflow.profile value: {e}");
+        let decoded = match ticks_per_row {
+            1 => BarProfile::from_bytes(bytes).map_err(invalid),
+            n => Profile::from_bytes(bytes)
+                .map_err(invalid)
+                .and_then(|p| bar_profile_on_grid(&p, n).map_err(|e| format!("bar profile: {e}"))),
+        };
         if v != raw {
             pg_sys::pfree(v.cast());
         }
-        Some(decoded.unwrap_or_else(|e| error!("invalid tapeflow.profile value: {e}")))
+        Some(decoded.unwrap_or_else(|e| error!("{e}")))
     }
 }

@@ -5,7 +5,12 @@ use std::time::Duration;
 use tapeflow_tests::*;
 
 async fn one<T: for<'a> tokio_postgres::types::FromSql<'a>>(c: &tokio_postgres::Client, sql: &str) -> T {
-    c.query_one(sql, &[]).await.unwrap_or_else(|e| panic!("{sql}: {e}")).get(0)
+    c.query_one(sql, &[])
+        .await
+        .unwrap_or_else(|e| {
+            panic!("{sql}: {}", e.as_db_error().map_or_else(|| e.to_string(), |d| d.to_string()))
+        })
+        .get(0)
 }
 
 /// A run's status and one more column of `tapeflow.backtest_runs`.
@@ -196,6 +201,42 @@ async fn zero_trades_and_failures_are_recorded() {
     let (status, error): (String, Option<String>) = status_and(&c, id, "error").await;
     assert_eq!(status, "failed");
     assert!(error.unwrap_or_default().contains("initial_cash"));
+}
+
+/// An engine on rows of several ticks (`ticks_per_row` > 1) reads the stored one-tick bar
+/// profiles re-binned to its grid: backtests, persisted runs and grids over tick-built bars run.
+#[tokio::test]
+async fn backtests_on_coarser_profile_rows_rebin_the_stored_bar_profiles() {
+    let db = TestDb::create("bttpr", false).await;
+    let c = demo_session(&db, "AAPL").await;
+    let minutes: i64 = one(&c, "SELECT count(*) FROM tapeflow.bars_1m WHERE profile IS NOT NULL").await;
+    assert!(minutes > 100, "{minutes}");
+    let params = r#"{"engine": {"ticks_per_row": 5, "strategy": {"min_aggression_score": 50}}}"#;
+    let direct: i64 =
+        one(&c, &format!("SELECT count(*) FROM tapeflow.backtest(ARRAY['AAPL'], {RANGE}, '{params}')")).await;
+    let id: i64 = one(&c, &format!("SELECT tapeflow.backtest_run(ARRAY['AAPL'], {RANGE}, '{params}')")).await;
+    let (status, error): (String, Option<String>) = status_and(&c, id, "error").await;
+    assert_eq!((status.as_str(), error), ("completed", None));
+    let (_, bars): (String, i64) = status_and(&c, id, "bars").await;
+    assert_eq!(bars, minutes);
+    let stored: i64 =
+        one(&c, &format!("SELECT count(*) FROM tapeflow.backtest_trades WHERE run_id = {id}")).await;
+    assert_eq!(stored, direct);
+    // A grid may vary the grid itself: each combination reads the bars on its own rows.
+    let rows = c
+        .query(
+            &format!(
+                "SELECT params, trades FROM tapeflow.backtest_grid(ARRAY['AAPL'], {RANGE},
+                   '{{\"engine.ticks_per_row\": [1, 5, 20]}}', '{{\"engine\": {{\"strategy\": {{\"min_aggression_score\": 50}}}}}}')"
+            ),
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 3);
+    let five =
+        rows.iter().find(|r| r.get::<_, serde_json::Value>(0)["engine"]["ticks_per_row"] == 5).unwrap();
+    assert_eq!(five.get::<_, i64>(1), direct);
 }
 
 /// The database error of a statement that must fail.

@@ -287,21 +287,49 @@ impl fmt::Display for SweepRun {
 pub type Simulate<'a> =
     dyn FnMut(&mut BacktestData, &BacktestParams, SweepRun) -> Result<BacktestResult, BacktestError> + 'a;
 
-/// Every combination of `params` over the same `data` (the bars of `[from, to)`); the
-/// statistics of each, in order.
-pub fn grid_search(
-    data: &mut BacktestData,
+/// Loads the bars of `[from, to)` with their profiles on rows of `ticks_per_row` ticks (the
+/// combination's `engine.ticks_per_row`; see [`super::bar_profile_on_grid`]).
+pub type Load<'a> = dyn FnMut(Micros, Micros, u32) -> Result<BacktestData, BacktestError> + 'a;
+
+/// Every combination of `params` over the bars of `[from, to)`, loaded once per profile grid
+/// (`engine.ticks_per_row`) the combinations use, one grid's bars at a time; the statistics of
+/// each combination, in order. `name(i)` names the run of combination `i`.
+fn run_each(
     params: &[BacktestParams],
     from: Micros,
     to: Micros,
+    load: &mut Load,
+    simulate: &mut Simulate,
+    name: impl Fn(usize) -> SweepRun,
+) -> Result<Vec<Stats>, BacktestError> {
+    let mut grids: Vec<u32> = Vec::new();
+    for p in params {
+        if !grids.contains(&p.engine.ticks_per_row) {
+            grids.push(p.engine.ticks_per_row);
+        }
+    }
+    let mut out: Vec<Option<Stats>> = vec![None; params.len()];
+    for ticks_per_row in grids {
+        let mut data = load(from, to, ticks_per_row)?;
+        for (i, p) in params.iter().enumerate().filter(|(_, p)| p.engine.ticks_per_row == ticks_per_row) {
+            let result = simulate(&mut data, p, name(i))?;
+            out[i] = Some(summary(&result, p, from, to));
+        }
+    }
+    Ok(out.into_iter().map(|s| s.expect("every combination ran")).collect())
+}
+
+/// Every combination of `params` over the bars of `[from, to)` (loaded once per profile grid
+/// the combinations use); the statistics of each, in order.
+pub fn grid_search(
+    params: &[BacktestParams],
+    from: Micros,
+    to: Micros,
+    load: &mut Load,
     simulate: &mut Simulate,
 ) -> Result<Vec<Stats>, BacktestError> {
-    let mut out = Vec::with_capacity(params.len());
-    for (i, p) in params.iter().enumerate() {
-        let result = simulate(data, p, SweepRun::Grid { combination: i + 1, of: params.len() })?;
-        out.push(summary(&result, p, from, to));
-    }
-    Ok(out)
+    let of = params.len();
+    run_each(params, from, to, load, simulate, |i| SweepRun::Grid { combination: i + 1, of })
 }
 
 /// The outcome of one walk-forward window.
@@ -317,30 +345,28 @@ pub struct WindowResult {
 }
 
 /// Walk-forward analysis: in each window, every combination of `params` runs over the
-/// in-sample bars (loaded with `load(from, to)`), the best by `metric` ([`best_of`]) then runs
+/// in-sample bars (as [`grid_search`] runs them), the best by `metric` ([`best_of`]) then runs
 /// over the out-of-sample bars.
 pub fn walk_forward(
     params: &[BacktestParams],
     windows: &[Window],
     metric: Metric,
-    load: &mut dyn FnMut(Micros, Micros) -> Result<BacktestData, BacktestError>,
+    load: &mut Load,
     simulate: &mut Simulate,
 ) -> Result<Vec<WindowResult>, BacktestError> {
     let mut out = Vec::with_capacity(windows.len());
     for w in windows {
-        let mut in_data = load(w.in_from, w.out_from)?;
-        let mut metrics = Vec::with_capacity(params.len());
-        for (i, p) in params.iter().enumerate() {
-            let r = simulate(&mut in_data, p, SweepRun::InSample { window: w.number, combination: i + 1 })?;
-            metrics.push(metric.of(&summary(&r, p, w.in_from, w.out_from)));
-        }
-        drop(in_data);
-        let Some((best, in_sample_metric)) = best_of(metrics) else {
+        let in_sample = run_each(params, w.in_from, w.out_from, load, simulate, |i| SweepRun::InSample {
+            window: w.number,
+            combination: i + 1,
+        })?;
+        let Some((best, in_sample_metric)) = best_of(in_sample.iter().map(|s| metric.of(s))) else {
             return Err(BacktestError::Data("walk-forward: the grid has no combinations".into()));
         };
-        let mut out_data = load(w.out_from, w.out_to)?;
-        let r = simulate(&mut out_data, &params[best], SweepRun::OutOfSample { window: w.number })?;
-        let out_of_sample = summary(&r, &params[best], w.out_from, w.out_to);
+        let p = &params[best];
+        let mut out_data = load(w.out_from, w.out_to, p.engine.ticks_per_row)?;
+        let r = simulate(&mut out_data, p, SweepRun::OutOfSample { window: w.number })?;
+        let out_of_sample = summary(&r, p, w.out_from, w.out_to);
         out.push(WindowResult { window: *w, best, in_sample_metric, out_of_sample });
     }
     Ok(out)

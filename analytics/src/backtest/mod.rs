@@ -78,6 +78,7 @@ mod tests;
 
 use crate::candle::Micros;
 use crate::engine::{BarInput, EngineError, EngineParams};
+use crate::profile::{BarProfile, Profile};
 use crate::side::Side;
 use crate::state::MarketState;
 use crate::strategy::{check_range, ParamError, Signal};
@@ -259,6 +260,49 @@ pub fn mark_session_ends(bars: &mut [BacktestBar], last_session_complete: bool) 
             bars[j].session_last_bar = true;
         }
     }
+}
+
+/// A stored bar profile on the grid of `ticks_per_row` ticks per row, as the engine reads it
+/// (its `engine.ticks_per_row`): stored profiles have one tick per row, and a run on a coarser
+/// grid re-bins them when it loads them.
+///
+/// Exact: every stored row's volume, by side, goes to the row that [`Profile`] itself assigns to
+/// its price (the row's lowest tick, `floor(tick / ticks_per_row)`), so the result is the
+/// profile `profile_agg(…, ticks_per_row)` builds from the same trades. `ticks_per_row` must
+/// be a multiple of the profile's own (rows are never split); the profile's own gives it back
+/// unchanged.
+pub fn bar_profile_on_grid(profile: &Profile, ticks_per_row: u32) -> Result<BarProfile, String> {
+    let own = profile.ticks_per_row();
+    if own == ticks_per_row {
+        return Ok(BarProfile::from(profile));
+    }
+    if ticks_per_row == 0 || !ticks_per_row.is_multiple_of(own) {
+        return Err(format!(
+            "a profile of {own} ticks per row cannot be re-binned to {ticks_per_row} ticks per row \
+             (not a multiple)"
+        ));
+    }
+    let tick_size = profile.tick_size();
+    let mut binned = Profile::new(tick_size, ticks_per_row).map_err(|e| e.to_string())?;
+    for (row, level) in profile.rows() {
+        // The row's lowest tick, as a price `add` takes: tick 0 (a price under half a tick) is
+        // priced inside it rather than at 0, which `add` refuses.
+        let price = match profile.row_price(row) {
+            p if row == 0 => p.max(tick_size / 4.0),
+            p => p,
+        };
+        let sides = [(level.buy, Side::Buy), (level.sell, Side::Sell), (level.unknown, Side::Unknown)];
+        for (size, side) in sides {
+            if size > 0.0 {
+                binned.add(price, size, side).map_err(|e| e.to_string())?;
+            }
+        }
+        // A row of zero-size trades stays a (zero) row, as it would have been built.
+        if level.total() == 0.0 {
+            binned.add(price, 0.0, Side::Unknown).map_err(|e| e.to_string())?;
+        }
+    }
+    Ok(BarProfile::from(&binned))
 }
 
 /// One symbol's bars.

@@ -970,6 +970,22 @@ fn mean_r(r: &BacktestResult) -> String {
 // Sweeps: grids and walk-forward analysis
 // ---------------------------------------------------------------------------------------------
 
+/// `s` with its bar profiles (one tick per row, rows of one side) re-binned to rows of
+/// `ticks_per_row` ticks, as the loader re-bins stored profiles (which it decodes whole).
+fn on_grid(mut s: SymbolSeries, ticks_per_row: u32) -> SymbolSeries {
+    if ticks_per_row == 1 {
+        return s;
+    }
+    for b in &mut s.bars {
+        if let Some(p) = &b.input.profile {
+            let rows = p.rows().iter().map(|&(r, v)| (r as f64 * s.tick_size, v, Side::Unknown));
+            let full = crate::profile::Profile::from_trades(s.tick_size, 1, rows).unwrap();
+            b.input.profile = Some(bar_profile_on_grid(&full, ticks_per_row).unwrap());
+        }
+    }
+    s
+}
+
 mod sweeps {
     use super::super::grid::*;
     use super::*;
@@ -1104,14 +1120,47 @@ mod sweeps {
 
     /// Bars of `symbols` in `[from, to)`.
     fn window_of(symbols: &[SymbolSeries], from: Micros, to: Micros) -> BacktestData {
+        window_on_grid(symbols, from, to, 1)
+    }
+
+    /// Bars of `symbols` in `[from, to)` with profiles on rows of `ticks_per_row` ticks.
+    fn window_on_grid(
+        symbols: &[SymbolSeries],
+        from: Micros,
+        to: Micros,
+        ticks_per_row: u32,
+    ) -> BacktestData {
         let cut = symbols
             .iter()
             .map(|s| {
                 let bars = s.bars.iter().filter(|b| (from..to).contains(&b.input.time)).cloned().collect();
-                SymbolSeries { bars, ..s.clone() }
+                on_grid(SymbolSeries { bars, ..s.clone() }, ticks_per_row)
             })
             .collect();
         BacktestData::new(cut).unwrap()
+    }
+
+    /// A grid varying `engine.ticks_per_row` loads the bars once per grid, each combination
+    /// reading profiles on its own grid.
+    #[test]
+    fn a_grid_over_ticks_per_row_loads_the_bars_once_per_profile_grid() {
+        let symbols = five_symbols();
+        let end = symbols.iter().flat_map(|s| s.bars.last()).map(|b| b.input.time).max().unwrap() + MINUTE;
+        let grid = json!({"engine.ticks_per_row": [1, 4, 1, 10], "slippage_bps": [0, 3]});
+        let params = Grid::new(json!({}), grid).unwrap().params().unwrap();
+        let mut loaded = Vec::new();
+        let mut load = |from, to, ticks_per_row| {
+            loaded.push(ticks_per_row);
+            Ok(window_on_grid(&symbols, from, to, ticks_per_row))
+        };
+        let mut simulate = |d: &mut BacktestData, p: &BacktestParams, _: SweepRun| run(d, p, &mut |_| true);
+        let stats = grid_search(&params, 0, end, &mut load, &mut simulate).unwrap();
+        assert_eq!(loaded, [1, 4, 10]);
+        assert_eq!(stats.len(), 8);
+        for (p, s) in params.iter().zip(&stats) {
+            let alone = run(&mut window_on_grid(&symbols, 0, end, p.engine.ticks_per_row), p, &mut |_| true);
+            assert_eq!(s, &summary(&alone.unwrap(), p, 0, end));
+        }
     }
 
     #[test]
@@ -1127,8 +1176,8 @@ mod sweeps {
             runs.push(which.to_string());
             run(d, p, &mut |_| true)
         };
-        let mut data = window_of(&symbols, 0, end);
-        let stats = grid_search(&mut data, &params, 0, end, &mut simulate).unwrap();
+        let mut load = |from, to, ticks_per_row| Ok(window_on_grid(&symbols, from, to, ticks_per_row));
+        let stats = grid_search(&params, 0, end, &mut load, &mut simulate).unwrap();
         assert_eq!(
             runs,
             ["backtest_grid 1/4", "backtest_grid 2/4", "backtest_grid 3/4", "backtest_grid 4/4"]
@@ -1143,7 +1192,7 @@ mod sweeps {
         let windows = walk_forward_windows(0, end, end / 2, end / 4).unwrap();
         assert_eq!(windows.len(), 2);
         let mut loaded = Vec::new();
-        let mut load = |from, to| {
+        let mut load = |from, to, _| {
             loaded.push((from, to));
             Ok(window_of(&symbols, from, to))
         };
@@ -1181,8 +1230,83 @@ mod sweeps {
         // An error of a run stops the analysis with it.
         let mut failing =
             |_: &mut BacktestData, _: &BacktestParams, _: SweepRun| Err(BacktestError::Data("no".into()));
-        let mut load = |from, to| Ok(window_of(&symbols, from, to));
+        let mut load = |from, to, _| Ok(window_of(&symbols, from, to));
         let e = walk_forward(&params, &windows, Metric::Sharpe, &mut load, &mut failing).unwrap_err();
         assert_eq!(e, BacktestError::Data("no".into()));
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Bar profiles re-binned to the engine's grid
+// ---------------------------------------------------------------------------------------------
+
+mod rebinning {
+    use super::*;
+    use crate::profile::{BarProfile, Profile};
+    use proptest::prelude::*;
+
+    fn trade(tick: f64) -> impl Strategy<Value = (f64, f64, Side)> {
+        let side = prop::sample::select(vec![Side::Buy, Side::Sell, Side::Unknown]);
+        // Integer sizes (zero included): sums are exact in any order.
+        (0i64..5_000, 0u32..400, side)
+            .prop_map(move |(t, size, side)| (t as f64 * tick, f64::from(size), side))
+    }
+
+    proptest! {
+        /// A profile of d ticks per row (stored profiles: d = 1) re-binned to d × n ticks per
+        /// row is the profile built from the same trades on rows of d × n ticks.
+        #[test]
+        fn a_rebinned_profile_is_the_profile_of_its_trades_on_the_coarser_grid(
+            tick in prop::sample::select(vec![0.01, 0.25, 0.0001, 1.0 / 3.0, 0.3]),
+            trades in prop::collection::vec(trade(0.01), 1..120),
+            d in 1u32..4,
+            n in 1u32..40,
+        ) {
+            let trades: Vec<(f64, f64, Side)> =
+                trades.into_iter().map(|(p, s, side)| ((p / 0.01).round() * tick + tick, s, side)).collect();
+            let fine = Profile::from_trades(tick, d, trades.iter().copied()).unwrap();
+            let direct = BarProfile::from(&Profile::from_trades(tick, d * n, trades.iter().copied()).unwrap());
+            let binned = bar_profile_on_grid(&fine, d * n).unwrap();
+            prop_assert_eq!(&binned, &direct);
+            binned.check_grid(tick, d * n).unwrap();
+        }
+    }
+
+    #[test]
+    fn rows_of_n_ticks_floor_and_keep_volume_by_side() {
+        // Ticks 0 (a price under half a tick), 4, 5, 9 and 10 on rows of 5 ticks: rows 0, 0, 1, 1, 2.
+        let trades = [
+            (0.004, 7.0, Side::Buy),
+            (0.04, 1.0, Side::Sell),
+            (0.05, 2.0, Side::Buy),
+            (0.09, 3.0, Side::Unknown),
+            (0.10, 0.0, Side::Sell),
+        ];
+        let fine = Profile::from_trades(0.01, 1, trades).unwrap();
+        let binned = bar_profile_on_grid(&fine, 5).unwrap();
+        assert_eq!(binned.rows(), [(0, 8.0), (1, 5.0), (2, 0.0)]);
+        assert_eq!((binned.buy_volume(), binned.sell_volume()), (9.0, 1.0));
+        assert_eq!(binned, BarProfile::from(&Profile::from_trades(0.01, 5, trades).unwrap()));
+        // Rows are never split.
+        let five = Profile::from_trades(0.01, 5, trades).unwrap();
+        assert!(bar_profile_on_grid(&five, 10).is_ok());
+        assert!(bar_profile_on_grid(&five, 7)
+            .unwrap_err()
+            .contains("5 ticks per row cannot be re-binned to 7"));
+    }
+
+    /// Stored bar profiles (one tick per row) re-binned as the loader does run with
+    /// `engine.ticks_per_row` above 1; the stored grid is refused.
+    #[test]
+    fn a_run_on_a_coarser_grid_reads_rebinned_profiles() {
+        let mut params = BacktestParams::default();
+        params.engine.ticks_per_row = 4;
+        let stored = five_symbols();
+        let mut data = BacktestData::new(stored.clone()).unwrap();
+        let err = run(&mut data, &params, &mut |_| true).unwrap_err();
+        assert!(err.to_string().contains("different grids"), "{err}");
+        let rebinned: Vec<SymbolSeries> = stored.into_iter().map(|s| on_grid(s, 4)).collect();
+        let r = run(&mut BacktestData::new(rebinned).unwrap(), &params, &mut |_| true).unwrap();
+        assert_eq!(r.bars_processed, data.bar_count());
     }
 }
