@@ -5,6 +5,9 @@ mod api;
 mod backtests;
 mod db;
 mod events;
+mod feeds;
+mod strategies;
+mod symbol;
 
 use axum::routing::{get, post};
 use axum::Router;
@@ -73,6 +76,16 @@ pub fn app(state: AppState) -> Router {
         .route("/api/rejections", get(account::rejections))
         .route("/api/kill-switch", post(account::kill_switch))
         .route("/api/flatten", post(account::flatten))
+        .route("/api/instruments", get(symbol::instruments))
+        .route("/api/symbol/:sym", get(symbol::symbol))
+        .route("/api/symbol/:sym/profile", get(symbol::profile))
+        .route("/api/symbol/:sym/developing", get(symbol::developing))
+        .route("/api/symbol/:sym/flow", get(symbol::flow))
+        .route("/api/symbol/:sym/footprint", get(symbol::footprint))
+        .route("/api/symbol/:sym/states", get(symbol::states))
+        .route("/api/strategies", get(strategies::list))
+        .route("/api/strategies/:symbol/:strategy", axum::routing::put(strategies::update))
+        .route("/api/feeds", get(feeds::feeds))
         .route("/events", get(events::sse))
         .route("/healthz", get(events::healthz))
         .nest_service("/vendor/lightweight-charts", ServeDir::new(vendor))
