@@ -19,19 +19,53 @@ impl IntoResponse for ApiError {
 
 impl From<anyhow::Error> for ApiError {
     fn from(e: anyhow::Error) -> Self {
-        ApiError(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
+        match e.downcast::<tokio_postgres::Error>() {
+            Ok(e) => db_error(&e),
+            Err(e) => {
+                // Connection failures name hosts and users: the log gets them, not the browser.
+                tracing::warn!(error = %format!("{e:#}"), "database unavailable");
+                ApiError(StatusCode::SERVICE_UNAVAILABLE, "database unavailable; try again shortly".into())
+            }
+        }
     }
 }
 
 impl From<tokio_postgres::Error> for ApiError {
     fn from(e: tokio_postgres::Error) -> Self {
-        // Errors raised by our SQL functions (unknown symbol, bad timeframe) are the caller's.
-        match e.as_db_error() {
-            Some(db) if db.code().code() == "P0001" => {
-                ApiError(StatusCode::BAD_REQUEST, db.message().to_string())
-            }
-            Some(db) => ApiError(StatusCode::INTERNAL_SERVER_ERROR, db.message().to_string()),
-            None => ApiError(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+        db_error(&e)
+    }
+}
+
+/// The one way a database error reaches a browser. The errors our SQL functions and the
+/// extension raise for bad input (`RAISE EXCEPTION`, SQLSTATE P0001; the extension's
+/// `error!`, XX000) explain themselves and are the caller's (400); any other error is logged
+/// in full and the browser gets a short message without SQL text.
+pub fn db_error(e: &tokio_postgres::Error) -> ApiError {
+    match e.as_db_error() {
+        Some(db) if matches!(db.code().code(), "P0001" | "XX000") => {
+            let message = db.message().lines().next().unwrap_or_default();
+            ApiError(StatusCode::BAD_REQUEST, message.chars().take(300).collect())
+        }
+        Some(db) => {
+            tracing::error!(code = db.code().code(), error = %db, "database error");
+            let message = match db.code().code() {
+                c if c.starts_with("22") => "invalid input (see the server log)",
+                "57014" => "the query was cancelled (timeout)",
+                c if c.starts_with("53") || c.starts_with("57") || c.starts_with("08") => {
+                    "the database is busy or unavailable; try again shortly"
+                }
+                _ => "internal database error (details are in the server log)",
+            };
+            let status = if db.code().code().starts_with("22") {
+                StatusCode::BAD_REQUEST
+            } else {
+                StatusCode::INTERNAL_SERVER_ERROR
+            };
+            ApiError(status, message.into())
+        }
+        None => {
+            tracing::warn!(error = %e, "database connection error");
+            ApiError(StatusCode::SERVICE_UNAVAILABLE, "database unavailable; try again shortly".into())
         }
     }
 }

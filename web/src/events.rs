@@ -3,16 +3,15 @@
 
 use crate::AppState;
 use axum::extract::State;
+use axum::http::StatusCode;
 use axum::response::sse::{Event, KeepAlive, Sse};
-use futures_util::stream::Stream;
+use axum::response::{IntoResponse, Response};
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tapeflow_db::ListenEvent;
 use tokio::sync::broadcast;
-use tokio_stream::wrappers::BroadcastStream;
-use tokio_stream::StreamExt;
 
 /// The channels the database announces on, with the SSE event name each is sent as.
 pub const CHANNELS: [(&str, &str); 6] = [
@@ -38,13 +37,18 @@ pub struct Message {
 pub struct Hub {
     tx: broadcast::Sender<Message>,
     listening: Arc<AtomicBool>,
+    shutdown: Arc<tokio::sync::watch::Sender<bool>>,
 }
 
 impl Hub {
     pub fn start(url: String) -> Hub {
         let (tx, _) = broadcast::channel(1024);
         let listening = Arc::new(AtomicBool::new(false));
-        let hub = Hub { tx: tx.clone(), listening: listening.clone() };
+        let hub = Hub {
+            tx: tx.clone(),
+            listening: listening.clone(),
+            shutdown: Arc::new(tokio::sync::watch::channel(false).0),
+        };
         let mut rx = tapeflow_db::listen(url, CHANNELS.iter().map(|(c, _)| c.to_string()).collect());
         tokio::spawn(async move {
             while let Some(ev) = rx.recv().await {
@@ -78,17 +82,80 @@ impl Hub {
     pub fn subscribe(&self) -> broadcast::Receiver<Message> {
         self.tx.subscribe()
     }
+
+    /// Ends every SSE stream (at shutdown: they would otherwise keep their connections open).
+    pub fn close_streams(&self) {
+        self.shutdown.send_replace(true);
+    }
+
+    fn shutdown_signal(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.shutdown.subscribe()
+    }
 }
 
-pub async fn sse(State(state): State<AppState>) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
-    let stream = BroadcastStream::new(state.hub.subscribe()).map(|m| {
-        Ok(match m {
-            Ok(m) => Event::default().event(m.event).data(m.data),
-            // A slow browser fell behind the broadcast buffer: make it re-fetch.
-            Err(_) => Event::default().event("resync").data("{}"),
-        })
-    });
-    Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+/// One `/events` client: holds its place among `TAPEFLOW_WEB_MAX_SSE` and counts itself in
+/// `tapeflow_web_sse_clients` while connected.
+struct SseClient {
+    _slot: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl SseClient {
+    fn new(slot: tokio::sync::OwnedSemaphorePermit) -> SseClient {
+        metrics::gauge!("tapeflow_web_sse_clients").increment(1.0);
+        SseClient { _slot: slot }
+    }
+}
+
+impl Drop for SseClient {
+    fn drop(&mut self) {
+        metrics::gauge!("tapeflow_web_sse_clients").decrement(1.0);
+    }
+}
+
+/// `GET /events`: the fan-out as Server-Sent Events. Each client reads the shared broadcast
+/// at its own pace; publishing never waits for anybody. A client that falls more than the
+/// broadcast buffer behind is sent `resync` and disconnected (its browser reconnects and
+/// re-reads), and one that stops reading altogether is closed by the connection's write
+/// timeout (see `server.rs`), so neither holds up the others.
+pub async fn sse(State(state): State<AppState>) -> Response {
+    let Ok(slot) = state.sse_slots.clone().try_acquire_owned() else {
+        metrics::counter!("tapeflow_web_sse_refused_total").increment(1);
+        let mut r = crate::auth::error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("too many live streams (TAPEFLOW_WEB_MAX_SSE = {})", state.limits.max_sse),
+        );
+        r.headers_mut().insert(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from_static("10"));
+        return r;
+    };
+    let client = SseClient::new(slot);
+    let rx = state.hub.subscribe();
+    let shutdown = state.hub.shutdown_signal();
+    let stream = futures_util::stream::unfold(
+        (rx, shutdown, client, false),
+        |(mut rx, mut shutdown, client, done)| async move {
+            if done || *shutdown.borrow() {
+                return None;
+            }
+            let next = tokio::select! {
+                m = rx.recv() => m,
+                _ = shutdown.changed() => return None,
+            };
+            match next {
+                Ok(m) => Some((
+                    Ok::<_, Infallible>(Event::default().event(m.event).data(m.data)),
+                    (rx, shutdown, client, false),
+                )),
+                Err(broadcast::error::RecvError::Lagged(missed)) => {
+                    metrics::counter!("tapeflow_web_slow_clients_dropped_total", "reason" => "lagged")
+                        .increment(1);
+                    tracing::info!(missed, "dropping an SSE client that fell behind");
+                    Some((Ok(Event::default().event("resync").data("{}")), (rx, shutdown, client, true)))
+                }
+                Err(broadcast::error::RecvError::Closed) => None,
+            }
+        },
+    );
+    Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))).into_response()
 }
 
 /// Ready once notifications can flow: until then a browser would miss updates.

@@ -2,13 +2,20 @@
 
 mod account;
 mod api;
+pub mod auth;
 mod backtests;
+pub mod cli;
 mod db;
 mod events;
 mod feeds;
+pub mod limits;
+pub mod server;
 mod strategies;
 mod symbol;
+mod telemetry;
+pub mod users;
 
+use axum::middleware::{from_fn, from_fn_with_state};
 use axum::routing::{get, post};
 use axum::Router;
 use std::path::PathBuf;
@@ -27,17 +34,30 @@ pub struct Config {
     pub database_url: String,
     /// `TAPEFLOW_WEB_ROOT`: the directory holding `static/` and `node_modules/`.
     pub web_root: PathBuf,
+    /// Logins, sessions, cookies, the `Host` allow-list.
+    pub auth: auth::AuthConfig,
+    /// Backtests and SSE clients.
+    pub limits: limits::Limits,
 }
 
 impl Config {
+    /// [`Config::try_from_env`], panicking on a malformed setting.
     pub fn from_env() -> Config {
-        Config {
-            addr: std::env::var("TAPEFLOW_WEB_ADDR").unwrap_or_else(|_| "127.0.0.1:8080".into()),
+        Config::try_from_env().unwrap_or_else(|e| panic!("{e:#}"))
+    }
+
+    /// From the environment; a malformed setting is an error naming it.
+    pub fn try_from_env() -> anyhow::Result<Config> {
+        let addr = std::env::var("TAPEFLOW_WEB_ADDR").unwrap_or_else(|_| "127.0.0.1:8080".into());
+        Ok(Config {
+            auth: auth::AuthConfig::from_env(&addr)?,
+            limits: limits::Limits::from_env()?,
+            addr,
             database_url: tapeflow_db::database_url(),
             web_root: std::env::var("TAPEFLOW_WEB_ROOT")
                 .map(PathBuf::from)
                 .unwrap_or_else(|_| PathBuf::from(env!("CARGO_MANIFEST_DIR"))),
-        }
+        })
     }
 }
 
@@ -47,14 +67,32 @@ pub struct AppState {
     pub database_url: String,
     pub hub: Hub,
     pub web_root: PathBuf,
+    pub auth: Arc<auth::AuthConfig>,
+    pub limits: Arc<limits::Limits>,
+    /// Backtests running, per user.
+    pub runs: limits::RunCounter,
+    /// Places for `/events` clients (`TAPEFLOW_WEB_MAX_SSE`).
+    pub sse_slots: Arc<tokio::sync::Semaphore>,
 }
 
 impl AppState {
-    /// Connects to the database and starts the LISTEN fan-out.
+    /// Connects to the database, starts the LISTEN fan-out and the metrics recorder, and on a
+    /// first start (no users) creates an admin with a generated password.
     pub async fn start(config: &Config) -> anyhow::Result<AppState> {
+        telemetry::install();
         let db = Arc::new(Db::connect(config.database_url.clone()).await?);
+        users::ensure_admin(&*db.client().await?, config.auth.admin_password_file.as_deref()).await?;
         let hub = Hub::start(config.database_url.clone());
-        Ok(AppState { db, hub, database_url: config.database_url.clone(), web_root: config.web_root.clone() })
+        Ok(AppState {
+            db,
+            hub,
+            database_url: config.database_url.clone(),
+            web_root: config.web_root.clone(),
+            auth: Arc::new(config.auth.clone()),
+            limits: Arc::new(config.limits.clone()),
+            runs: limits::RunCounter::default(),
+            sse_slots: Arc::new(tokio::sync::Semaphore::new(config.limits.max_sse)),
+        })
     }
 }
 
@@ -88,9 +126,30 @@ pub fn app(state: AppState) -> Router {
         .route("/api/feeds", get(feeds::feeds))
         .route("/events", get(events::sse))
         .route("/healthz", get(events::healthz))
+        .route("/metrics", get(telemetry::render))
+        .route("/login", get(login_page).post(auth::login))
+        .route("/logout", post(auth::logout))
+        .route("/api/session", get(auth::session))
+        .route("/api/users", get(users::api_list).post(users::api_add))
+        .route("/api/users/:name", post(users::api_update).delete(users::api_remove))
         .nest_service("/vendor/lightweight-charts", ServeDir::new(vendor))
         .nest_service("/static", ServeDir::new(&static_dir))
         .route_service("/", ServeFile::new(static_dir.join("index.html")))
         .fallback_service(ServeDir::new(&static_dir))
+        // Outermost last: requests are counted, then the Host, session, CSRF and role checks.
+        .layer(from_fn_with_state(state.clone(), auth::guard))
+        .layer(from_fn(telemetry::count_requests))
         .with_state(state)
+}
+
+/// `GET /login`: the login page.
+async fn login_page(axum::extract::State(state): axum::extract::State<AppState>) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    match tokio::fs::read_to_string(state.web_root.join("static/login.html")).await {
+        Ok(html) => axum::response::Html(html).into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "login page missing");
+            (axum::http::StatusCode::INTERNAL_SERVER_ERROR, "login page missing").into_response()
+        }
+    }
 }

@@ -16,11 +16,52 @@ async function failure(res) {
   return new Error(message);
 }
 
+// ---- the session: every API call needs one; mutations carry its CSRF token ----
+
+/** Off to the login page, coming back here afterwards. */
+export function toLogin() {
+  const next = `${location.pathname}${location.hash}`;
+  location.assign(`/login?next=${encodeURIComponent(next)}`);
+}
+
+let session = null;
+
+/** `{ name, role, csrf }` of the logged-in user (read once, then cached). */
+export function fetchSession() {
+  session ??= getJSON('/api/session').catch((err) => {
+    session = null;
+    throw err;
+  });
+  return session;
+}
+
+/** Ends the session; the caller goes to the login page. */
+export async function logout() {
+  const res = await sendJSON('POST', '/logout', {}).catch(() => null);
+  session = null;
+  return res;
+}
+
 async function getJSON(path, params = {}) {
   const url = new URL(path, location.origin);
   for (const [k, v] of Object.entries(params)) if (v != null) url.searchParams.set(k, v);
   const res = await fetch(url, { headers: { accept: 'application/json' } });
+  if (res.status === 401) toLogin();
   if (!res.ok) throw new Error(`${url.pathname}: ${(await failure(res)).message}`);
+  return res.json();
+}
+
+/** A mutating request (POST, PUT, PATCH, DELETE) with a JSON body and the
+ *  session's CSRF token; a refusal throws with the server's explanation. */
+export async function sendJSON(method, path, body) {
+  const { csrf } = await fetchSession();
+  const res = await fetch(path, {
+    method,
+    headers: { 'content-type': 'application/json', accept: 'application/json', 'x-csrf-token': csrf },
+    body: JSON.stringify(body ?? {}),
+  });
+  if (res.status === 401) toLogin();
+  if (!res.ok) throw await failure(res);
   return res.json();
 }
 
@@ -63,15 +104,7 @@ export const fetchFills = (symbol, limit = 200) => getJSON('/api/fills', { symbo
 /** Signals the executor refused or that expired. */
 export const fetchRejections = (limit = 100) => getJSON('/api/rejections', { limit });
 
-async function postJSON(path, body) {
-  const res = await fetch(path, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json', accept: 'application/json' },
-    body: JSON.stringify(body ?? {}),
-  });
-  if (!res.ok) throw await failure(res);
-  return res.json();
-}
+const postJSON = (path, body) => sendJSON('POST', path, body);
 
 /** The kill switch: `enabled` false stops new entries. → `{ trading_enabled }` */
 export const setTrading = (enabled) => postJSON('/api/kill-switch', { enabled });

@@ -8,6 +8,7 @@ import { ChartView } from './chart.js';
 import { decimalsFor, fmtClock, getZone, setZone, ZONES } from './format.js';
 import { connectLive } from './live.js';
 import { SignalLog } from './signals.js';
+import { showSession } from './session.js';
 import { Watchlist } from './watchlist.js';
 
 const $ = (sel) => document.querySelector(sel);
@@ -289,6 +290,7 @@ route();
 // Connect before the first load, so nothing published meanwhile is missed.
 connectLive({ onEvent, onStatus, onResync: catchUp });
 resync();
+showSession();
 
 // For poking at the state from the browser console.
 window.tapeflow = { sel, chart, watchlist, log, backtests, account };
