@@ -162,8 +162,16 @@ pub struct SseReader {
 }
 
 impl SseReader {
+    /// Connects without a session (tapeflow-web refuses that with 401: see [`connect_with`]).
+    ///
+    /// [`connect_with`]: SseReader::connect_with
     pub async fn connect(url: &str) -> SseReader {
-        let resp = reqwest::Client::new().get(url).send().await.expect("connect SSE");
+        SseReader::connect_with(&reqwest::Client::new(), url).await
+    }
+
+    /// Connects with `client`'s cookies (a logged-in client from [`start_web`]).
+    pub async fn connect_with(client: &reqwest::Client, url: &str) -> SseReader {
+        let resp = client.get(url).send().await.expect("connect SSE");
         assert!(resp.status().is_success(), "SSE status {}", resp.status());
         SseReader { resp, buf: String::new() }
     }
@@ -218,18 +226,84 @@ impl SseReader {
     }
 }
 
-/// Starts tapeflow-web on a free port against `db`; returns it and its base URL once ready.
-pub async fn start_web(db: &TestDb) -> (Proc, String) {
-    let port = free_port();
-    let web = Proc::spawn(
-        "tapeflow-web",
-        &[],
-        &[
-            ("DATABASE_URL", db.url.clone()),
-            ("TAPEFLOW_WEB_ADDR", format!("127.0.0.1:{port}")),
-            ("TAPEFLOW_WEB_ROOT", repo_root().join("web").display().to_string()),
-        ],
-    );
+/// The user [`start_web`] creates (role `trader`) and its password.
+pub const TEST_USER: &str = "tester";
+pub const TEST_PASSWORD: &str = "tester-password-1";
+
+/// Creates a dashboard user through the real `tapeflow-web user add NAME --role ROLE
+/// --password-stdin`.
+pub fn add_user(db: &TestDb, name: &str, role: &str, password: &str) {
+    use std::io::Write;
+    let mut child = Command::new(binary("tapeflow-web"))
+        .args(["user", "add", name, "--role", role, "--password-stdin"])
+        .env("DATABASE_URL", &db.url)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run tapeflow-web user add");
+    writeln!(child.stdin.take().unwrap(), "{password}").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "user add {name}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// `POST /login` as `name` with a fresh cookie store: the response and the store.
+pub async fn try_login(
+    base: &str,
+    name: &str,
+    password: &str,
+) -> (reqwest::Response, std::sync::Arc<reqwest::cookie::Jar>) {
+    let jar = std::sync::Arc::new(reqwest::cookie::Jar::default());
+    let client = reqwest::Client::builder().cookie_provider(jar.clone()).build().unwrap();
+    let r = client
+        .post(format!("{base}/login"))
+        .json(&serde_json::json!({ "name": name, "password": password }))
+        .send()
+        .await
+        .expect("POST /login");
+    (r, jar)
+}
+
+/// A client logged in to `base` as `name` (its session cookie in a cookie store, its CSRF
+/// token sent on every request); panics if the login fails.
+pub async fn login(base: &str, name: &str, password: &str) -> reqwest::Client {
+    let (r, jar) = try_login(base, name, password).await;
+    let status = r.status();
+    let body = r.text().await.unwrap_or_default();
+    assert!(status.is_success(), "login as {name}: {status} {body}");
+    let csrf =
+        serde_json::from_str::<serde_json::Value>(&body).unwrap()["csrf"].as_str().unwrap().to_string();
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert("x-csrf-token", csrf.parse().unwrap());
+    reqwest::Client::builder().cookie_provider(jar).default_headers(headers).build().unwrap()
+}
+
+/// Starts tapeflow-web on a free port against `db` with the user [`TEST_USER`] (a trader);
+/// returns it, its base URL and a client logged in as that user, once ready.
+pub async fn start_web(db: &TestDb) -> (Proc, String, reqwest::Client) {
+    start_web_with(db, &[]).await
+}
+
+/// [`start_web`] with more settings of tapeflow-web.
+pub async fn start_web_with(db: &TestDb, extra: &[(&str, String)]) -> (Proc, String, reqwest::Client) {
+    add_user(db, TEST_USER, "trader", TEST_PASSWORD);
+    let (web, base) = spawn_web(db, free_port(), extra).await;
+    let http = login(&base, TEST_USER, TEST_PASSWORD).await;
+    (web, base, http)
+}
+
+/// Starts tapeflow-web on `port` (no user created); returns it and its base URL once ready.
+pub async fn spawn_web(db: &TestDb, port: u16, extra: &[(&str, String)]) -> (Proc, String) {
+    let mut env = vec![
+        ("DATABASE_URL", db.url.clone()),
+        ("TAPEFLOW_WEB_ADDR", format!("127.0.0.1:{port}")),
+        ("TAPEFLOW_WEB_ROOT", repo_root().join("web").display().to_string()),
+    ];
+    for (k, v) in extra {
+        env.retain(|(e, _)| e != k);
+        env.push((k, v.clone()));
+    }
+    let web = Proc::spawn("tapeflow-web", &[], &env);
     let base = format!("http://127.0.0.1:{port}");
     wait_http_ok(&format!("{base}/healthz"), Duration::from_secs(20)).await;
     (web, base)

@@ -8,20 +8,20 @@ use tapeflow_tests::*;
 
 const LIVE: Duration = Duration::from_secs(10);
 
-async fn get(base: &str, path: &str) -> (u16, Value) {
-    let r = reqwest::get(format!("{base}{path}")).await.unwrap_or_else(|e| panic!("GET {path}: {e}"));
+async fn get(http: &reqwest::Client, base: &str, path: &str) -> (u16, Value) {
+    let r = http.get(format!("{base}{path}")).send().await.unwrap_or_else(|e| panic!("GET {path}: {e}"));
     let status = r.status().as_u16();
     (status, r.json().await.unwrap_or_else(|e| panic!("GET {path}: not JSON: {e}")))
 }
 
-async fn ok(base: &str, path: &str) -> Value {
-    let (status, body) = get(base, path).await;
+async fn ok(http: &reqwest::Client, base: &str, path: &str) -> Value {
+    let (status, body) = get(http, base, path).await;
     assert_eq!(status, 200, "GET {path}: {body}");
     body
 }
 
-async fn post(base: &str, path: &str, body: &str) -> (u16, Value) {
-    let r = reqwest::Client::new()
+async fn post(http: &reqwest::Client, base: &str, path: &str, body: &str) -> (u16, Value) {
+    let r = http
         .post(format!("{base}{path}"))
         .header("content-type", "application/json")
         .body(body.to_string())
@@ -33,8 +33,8 @@ async fn post(base: &str, path: &str, body: &str) -> (u16, Value) {
 }
 
 /// A 400 whose JSON body explains itself.
-async fn refused(base: &str, path: &str, needle: &str) {
-    let (status, body) = get(base, path).await;
+async fn refused(http: &reqwest::Client, base: &str, path: &str, needle: &str) {
+    let (status, body) = get(http, base, path).await;
     assert_eq!(status, 400, "GET {path}: {body}");
     let error = body["error"].as_str().unwrap_or_else(|| panic!("GET {path}: no error message in {body}"));
     assert!(error.contains(needle), "GET {path}: {error:?} should mention {needle:?}");
@@ -190,10 +190,10 @@ async fn record_trading(c: &tokio_postgres::Client) -> [i64; 4] {
 async fn account_api_live_events_and_controls() {
     let db = TestDb::create("acct", false).await;
     let c = db.client().await;
-    let (_web, base) = start_web(&db).await;
+    let (_web, base, http) = start_web(&db).await;
 
     // Before the executor has done anything: empty lists, no snapshot, nothing traded.
-    let account = ok(&base, "/api/account").await;
+    let account = ok(&http, &base, "/api/account").await;
     assert_eq!(account["trading_enabled"], true);
     assert_eq!(account["accounts"], json!([]));
     assert_eq!(account["total"], Value::Null);
@@ -203,13 +203,13 @@ async fn account_api_live_events_and_controls() {
         (json!("0"), json!("0"))
     );
     for path in ["/api/positions", "/api/orders", "/api/orders?status=all", "/api/fills", "/api/rejections"] {
-        assert_eq!(ok(&base, path).await, json!([]), "{path}");
+        assert_eq!(ok(&http, &base, path).await, json!([]), "{path}");
     }
 
     let [entry, tp, sl, cancelled] = record_trading(&c).await;
 
     // The latest snapshot per broker, with its day P&L; totals from the position book.
-    let account = ok(&base, "/api/account").await;
+    let account = ok(&http, &base, "/api/account").await;
     let today: String =
         c.query_one("SELECT ((now() AT TIME ZONE 'UTC')::date)::text", &[]).await.unwrap().get(0);
     let a = &account["accounts"][0];
@@ -231,7 +231,7 @@ async fn account_api_live_events_and_controls() {
         [&json!(1), &json!(2), &json!(4), &json!(2)]
     );
 
-    let positions = ok(&base, "/api/positions").await;
+    let positions = ok(&http, &base, "/api/positions").await;
     assert_eq!(
         positions,
         json!([{
@@ -244,7 +244,7 @@ async fn account_api_live_events_and_controls() {
     assert!(positions[0]["entry_signal"].is_i64());
 
     // Open orders: the filled entry stays because its legs still work; the cancelled one does not.
-    let open = ok(&base, "/api/orders?status=open").await;
+    let open = ok(&http, &base, "/api/orders?status=open").await;
     assert_eq!(open.as_array().unwrap().len(), 1, "{open}");
     let o = &open[0];
     assert_eq!(
@@ -291,14 +291,14 @@ async fn account_api_live_events_and_controls() {
         ]
     );
     assert_eq!(o["legs"][0]["parent_id"].as_i64(), Some(entry));
-    let all = ok(&base, "/api/orders?status=all").await;
+    let all = ok(&http, &base, "/api/orders?status=all").await;
     let ids: Vec<_> = all.as_array().unwrap().iter().map(|o| o["id"].as_i64().unwrap()).collect();
     assert_eq!(ids, vec![cancelled, entry], "newest first, legs inside their entry");
     assert_eq!(all[0]["broker_order_id"], Value::Null);
-    assert_eq!(ok(&base, "/api/orders?status=all&limit=1").await.as_array().unwrap().len(), 1);
+    assert_eq!(ok(&http, &base, "/api/orders?status=all&limit=1").await.as_array().unwrap().len(), 1);
 
     // Fills, newest first, with their leg.
-    let fills = ok(&base, "/api/fills?symbol=ACME").await;
+    let fills = ok(&http, &base, "/api/fills?symbol=ACME").await;
     let shown: Vec<_> = fills
         .as_array()
         .unwrap()
@@ -316,10 +316,10 @@ async fn account_api_live_events_and_controls() {
         ]
     );
     assert_eq!(fills[1]["order_id"].as_i64(), Some(entry));
-    assert_eq!(ok(&base, "/api/fills?limit=1").await.as_array().unwrap().len(), 1);
+    assert_eq!(ok(&http, &base, "/api/fills?limit=1").await.as_array().unwrap().len(), 1);
 
     // Refused signals with the gate's code and message; expired ones too.
-    let rejections = ok(&base, "/api/rejections").await;
+    let rejections = ok(&http, &base, "/api/rejections").await;
     let shown: Vec<_> = rejections
         .as_array()
         .unwrap()
@@ -340,29 +340,29 @@ async fn account_api_live_events_and_controls() {
     );
 
     // Bad input: 400 with a message, as JSON.
-    refused(&base, "/api/orders?status=closed", "status").await;
-    refused(&base, "/api/orders?limit=0", "limit").await;
-    refused(&base, "/api/orders?limit=lots", "limit").await;
-    refused(&base, "/api/fills?symbol=NOPE", "unknown symbol NOPE").await;
-    refused(&base, "/api/fills?limit=5001", "limit").await;
-    refused(&base, "/api/rejections?limit=-1", "limit").await;
+    refused(&http, &base, "/api/orders?status=closed", "status").await;
+    refused(&http, &base, "/api/orders?limit=0", "limit").await;
+    refused(&http, &base, "/api/orders?limit=lots", "limit").await;
+    refused(&http, &base, "/api/fills?symbol=NOPE", "unknown symbol NOPE").await;
+    refused(&http, &base, "/api/fills?limit=5001", "limit").await;
+    refused(&http, &base, "/api/rejections?limit=-1", "limit").await;
 
     // The kill switch: the row changes, and browsers hear of it as a `risk` event.
-    let mut sse = SseReader::connect(&format!("{base}/events")).await;
-    let (status, body) = post(&base, "/api/kill-switch", r#"{"enabled": false}"#).await;
+    let mut sse = SseReader::connect_with(&http, &format!("{base}/events")).await;
+    let (status, body) = post(&http, &base, "/api/kill-switch", r#"{"enabled": false}"#).await;
     assert_eq!((status, body), (200, json!({ "trading_enabled": false })));
     let enabled: bool =
         c.query_one("SELECT trading_enabled FROM tapeflow.risk_limits", &[]).await.unwrap().get(0);
     assert!(!enabled);
     let risk = sse.wait_for("risk", LIVE, |v| v["trading_enabled"] == false).await;
     assert!(risk.is_some(), "no risk event after the kill switch");
-    assert_eq!(ok(&base, "/api/account").await["trading_enabled"], false);
+    assert_eq!(ok(&http, &base, "/api/account").await["trading_enabled"], false);
     for bad in [r#"{"enabled": "no"}"#, r#"{}"#, "not json"] {
-        let (status, body) = post(&base, "/api/kill-switch", bad).await;
+        let (status, body) = post(&http, &base, "/api/kill-switch", bad).await;
         assert_eq!(status, 400, "{bad}: {body}");
         assert!(body["error"].as_str().is_some_and(|e| !e.is_empty()), "{bad}: {body}");
     }
-    let (status, body) = post(&base, "/api/kill-switch", r#"{"enabled": true}"#).await;
+    let (status, body) = post(&http, &base, "/api/kill-switch", r#"{"enabled": true}"#).await;
     assert_eq!((status, body), (200, json!({ "trading_enabled": true })));
     assert!(sse.wait_for("risk", LIVE, |v| v["trading_enabled"] == true).await.is_some());
 
@@ -380,7 +380,7 @@ async fn account_api_live_events_and_controls() {
     );
 
     // Flatten all: one exit signal per open position, none twice while it is pending.
-    let (status, body) = post(&base, "/api/flatten", "{}").await;
+    let (status, body) = post(&http, &base, "/api/flatten", "{}").await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["count"], 1);
     let s = &body["signals"][0];
@@ -403,6 +403,6 @@ async fn account_api_live_events_and_controls() {
         .get(0);
     assert_eq!(written, 1);
     assert!(sse.wait_for("signal", LIVE, |v| v["kind"] == "exit" && v["symbol"] == "ACME").await.is_some());
-    let (status, body) = post(&base, "/api/flatten", "").await;
+    let (status, body) = post(&http, &base, "/api/flatten", "").await;
     assert_eq!((status, body["count"].clone()), (200, json!(0)));
 }

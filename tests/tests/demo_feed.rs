@@ -108,13 +108,15 @@ async fn dashboard_updates_live_in_headless_chromium() {
     let client = db.client().await;
     let _feed = Proc::spawn("tapeflow-feed", &["demo"], &feed_env(&db));
     wait_until(&client, "SELECT count(*) FROM tapeflow.bars_1m", 100, Duration::from_secs(120)).await;
-    let (_web, base) = start_web(&db).await;
+    let (_web, base, _http) = start_web(&db).await;
     let screenshot = repo_root().join("target/dashboard.png");
     let _ = std::fs::remove_file(&screenshot);
     let status = Command::new("node")
         .args(["--test", "browser-test/dashboard.test.mjs"])
         .current_dir(repo_root().join("web"))
         .env("TAPEFLOW_WEB_URL", &base)
+        .env("TAPEFLOW_WEB_USER", TEST_USER)
+        .env("TAPEFLOW_WEB_PASSWORD", TEST_PASSWORD)
         .env("TAPEFLOW_SCREENSHOT", &screenshot)
         .status()
         .expect("run node");

@@ -12,8 +12,8 @@ async fn tick_insert_reaches_sse_within_two_seconds() {
         .batch_execute("INSERT INTO tapeflow.symbols (symbol, tick_size) VALUES ('TEST', 0.01)")
         .await
         .unwrap();
-    let (_web, base) = start_web(&db).await;
-    let mut sse = SseReader::connect(&format!("{base}/events")).await;
+    let (_web, base, http) = start_web(&db).await;
+    let mut sse = SseReader::connect_with(&http, &format!("{base}/events")).await;
 
     let inserted = Instant::now();
     client
@@ -58,8 +58,8 @@ async fn one_notification_per_symbol_per_statement() {
         .batch_execute("INSERT INTO tapeflow.symbols (symbol, tick_size) VALUES ('AAA', 0.01), ('BBB', 0.01)")
         .await
         .unwrap();
-    let (_web, base) = start_web(&db).await;
-    let mut sse = SseReader::connect(&format!("{base}/events")).await;
+    let (_web, base, http) = start_web(&db).await;
+    let mut sse = SseReader::connect_with(&http, &format!("{base}/events")).await;
     // 600 ticks over 10 minutes for two symbols in one statement.
     client
         .batch_execute(
@@ -96,8 +96,7 @@ async fn candles_api_rolls_minutes_into_timeframes() {
         )
         .await
         .unwrap();
-    let (_web, base) = start_web(&db).await;
-    let http = reqwest::Client::new();
+    let (_web, base, http) = start_web(&db).await;
     let bars: serde_json::Value = http
         .get(format!("{base}/api/candles?symbol=XYZ&tf=1h&from=2024-03-04T00:00:00Z&to=2024-03-05T00:00:00Z"))
         .send()

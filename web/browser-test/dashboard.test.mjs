@@ -6,7 +6,8 @@
 // "flatten all" work.
 //
 //   TAPEFLOW_WEB_URL=http://127.0.0.1:8080 node --test web/browser-test/
-// Env: TAPEFLOW_WEB_URL (default http://127.0.0.1:8080), TAPEFLOW_SCREENSHOT
+// Env: TAPEFLOW_WEB_URL (default http://127.0.0.1:8080), TAPEFLOW_WEB_USER and
+// TAPEFLOW_WEB_PASSWORD (logged in through the login page), TAPEFLOW_SCREENSHOT
 // (default ../target/dashboard.png from web/; the other pages' pictures go
 // beside it), CHROMIUM_PATH (default /usr/bin/chromium; browsers are never
 // downloaded).
@@ -17,6 +18,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
 import { fmtPriceText, fmtQty } from '../static/js/account-data.js';
+import { loggedInContext, sessionApi } from './login.mjs';
 
 const webDir = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const baseUrl = process.env.TAPEFLOW_WEB_URL || 'http://127.0.0.1:8080';
@@ -26,6 +28,8 @@ const LIVE_TIMEOUT = 20_000;
 const RUN_TIMEOUT = 60_000;
 
 let browser;
+let context;
+let api;
 before(async () => {
   browser = await chromium.launch({
     executablePath: process.env.CHROMIUM_PATH || '/usr/bin/chromium',
@@ -33,20 +37,18 @@ before(async () => {
     args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
       '--disable-component-update', '--disable-sync'],
   });
+  // One session for every page, from the login page.
+  context = await loggedInContext(browser, baseUrl, { viewport: { width: 1440, height: 860 } });
+  api = await sessionApi(context, baseUrl);
 });
 after(() => browser?.close());
 
-/** GET a JSON API path of the server under test, or POST `body` to it. */
-async function apiJSON(pathname, body) {
-  const res = await fetch(new URL(pathname, baseUrl), body === undefined ? {} : {
-    method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
-  assert.ok(res.ok, `${pathname} answered ${res.status}`);
-  return res.json();
-}
+/** GET a JSON API path of the server under test, or POST `body` to it, in the session. */
+const apiJSON = (pathname, body) => api(pathname, body);
 
 /** A page that records uncaught errors and failed requests, which fail the test. */
 async function openPage() {
-  const page = await browser.newPage({ viewport: { width: 1440, height: 860 } });
+  const page = await context.newPage();
   const problems = [];
   page.on('pageerror', (err) => problems.push(`page error: ${err.message}`));
   page.on('requestfailed', (req) => {

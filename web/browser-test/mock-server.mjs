@@ -659,6 +659,17 @@ const server = http.createServer((req, res) => {
       const list = signals.filter((x) => !q.symbol || x.symbol === q.symbol);
       return json(res, 200, list.slice(-limit).reverse());
     }
+    // The session: the mock needs no login, but answers the page's session calls.
+    case '/api/session':
+      return json(res, 200, { name: 'mock', role: 'admin', csrf: 'mock-csrf' });
+    case '/login':
+      if (req.method === 'POST') {
+        res.setHeader('set-cookie', 'tapeflow_session=mock; Path=/; HttpOnly; SameSite=Strict');
+        return json(res, 200, { name: 'mock', role: 'admin', csrf: 'mock-csrf' });
+      }
+      return serveFile(res, '/login.html');
+    case '/logout':
+      return json(res, 200, { logged_out: true });
     case '/events':
       res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache', connection: 'keep-alive' });
       res.write(': connected\n\n');
