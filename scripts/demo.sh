@@ -10,6 +10,10 @@ LOGS="$HOME_DIR/logs"
 mkdir -p "$PIDS" "$LOGS"
 export DATABASE_URL="${DATABASE_URL:-$("$ROOT/scripts/cluster.sh" url)}"
 export TAPEFLOW_WEB_ROOT="${TAPEFLOW_WEB_ROOT:-$ROOT/web}"
+# On its first start (no users yet) the web app creates the user admin with a generated
+# password and writes it here (mode 0600), so that every run of the demo can show it.
+ADMIN_PASSWORD_FILE="$HOME_DIR/admin-password"
+export TAPEFLOW_WEB_ADMIN_PASSWORD_FILE="${TAPEFLOW_WEB_ADMIN_PASSWORD_FILE:-$ADMIN_PASSWORD_FILE}"
 
 alive() { [ -f "$PIDS/$1.pid" ] && kill -0 "$(cat "$PIDS/$1.pid")" 2>/dev/null; }
 
@@ -33,6 +37,11 @@ case "${1:-}" in
       sleep 0.2
     done
     echo "==> Tapeflow is running: open http://$addr  (make stop to stop; make psql for SQL)"
+    if [ -s "$TAPEFLOW_WEB_ADMIN_PASSWORD_FILE" ]; then
+      echo "    log in as admin, password $(cat "$TAPEFLOW_WEB_ADMIN_PASSWORD_FILE")  (generated on the first start, kept in ${TAPEFLOW_WEB_ADMIN_PASSWORD_FILE#"$ROOT"/})"
+    else
+      echo "    log in with a dashboard user; make one with: $BIN/tapeflow-web user add NAME --role admin"
+    fi
     ;;
   stop)
     for name in web exec feed; do
