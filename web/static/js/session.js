@@ -19,6 +19,8 @@ export async function showSession() {
     box.querySelector('#user-role').textContent = me.role;
     box.hidden = false;
   }
+  const users = document.querySelector('#users-link');
+  if (users) users.hidden = me.role !== 'admin';
   if (me.role === 'viewer') {
     for (const sel of CONTROLS) {
       const el = document.querySelector(sel);
