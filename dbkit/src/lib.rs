@@ -20,6 +20,17 @@ pub fn init_tracing() {
         .init();
 }
 
+/// Resolves on SIGINT or SIGTERM: every daemon's graceful-shutdown trigger.
+pub async fn shutdown_signal() {
+    let mut term =
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    tracing::info!("shutdown requested");
+}
+
 /// Connects, retrying with exponential backoff (capped at 10 s) until `give_up_after`.
 pub async fn connect(url: &str, give_up_after: Duration) -> anyhow::Result<Client> {
     let started = tokio::time::Instant::now();

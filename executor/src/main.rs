@@ -2,7 +2,6 @@
 //! under the risk limits in `tapeflow.risk_limits` (see the README for its configuration).
 
 use std::sync::Arc;
-use std::time::Duration;
 use tapeflow_executor::broker::alpaca::{AlpacaBroker, AlpacaConfig};
 use tapeflow_executor::broker::sim::{spawn_stepper, SimBroker};
 use tapeflow_executor::config::{sim_fill_model, BrokerKind, ExecConfig};
@@ -26,22 +25,11 @@ async fn main() -> anyhow::Result<()> {
             let sweep = cfg.sweep;
             let broker = Arc::new(SimBroker::connect(&cfg.database_url, sim_fill_model()?, sweep).await?);
             spawn_stepper(broker.clone());
-            Executor::connect(cfg, broker).await?.run(shutdown()).await
+            Executor::connect(cfg, broker).await?.run(tapeflow_db::shutdown_signal()).await
         }
         BrokerKind::Alpaca => {
             let broker = Arc::new(AlpacaBroker::new(AlpacaConfig::from_env()?)?);
-            Executor::connect(cfg, broker).await?.run(shutdown()).await
+            Executor::connect(cfg, broker).await?.run(tapeflow_db::shutdown_signal()).await
         }
     }
-}
-
-async fn shutdown() {
-    let mut term =
-        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
-    }
-    // Let the step in progress finish; the loop stops at its next turn.
-    tokio::time::sleep(Duration::from_millis(0)).await;
 }

@@ -5,13 +5,7 @@ use tokio::sync::watch;
 pub fn on_signal() -> watch::Receiver<bool> {
     let (tx, rx) = watch::channel(false);
     tokio::spawn(async move {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .expect("SIGTERM handler");
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
-        }
-        tracing::info!("shutdown requested");
+        tapeflow_db::shutdown_signal().await;
         let _ = tx.send(true);
     });
     rx
