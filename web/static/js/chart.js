@@ -2,7 +2,7 @@
 // (loaded as a classic script: window.LightweightCharts).
 import { fillMarker } from './account-data.js';
 import { BarSeries, toSec } from './bars.js';
-import { fmtDate, fmtDateTime, fmtPrice, fmtTick, fmtVolume, renderLegend } from './format.js';
+import { fillZoneWeights, fmtDate, fmtDateTime, fmtPrice, fmtTick, fmtVolume, renderLegend } from './format.js';
 
 const UP = '#26a69a';
 const DOWN = '#ef5350';
@@ -19,6 +19,35 @@ const volumeBar = (b) => ({
   color: (b.buy != null || b.sell != null ? (b.buy ?? 0) >= (b.sell ?? 0) : b.close >= b.open) ? UP_VOL : DOWN_VOL,
 });
 
+/**
+ * A lightweight-charts chart whose time axis follows the display zone's calendar: the
+ * library's time scale with its tick-mark weights (new year, month, day, hour…) computed in
+ * that zone (see fillZoneWeights in format.js), so a "Dec" mark sits on the first bar of
+ * December there, not on the bar of midnight UTC.
+ */
+export function createZonedChart(container, options) {
+  const LC = window.LightweightCharts;
+  const Time = LC.defaultHorzScaleBehavior();
+  class ZonedTime extends Time {
+    fillWeightsForPoints(points, startIndex) {
+      fillZoneWeights(points, startIndex);
+    }
+  }
+  return LC.createChartEx(container, new ZonedTime(), options);
+}
+
+/**
+ * Re-weigh a chart's time axis after the display zone changed: weights are computed when
+ * points arrive, so the series are emptied and refilled, keeping the visible range.
+ * `series` is a list of [series, data].
+ */
+export function reweighTimeAxis(chart, series) {
+  const range = chart.timeScale().getVisibleLogicalRange();
+  for (const [s] of series) s.setData([]);
+  for (const [s, data] of series) s.setData(data);
+  if (range) chart.timeScale().setVisibleLogicalRange(range);
+}
+
 export class ChartView {
   constructor(container, legend) {
     this.container = container;
@@ -27,7 +56,7 @@ export class ChartView {
     this.decimals = 2;
     this.priceLines = [];
     const LC = window.LightweightCharts;
-    this.chart = LC.createChart(container, {
+    this.chart = createZonedChart(container, {
       autoSize: true,
       layout: { background: { type: 'solid', color: '#0f131a' }, textColor: '#8b949e', fontSize: 11 },
       grid: { vertLines: { color: '#161b23' }, horzLines: { color: '#161b23' } },
@@ -159,6 +188,10 @@ export class ChartView {
   /** Re-render time labels after the display zone changed. */
   refreshTimeFormat() {
     this.#applyTimeFormat();
+    if (this.series) {
+      reweighTimeAxis(this.chart, [[this.candles, this.series.bars], [this.volume, this.series.bars.map(volumeBar)]]);
+      this.#drawMarkers();
+    }
     this.#showLegend();
   }
 

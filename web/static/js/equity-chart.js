@@ -1,6 +1,7 @@
 // Equity curve of a backtest over its drawdown, as two stacked charts that
 // scroll, zoom and hover together.
 import { downsample } from './backtest-data.js';
+import { createZonedChart, reweighTimeAxis } from './chart.js';
 import { fmtDateTime, fmtPrice, fmtTick, renderLegend } from './format.js';
 
 // Drawing more points than the chart is wide only costs time; min/max
@@ -28,8 +29,8 @@ export class EquityChart {
       timeScale: { borderColor: '#222a35', visible: bottom, timeVisible: true, secondsVisible: false,
         minBarSpacing: 0.02 },
     });
-    this.top = LC.createChart(equity, options(false));
-    this.bottom = LC.createChart(drawdown, options(true));
+    this.top = createZonedChart(equity, options(false));
+    this.bottom = createZonedChart(drawdown, options(true));
     this.#applyTimeFormat();
     this.equity = this.top.addLineSeries({ color: LINE, lineWidth: 2, priceLineVisible: false,
       priceFormat: { type: 'custom', formatter: (v) => fmtPrice(v, 2), minMove: 0.01 } });
@@ -105,6 +106,10 @@ export class EquityChart {
   /** Re-render time labels after the display zone changed. */
   refreshTimeFormat() {
     this.#applyTimeFormat();
+    if (this.points.length) {
+      reweighTimeAxis(this.top, [[this.equity, this.points.map((p) => ({ time: p.time, value: p.equity }))]]);
+      reweighTimeAxis(this.bottom, [[this.drawdown, this.points.map((p) => ({ time: p.time, value: p.dd }))]]);
+    }
     this.#showLegend();
   }
 

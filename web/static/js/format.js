@@ -138,3 +138,66 @@ export function renderLegend(el, items, classOf = () => '') {
     return span;
   }));
 }
+
+// ---- the time axis on the display zone's calendar ----
+//
+// lightweight-charts places its tick marks (and decides which is a new year, month or day)
+// on the UTC calendar, while every label here is written in the display zone. An intraday
+// chart of a market that trades overnight then put its "month" mark on the bar of 00:00 UTC,
+// 19:00 ET the evening before, and labelled the first of December "Nov". The weights below
+// are the library's (TickMarkWeight), computed on the display zone's calendar instead, so
+// marks and labels agree (chart.js installs them through a horizontal-scale behaviour).
+
+/** Seconds since the epoch of the display zone's wall clock at `sec`, as if that wall clock
+ *  were UTC: `new Date(wallSeconds(sec) * 1000).getUTCMonth()` is the month in the zone. */
+export function wallSeconds(sec) {
+  return sec + zoneOffset(sec);
+}
+
+// Intraday weights of lightweight-charts, coarsest first: [seconds, TickMarkWeight].
+const INTRADAY_WEIGHTS = [[43200, 33], [21600, 32], [10800, 31], [3600, 30], [1800, 22], [300, 21], [60, 20],
+  [1, 10]];
+
+/** The tick-mark weight of a point at `sec` following one at `prev` (Unix seconds): 70 a new
+ *  year, 60 a new month, 50 a new day in the display zone, then the hour and minute grids of
+ *  its wall clock. */
+export function tickWeight(sec, prev) {
+  const [a, b] = [wallSeconds(prev), wallSeconds(sec)];
+  const [da, db] = [new Date(a * 1000), new Date(b * 1000)];
+  if (da.getUTCFullYear() !== db.getUTCFullYear()) return 70;
+  if (da.getUTCMonth() !== db.getUTCMonth()) return 60;
+  if (da.getUTCDate() !== db.getUTCDate()) return 50;
+  for (const [step, weight] of INTRADAY_WEIGHTS) if (Math.floor(a / step) !== Math.floor(b / step)) return weight;
+  return 0;
+}
+
+/** Sets `timeWeight` of lightweight-charts' sorted time points from `startIndex` on (the
+ *  horizontal-scale behaviour's fillWeightsForPoints); the first point's weight is guessed
+ *  from the average spacing, as the library does. */
+export function fillZoneWeights(points, startIndex = 0) {
+  const time = (i) => Number(points[i].originalTime);
+  for (let i = Math.max(1, startIndex); i < points.length; i++) points[i].timeWeight = tickWeight(time(i), time(i - 1));
+  if (startIndex === 0 && points.length > 1) {
+    const average = Math.ceil((time(points.length - 1) - time(0)) / (points.length - 1));
+    points[0].timeWeight = tickWeight(time(0), time(0) - average);
+  }
+}
+
+// ---- prices at the instrument's tick ----
+
+/** Decimals a tick size is written with: 0.01 → 2, 0.25 → 2, 0.005 → 3, 1 → 0. */
+export function tickDecimals(tick) {
+  const t = Number(tick);
+  if (!(t > 0) || !Number.isFinite(t)) return 2;
+  for (let d = 0; d < 10; d++) {
+    const scaled = t * 10 ** d;
+    if (Math.abs(scaled - Math.round(scaled)) < 1e-9 * Math.max(1, scaled)) return d;
+  }
+  return 10;
+}
+
+/** A price written to the instrument's tick ("231.47" at 0.01, "4,512.25" at 0.25). */
+export const fmtAtTick = (v, tick) => fmtPrice(v, tickDecimals(tick));
+
+/** Money: to the cent. */
+export const fmtCents = (v) => fmtPrice(v, 2);
