@@ -64,32 +64,39 @@ test('trades: money strings become numbers, missing values sort last', () => {
   assert.deepEqual(sortTrades(trades, 'symbol', -1).map((t) => t.symbol), ['NVDA', 'MSFT', 'AAPL']);
 });
 
-test('statistics: known keys in order with labels, others appended, null as a dash', () => {
+test('statistics: in backtesting.py\'s order whatever order the keys arrive in, others appended', () => {
   setZone('UTC');
-  const rows = statRows({ fees_total: 12.5, sharpe: 0.8123, start: '2026-11-20 14:30:00+00', return_pct: 1.234,
-    max_drawdown_pct: -2.1, sortino: null, trades: 12, final_equity: '101234.5', note: 'warm-up skipped',
-    custom_pct: 3 });
+  // As the real server sends them: the names of tapeflow.backtest_stats, keys sorted.
+  const server = { '# Trades': 12, 'Avg. Trade Duration': 0.25, 'Duration': 3.8020833333333335,
+    'End': '2026-12-01T09:45:00+00:00', 'Equity Final [$]': 101234.5, 'Max. Drawdown [%]': -2.1, 'Note': 'warm-up',
+    'Return [%]': 1.234, 'Sharpe Ratio': 0.8123, 'Sortino Ratio': null, 'Start': '2026-11-20 14:30:00+00',
+    'Total Fees [$]': 12.5, 'fees_custom_pct': 3 };
+  const rows = statRows(server);
   const byKey = Object.fromEntries(rows.map((r) => [r.key, r]));
   assert.deepEqual(rows.map((r) => r.key),
-    ['start', 'final_equity', 'return_pct', 'sharpe', 'sortino', 'max_drawdown_pct', 'trades', 'fees_total', 'note',
-      'custom_pct']);
-  assert.equal(byKey.start.text, 'Nov 20 14:30');
-  assert.deepEqual([byKey.return_pct.label, byKey.return_pct.text, byKey.return_pct.tone], ['Return', '+1.23%', 'up']);
-  assert.deepEqual([byKey.max_drawdown_pct.text, byKey.max_drawdown_pct.tone], ['-2.10%', 'down']);
-  assert.equal(byKey.sortino.text, '—');
-  assert.equal(byKey.sharpe.text, '0.81');
-  assert.equal(byKey.trades.text, '12');
-  assert.equal(byKey.final_equity.text, '101,234.50');
-  assert.deepEqual([byKey.fees_total.label, byKey.fees_total.text], ['Fees total', '12.50']);
-  assert.deepEqual([byKey.note.label, byKey.note.text], ['Note', 'warm-up skipped']);
-  assert.deepEqual([byKey.custom_pct.label, byKey.custom_pct.text], ['Custom', '3.00%']);
+    ['Start', 'End', 'Duration', 'Equity Final [$]', 'Return [%]', 'Sharpe Ratio', 'Sortino Ratio', 'Max. Drawdown [%]',
+      '# Trades', 'Avg. Trade Duration', 'Total Fees [$]', 'Note', 'fees_custom_pct']);
+  assert.equal(byKey.Start.text, 'Nov 20 14:30');
+  assert.equal(byKey.End.text, 'Dec 01 09:45');
+  assert.equal(byKey.Duration.text, '3d 19h');
+  assert.deepEqual([byKey['Return [%]'].label, byKey['Return [%]'].text, byKey['Return [%]'].tone],
+    ['Return', '+1.23%', 'up']);
+  assert.deepEqual([byKey['Max. Drawdown [%]'].text, byKey['Max. Drawdown [%]'].tone], ['-2.10%', 'down']);
+  assert.equal(byKey['Sortino Ratio'].text, '—');
+  assert.equal(byKey['Sharpe Ratio'].text, '0.81');
+  assert.deepEqual([byKey['# Trades'].label, byKey['# Trades'].text], ['Trades', '12']);
+  assert.equal(byKey['Equity Final [$]'].text, '101,234.50');
+  assert.equal(byKey['Avg. Trade Duration'].text, '6h 00m');
+  assert.deepEqual([byKey['Total Fees [$]'].label, byKey['Total Fees [$]'].text], ['Total fees', '12.50']);
+  assert.deepEqual([byKey.Note.label, byKey.Note.text], ['Note', 'warm-up']);
+  assert.deepEqual([byKey.fees_custom_pct.label, byKey.fees_custom_pct.text], ['Fees custom', '3.00%']);
   assert.deepEqual(statRows(null), []);
 });
 
-test('statistics under other names get units and kinds from their labels', () => {
-  const rows = statRows({ 'Return [%]': -1.5, 'Max. Drawdown [%]': -3, 'Win Rate [%]': 55, 'Equity Final [$]': 99000,
-    'Avg. Trade Duration': 0.25, SQN: 1.234 });
+test('other statistics get units and kinds from their labels', () => {
+  const rows = statRows({ 'Profit [%]': -1.5, 'Worst Run [%]': -3, 'Hit Rate [%]': 55, 'Cash [$]': 99000,
+    'Avg. Hold Duration': 0.25, Z: 1.234 });
   assert.deepEqual(rows.map((r) => [r.label, r.text, r.tone]), [
-    ['Return', '-1.50%', 'down'], ['Max. Drawdown', '-3.00%', 'down'], ['Win Rate', '55.00%', ''],
-    ['Equity Final', '99,000.00', ''], ['Avg. Trade Duration', '6h 00m', ''], ['SQN', '1.234', '']]);
+    ['Profit', '-1.50%', ''], ['Worst Run', '-3.00%', ''], ['Hit Rate', '55.00%', ''],
+    ['Cash', '99,000.00', ''], ['Avg. Hold Duration', '6h 00m', ''], ['Z', '1.234', '']]);
 });

@@ -209,8 +209,9 @@ function simulate(paths, rng) {
   return { equity, trades };
 }
 
-// Statistics in the shape of the real server's (a subset computed for real,
-// plus `fees_total`, a key the page does not know, shown generically).
+// Statistics in the shape of the real server's: the names tapeflow.backtest_stats
+// gives them (durations in days, times as text), in a JSON object whose keys come
+// sorted, as serde_json sends them (a subset computed for real).
 function statsOf({ equity, trades }, paths) {
   if (!equity.length) return null;
   const values = equity.map((p) => p.equity);
@@ -246,30 +247,32 @@ function statsOf({ equity, trades }, paths) {
   const winRate = trades.length ? won.length / trades.length : null;
   const payoff = won.length && lost.length ? mean(won) / Math.abs(mean(lost)) : null;
   const holds = Object.values(paths).map((p) => p.at(-1).close / p[0].close - 1);
-  return {
-    start: equity[0].time, end: equity.at(-1).time, duration: interval(span),
-    exposure_pct: r4((equity.filter((p) => p.exposed).length / equity.length) * 100),
-    final_equity: values.at(-1), peak_equity: Math.max(...values),
-    return_pct: r4(total * 100), buy_hold_return_pct: r4(mean(holds) * 100),
-    annual_return_pct: r4(annual * 100), annual_volatility_pct: r4(vol * 100),
-    cagr_pct: r4(((1 + total) ** (365 * 86400 / Math.max(span, 86400)) - 1) * 100),
-    sharpe: r4((mean(rets) / stdev(rets)) * Math.sqrt(perYear)),
-    sortino: downside ? r4((mean(rets) / downside) * Math.sqrt(perYear)) : null,
-    calmar: maxDD ? r4(annual / Math.abs(maxDD / 100)) : null,
-    max_drawdown_pct: r4(maxDD), avg_drawdown_pct: episodes.length ? r4(mean(episodes.map((e) => e.depth))) : null,
-    max_drawdown_duration: ddSecs.length ? interval(Math.max(...ddSecs)) : null,
-    avg_drawdown_duration: ddSecs.length ? interval(Math.round(mean(ddSecs))) : null,
-    trades: trades.length, win_rate_pct: winRate == null ? null : r4(winRate * 100),
-    best_trade_pct: trades.length ? Math.max(...pcts) : null, worst_trade_pct: trades.length ? Math.min(...pcts) : null,
-    avg_trade_pct: trades.length ? r4(mean(pcts)) : null,
-    max_trade_duration: held.length ? interval(Math.max(...held)) : null,
-    avg_trade_duration: held.length ? interval(Math.round(mean(held))) : null,
-    profit_factor: lost.length ? r4(won.reduce((a, b) => a + b, 0) / Math.abs(lost.reduce((a, b) => a + b, 0))) : null,
-    expectancy_pct: trades.length ? r4(mean(pcts)) : null,
-    sqn: trades.length > 1 ? r4((Math.sqrt(trades.length) * mean(pnls)) / stdev(pnls)) : null,
-    kelly: payoff ? r4(winRate - (1 - winRate) / payoff) : null,
-    fees_total: Number(trades.reduce((a, t) => a + Number(t.fees), 0).toFixed(2)),
+  const inDays = (secs) => secs / 86400;
+  const stats = {
+    'Start': equity[0].time, 'End': equity.at(-1).time, 'Duration': inDays(span),
+    'Exposure Time [%]': r4((equity.filter((p) => p.exposed).length / equity.length) * 100),
+    'Equity Final [$]': values.at(-1), 'Equity Peak [$]': Math.max(...values),
+    'Return [%]': r4(total * 100), 'Buy & Hold Return [%]': r4(mean(holds) * 100),
+    'Return (Ann.) [%]': r4(annual * 100), 'Volatility (Ann.) [%]': r4(vol * 100),
+    'CAGR [%]': r4(((1 + total) ** (365 * 86400 / Math.max(span, 86400)) - 1) * 100),
+    'Sharpe Ratio': r4((mean(rets) / stdev(rets)) * Math.sqrt(perYear)),
+    'Sortino Ratio': downside ? r4((mean(rets) / downside) * Math.sqrt(perYear)) : null,
+    'Calmar Ratio': maxDD ? r4(annual / Math.abs(maxDD / 100)) : null,
+    'Max. Drawdown [%]': r4(maxDD), 'Avg. Drawdown [%]': episodes.length ? r4(mean(episodes.map((e) => e.depth))) : null,
+    'Max. Drawdown Duration': ddSecs.length ? inDays(Math.max(...ddSecs)) : null,
+    'Avg. Drawdown Duration': ddSecs.length ? inDays(Math.round(mean(ddSecs))) : null,
+    '# Trades': trades.length, 'Win Rate [%]': winRate == null ? null : r4(winRate * 100),
+    'Best Trade [%]': trades.length ? Math.max(...pcts) : null, 'Worst Trade [%]': trades.length ? Math.min(...pcts) : null,
+    'Avg. Trade [%]': trades.length ? r4(mean(pcts)) : null,
+    'Max. Trade Duration': held.length ? inDays(Math.max(...held)) : null,
+    'Avg. Trade Duration': held.length ? inDays(Math.round(mean(held))) : null,
+    'Profit Factor': lost.length ? r4(won.reduce((a, b) => a + b, 0) / Math.abs(lost.reduce((a, b) => a + b, 0))) : null,
+    'Expectancy [%]': trades.length ? r4(mean(pcts)) : null,
+    'SQN': trades.length > 1 ? r4((Math.sqrt(trades.length) * mean(pnls)) / stdev(pnls)) : null,
+    'Kelly Criterion': payoff ? r4(winRate - (1 - winRate) / payoff) : null,
+    'Total Fees [$]': Number(trades.reduce((a, t) => a + Number(t.fees), 0).toFixed(2)),
   };
+  return Object.fromEntries(Object.entries(stats).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
 }
 
 const runs = []; // newest last
@@ -278,9 +281,9 @@ const results = new Map(); // id → { stats, equity, trades }
 function finish(run, result, paths) {
   const stats = statsOf(result, paths);
   results.set(run.id, { stats, equity: result.equity.map(({ exposed, ...p }) => p), trades: result.trades });
-  Object.assign(run, { status: 'completed', progress: 1, trades: stats?.trades ?? 0,
-    return_pct: stats?.return_pct ?? null, sharpe: stats?.sharpe ?? null,
-    max_drawdown_pct: stats?.max_drawdown_pct ?? null });
+  Object.assign(run, { status: 'completed', progress: 1, trades: stats?.['# Trades'] ?? 0,
+    return_pct: stats?.['Return [%]'] ?? null, sharpe: stats?.['Sharpe Ratio'] ?? null,
+    max_drawdown_pct: stats?.['Max. Drawdown [%]'] ?? null });
 }
 
 // Fixed runs: a cancelled and a failed one, and one completed over five

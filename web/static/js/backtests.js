@@ -3,7 +3,8 @@
 import * as api from './api.js';
 import { FINAL, normalizeEquity, normalizeTrade, parseTime, sortTrades, statRows } from './backtest-data.js';
 import { EquityChart } from './equity-chart.js';
-import { decimalsFor, fmtDateTime, fmtPct, fmtPrice, fmtSpan, fmtYMD, setText, startOfDay } from './format.js';
+import { fmtCents, fmtDateTime, fmtPct, fmtSpan, fmtYMD, setText, startOfDay } from './format.js';
+import { fmtSymbolPrice, loadInstruments } from './instruments.js';
 
 const $ = (sel) => document.querySelector(sel);
 const DAY = 86400;
@@ -359,7 +360,9 @@ export class Backtests {
         this.#chartMessage('Running — results appear when the run completes.');
         return;
       }
-      const [equity, trades] = await Promise.all([api.fetchEquity(id), api.fetchTrades(id)]);
+      // Prices are written to their instrument's tick: the instruments come along.
+      const [equity, trades] = await Promise.all([api.fetchEquity(id), api.fetchTrades(id),
+        loadInstruments().catch(() => null)]);
       if (seq !== this.loadSeq) return;
       const points = normalizeEquity(equity);
       this.chart.load(points);
@@ -468,7 +471,7 @@ export class Backtests {
 
 function tradeRow(t) {
   const tr = document.createElement('tr');
-  const d = decimalsFor([t.entry_price, t.exit_price]);
+  const price = (v) => fmtSymbolPrice(t.symbol, v);
   const signed = (v, text) => ({ text, tone: v > 0 ? 'up' : v < 0 ? 'down' : '' });
   const cells = {
     n: { text: String(t.n) },
@@ -476,16 +479,16 @@ function tradeRow(t) {
     side: { text: t.side ?? '—' },
     quantity: { text: t.quantity == null ? '—' : t.quantity.toLocaleString('en-US') },
     entry_time: { text: t.entry_time == null ? '—' : fmtDateTime(t.entry_time, true) },
-    entry_price: { text: fmtPrice(t.entry_price, d) },
+    entry_price: { text: price(t.entry_price) },
     exit_time: { text: t.exit_time == null ? '—' : fmtDateTime(t.exit_time, true) },
-    exit_price: { text: fmtPrice(t.exit_price, d) },
-    pnl: signed(t.pnl, t.pnl == null ? '—' : `${t.pnl > 0 ? '+' : ''}${fmtPrice(t.pnl, 2)}`),
+    exit_price: { text: price(t.exit_price) },
+    pnl: signed(t.pnl, t.pnl == null ? '—' : `${t.pnl > 0 ? '+' : ''}${fmtCents(t.pnl)}`),
     return_pct: signed(t.return_pct, fmtPct(t.return_pct)),
-    fees: { text: fmtPrice(t.fees, 2) },
+    fees: { text: fmtCents(t.fees) },
     exit_reason: { text: t.exit_reason?.replace(/_/g, ' ') ?? '—' },
-    // Excursions keep the sign the server gives; shown like prices.
-    mae: signed(t.mae, fmtPrice(t.mae, decimalsFor([t.mae]))),
-    mfe: signed(t.mfe, fmtPrice(t.mfe, decimalsFor([t.mfe]))),
+    // Excursions are money: the worst (adverse) and best (favourable) open P&L of the trade.
+    mae: { text: fmtCents(t.mae), tone: t.mae > 0 ? 'down' : '' },
+    mfe: { text: fmtCents(t.mfe), tone: t.mfe > 0 ? 'up' : '' },
     held: { text: fmtSpan(t.held) },
   };
   for (const [key, , cls] of TRADE_COLUMNS) {
