@@ -586,6 +586,7 @@ async fn login_flow_in_headless_chromium() {
     .await;
     add_user(&db, "vera", "viewer", "viewer-password");
     add_user(&db, "locky", "viewer", "locky-password");
+    add_user(&db, "ada", "admin", "admin-password");
     let screenshot = repo_root().join("target/login.png");
     let status = Command::new("node")
         .args(["--test", "browser-test/auth-flow.mjs"])
@@ -596,6 +597,8 @@ async fn login_flow_in_headless_chromium() {
         .env("TAPEFLOW_VIEWER_USER", "vera")
         .env("TAPEFLOW_VIEWER_PASSWORD", "viewer-password")
         .env("TAPEFLOW_LOCKED_USER", "locky")
+        .env("TAPEFLOW_ADMIN_USER", "ada")
+        .env("TAPEFLOW_ADMIN_PASSWORD", "admin-password")
         .env("TAPEFLOW_MAX_FAILURES", "3")
         .env("TAPEFLOW_SCREENSHOT", &screenshot)
         .status()

@@ -3,12 +3,14 @@
 // the login page; a wrong password is refused; repeated failures lock a user
 // out with a countdown; a login lands on the dashboard showing who is logged
 // in; a mutation without the CSRF token is refused; a viewer is refused a
-// mutation with 403; logging out ends the session.
+// mutation with 403; logging out ends the session; an admin adds a user on
+// the users page.
 //
 // Env: TAPEFLOW_WEB_URL; TAPEFLOW_WEB_USER / TAPEFLOW_WEB_PASSWORD (a trader);
 // TAPEFLOW_VIEWER_USER / TAPEFLOW_VIEWER_PASSWORD; TAPEFLOW_LOCKED_USER (a user
 // this test locks out); TAPEFLOW_MAX_FAILURES (the server's
-// TAPEFLOW_WEB_LOGIN_MAX_FAILURES); TAPEFLOW_SCREENSHOT (the login page's
+// TAPEFLOW_WEB_LOGIN_MAX_FAILURES); TAPEFLOW_ADMIN_USER / TAPEFLOW_ADMIN_PASSWORD;
+// TAPEFLOW_SCREENSHOT (the login page's
 // picture, default ../target/login.png); CHROMIUM_PATH.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -137,6 +139,39 @@ test('a viewer reads the dashboard and is refused a mutation with 403', { timeou
     assert.equal(status, 403);
     const title = await page.locator('#kill-switch').getAttribute('title');
     assert.match(title, /Read only/);
+    assert.deepEqual(errors, [], 'no page errors');
+  } finally {
+    await context.close();
+  }
+});
+
+test('an admin adds a user on the users page and that user can log in', { timeout: 60_000 }, async () => {
+  const admin = { name: process.env.TAPEFLOW_ADMIN_USER, password: process.env.TAPEFLOW_ADMIN_PASSWORD };
+  const { context, page, errors } = await newPage();
+  try {
+    await page.goto(`${baseUrl}/login`, { waitUntil: 'domcontentloaded' });
+    await loginOnPage(page, admin);
+    await page.waitForSelector('#users-link:not([hidden])', { timeout: 15_000 });
+    await page.click('#users-link');
+    await page.waitForSelector('#users-table tbody tr[data-name]', { timeout: 15_000 });
+    await page.fill('#new-name', 'newbie');
+    await page.selectOption('#new-role', 'trader');
+    await page.click('#user-form button[type="submit"]');
+    await page.waitForSelector('#users-table tr[data-name="newbie"]', { timeout: 10_000 });
+    const text = await page.locator('#users-message').textContent();
+    const password = text.match(/password (\S+) \(shown once\)/)?.[1];
+    assert.ok(password, `the generated password is shown: ${text}`);
+    // The new user logs in elsewhere with it.
+    const other = await newPage();
+    try {
+      await other.page.goto(`${baseUrl}/login`, { waitUntil: 'domcontentloaded' });
+      await loginOnPage(other.page, { name: 'newbie', password });
+      await other.page.waitForSelector('#user:not([hidden])', { timeout: 15_000 });
+      assert.equal(await other.page.locator('#user-role').textContent(), 'trader');
+      assert.ok(await other.page.locator('#users-link').isHidden(), 'no users link for a trader');
+    } finally {
+      await other.context.close();
+    }
     assert.deepEqual(errors, [], 'no page errors');
   } finally {
     await context.close();

@@ -27,6 +27,7 @@ function lockOut(seconds, text) {
   countdown = setInterval(() => {
     left -= 1;
     form.dataset.retryAfter = String(left);
+    if (left > 0) say(`${text} (${left} s left)`, 'locked');
     if (left <= 0) {
       clearInterval(countdown);
       submit.disabled = false;
