@@ -648,6 +648,9 @@ const server = http.createServer((req, res) => {
   switch (url.pathname) {
     case '/api/symbols':
       return json(res, 200, symbolsJSON());
+    case '/api/instruments':
+      return json(res, 200, SYMBOLS.map((x) => ({ symbol: x.symbol, name: x.name, tick_size: x.tick,
+        timezone: 'America/New_York', session_open: '09:30', session_close: '16:00', active: true })));
     case '/api/candles': {
       const s = find();
       if (!s) return json(res, 404, { error: `unknown symbol ${q.symbol}` });
