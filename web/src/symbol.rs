@@ -367,7 +367,10 @@ pub async fn flow(
 /// The footprint of the bars of [from, to) at `tf` (default 5m): `cells` from
 /// `tapeflow.footprint` (bid and ask volume per bar and price level) and `imbalances` from
 /// `tapeflow.footprint_imbalances` (`ratio` default 1.5, `min_volume` 0, `min_rows` 3 for a
-/// stack). At most [`MAX_FOOTPRINT_BARS`] bars.
+/// stack). With `ticks_per_row` above 1 each bar's levels are re-binned by `profile_agg`
+/// and its imbalances are `tapeflow.imbalances` / `stacked_imbalances` of that profile (the
+/// same diagonal comparison, row against row; trade counts are then unknown). At most
+/// [`MAX_FOOTPRINT_BARS`] bars.
 pub async fn footprint(
     State(state): State<AppState>,
     Path(symbol): Path<String>,
@@ -399,22 +402,51 @@ pub async fn footprint(
             ),
         });
     }
-    one_json(
-        &client,
-        "SELECT json_build_object(
-             'cells', coalesce((SELECT json_agg(json_build_object('time', f.time, 'price', f.price,
-                     'bid', f.bid_volume, 'ask', f.ask_volume, 'delta', f.delta, 'volume', f.volume, 'trades', f.trades)
-                     ORDER BY f.time, f.price)
-                 FROM tapeflow.footprint($1, coalesce($2, '5m'), $3::text::timestamptz, $4::text::timestamptz) f), '[]'),
-             'imbalances', coalesce((SELECT json_agg(json_build_object('time', i.time, 'side', i.side, 'price', i.price,
-                     'volume', i.volume, 'opposite', i.opposite, 'ratio', i.imbalance_ratio, 'stacked', i.stacked)
-                     ORDER BY i.time, i.price)
-                 FROM tapeflow.footprint_imbalances($1, coalesce($2, '5m'), $3::text::timestamptz, $4::text::timestamptz,
-                     coalesce($5::text::float8, 1.5), coalesce($6::text::float8, 0), coalesce($7::text::integer, 3)) i), '[]'))",
-        &[&symbol, &p.tf, from, to, &p.ratio, &p.min_volume, &p.min_rows],
-    )
-    .await
+    let args: [&(dyn ToSql + Sync); 8] =
+        [&symbol, &p.tf, from, to, &p.ratio, &p.min_volume, &p.min_rows, &p.ticks_per_row];
+    let one_tick = p.ticks_per_row.as_deref().is_none_or(|t| t.trim() == "1");
+    if one_tick {
+        one_json(&client, FOOTPRINT_SQL, &args[..7]).await
+    } else {
+        one_json(&client, FOOTPRINT_REBINNED_SQL, &args).await
+    }
 }
+
+/// Footprint and imbalances straight from `tapeflow.footprint` and `footprint_imbalances`.
+const FOOTPRINT_SQL: &str = "SELECT json_build_object(
+    'ticks_per_row', 1,
+    'cells', coalesce((SELECT json_agg(json_build_object('time', f.time, 'price', f.price,
+            'bid', f.bid_volume, 'ask', f.ask_volume, 'delta', f.delta, 'volume', f.volume, 'trades', f.trades)
+            ORDER BY f.time, f.price)
+        FROM tapeflow.footprint($1, coalesce($2, '5m'), $3::text::timestamptz, $4::text::timestamptz) f), '[]'),
+    'imbalances', coalesce((SELECT json_agg(json_build_object('time', i.time, 'side', i.side, 'price', i.price,
+            'volume', i.volume, 'opposite', i.opposite, 'ratio', i.imbalance_ratio, 'stacked', i.stacked)
+            ORDER BY i.time, i.price)
+        FROM tapeflow.footprint_imbalances($1, coalesce($2, '5m'), $3::text::timestamptz, $4::text::timestamptz,
+            coalesce($5::text::float8, 1.5), coalesce($6::text::float8, 0), coalesce($7::text::integer, 3)) i), '[]'))";
+
+/// Each bar's footprint re-binned to `ticks_per_row` by `profile_agg`, read by `levels`,
+/// `imbalances` and `stacked_imbalances`.
+const FOOTPRINT_REBINNED_SQL: &str = r#"WITH s AS (SELECT * FROM tapeflow.symbol_row($1)),
+    bars AS (
+        SELECT f.time, tapeflow.profile_agg(x.price, x.size, x.side, s.tick_size, $8::text::integer) AS p
+        FROM s, tapeflow.footprint($1, coalesce($2, '5m'), $3::text::timestamptz, $4::text::timestamptz) f
+        CROSS JOIN LATERAL (VALUES (f.price, f.ask_volume, 'B'::"char"), (f.price, f.bid_volume, 'S'::"char"),
+                                   (f.price, f.volume - f.ask_volume - f.bid_volume, 'N'::"char")) x(price, size, side)
+        WHERE x.size > 0
+        GROUP BY f.time)
+    SELECT json_build_object(
+        'ticks_per_row', $8::text::integer,
+        'cells', coalesce((SELECT json_agg(json_build_object('time', b.time, 'price', l.price, 'bid', l.sell,
+                'ask', l.buy, 'delta', l.delta, 'volume', l.total, 'trades', NULL) ORDER BY b.time, l.price)
+            FROM bars b, tapeflow.levels(b.p) l), '[]'),
+        'imbalances', coalesce((SELECT json_agg(json_build_object('time', b.time, 'side', i.side, 'price', i.price,
+                'volume', i.volume, 'opposite', i.opposite, 'ratio', i.ratio,
+                'stacked', EXISTS (SELECT 1 FROM tapeflow.stacked_imbalances(b.p, coalesce($5::text::float8, 1.5),
+                                       coalesce($6::text::float8, 0), coalesce($7::text::integer, 3)) st
+                                   WHERE st.side = i.side AND i.price BETWEEN st.low AND st.high))
+                ORDER BY b.time, i.price)
+            FROM bars b, tapeflow.imbalances(b.p, coalesce($5::text::float8, 1.5), coalesce($6::text::float8, 0)) i), '[]'))"#;
 
 /// Market states of [from, to) (default: the last day), one per evaluated one-minute bar: the
 /// live log (`tapeflow.market_state_log`, strategy amt) when it has rows there, otherwise

@@ -10,6 +10,9 @@ import { connectLive } from './live.js';
 import { SignalLog } from './signals.js';
 import { showSession } from './session.js';
 import { Watchlist } from './watchlist.js';
+import { Feeds } from './feeds.js';
+import { Strategies } from './strategies.js';
+import { SymbolPage } from './symbol.js';
 
 const $ = (sel) => document.querySelector(sel);
 const DAY = 86400e3;
@@ -27,10 +30,13 @@ const log = new SignalLog({ table: $('#signals-table'), filter: $('#signals-filt
   count: $('#signals-count') });
 const backtests = new Backtests();
 const account = new Account();
+const symbolPage = new SymbolPage();
+const strategies = new Strategies();
+const feeds = new Feeds();
 
 // ---- routing: #/signals, #/backtests[/ID], #/account, or #/SYMBOL[/TF] for the dashboard ----
 
-const PAGES = ['dashboard', 'signals', 'backtests', 'account'];
+const PAGES = ['dashboard', 'signals', 'backtests', 'account', 'symbol', 'strategies', 'feeds'];
 const hashParts = () => location.hash.replace(/^#\/?/, '').split('/').map(decodeURIComponent);
 // Any first part other than a page's name is a symbol of the dashboard.
 const pageOf = (view) => (PAGES.includes(view) ? view : 'dashboard');
@@ -44,6 +50,14 @@ function route() {
   else backtests.hide();
   if (page === 'account') account.show();
   else account.hide();
+  // #/symbol/SYM[/TF], #/strategies[/SYM], #/feeds
+  if (page === 'symbol' && arg) symbolPage.show(arg, hashParts()[2]);
+  else symbolPage.hide();
+  if (page === 'strategies') strategies.show(arg || null);
+  else strategies.hide();
+  if (page === 'feeds') feeds.show();
+  else feeds.hide();
+  if (page === 'symbol' && !arg) location.hash = sel.symbol ? `#/symbol/${encodeURIComponent(sel.symbol)}` : '#/';
   if (page !== 'dashboard') return;
   // Before the watchlist is known, loadSymbols picks the hash's symbol up.
   if (view && watchlist.symbols.length) select(view, TIMEFRAMES[arg] ? arg : sel.tf);
@@ -72,6 +86,7 @@ function select(symbol, tf) {
   }
   $('#chart-symbol').textContent = symbol;
   $('#chart-name').textContent = watchlist.info(symbol)?.name ?? '';
+  $('#chart-details').href = `#/symbol/${encodeURIComponent(symbol)}/${tf}`;
   if (pageOf(hashParts()[0]) === 'dashboard') writeHash();
   loadChart();
 }
@@ -172,6 +187,9 @@ function catchUp() {
   resync();
   backtests.resync();
   account.resync();
+  symbolPage.resync();
+  strategies.resync();
+  feeds.resync();
 }
 
 // ---- live events ----
@@ -179,6 +197,7 @@ function catchUp() {
 let liveCount = 0;
 
 function onEvent(name, data) {
+  symbolPage.applyEvent(name, data);
   liveCount += 1;
   $('#live-count').textContent = String(liveCount);
   if (name === 'candle') {
@@ -260,6 +279,9 @@ $('#tz-toggle').addEventListener('click', () => {
   log.render();
   backtests.refreshTimeFormat();
   account.refreshTimeFormat();
+  symbolPage.refreshTimeFormat();
+  strategies.refreshTimeFormat();
+  feeds.refreshTimeFormat();
   tick();
 });
 
@@ -293,4 +315,4 @@ resync();
 showSession();
 
 // For poking at the state from the browser console.
-window.tapeflow = { sel, chart, watchlist, log, backtests, account };
+window.tapeflow = { sel, chart, watchlist, log, backtests, account, symbol: symbolPage, strategies, feeds };

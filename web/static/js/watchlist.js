@@ -67,8 +67,9 @@ export class Watchlist {
         td.dataset.field = f;
         cells[f] = td;
       }
-      cells.symbol.innerHTML = '<span class="sym"></span><span class="name"></span>';
+      cells.symbol.innerHTML = '<span class="sym"></span><a class="open" title="Symbol page: profile, order flow, footprint">↗</a><span class="name"></span>';
       cells.symbol.firstChild.textContent = info.symbol;
+      cells.symbol.querySelector('a.open').href = `#/symbol/${encodeURIComponent(info.symbol)}`;
       for (const f of ['last', 'change', 'volume', 'aggression']) cells[f].classList.add('num');
       this.rows.set(info.symbol, { tr, cells });
       this.body.append(tr);
