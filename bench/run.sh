@@ -6,14 +6,17 @@
 #   sse         tapeflow-web (release): SSE delivery latency p50/p99 to 500 clients vs a single
 #               client, same events, same run (tests/examples/sse_bench.rs; BENCH_SSE_CLIENTS,
 #               BENCH_SSE_EVENTS, BENCH_SSE_INTERVAL_MS, BENCH_SSE_PAYLOAD)
-# Usage: bench/run.sh [profile|accuracy|backtest|sse ...]   (default: all). Needs `make db`.
+#   exec        tapeflow-exec (release, Alpaca broker against the fake Alpaca): signal insert →
+#               order accepted p50/p99, signals/s of a 1,000-signal burst, vs a bare LISTEN/NOTIFY
+#               round trip (tests/examples/exec_bench.rs; BENCH_EXEC_SIGNALS, BENCH_EXEC_INTERVAL_MS)
+# Usage: bench/run.sh [profile|accuracy|backtest|sse|exec ...]   (default: all). Needs `make db`.
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$ROOT"
 ADMIN="$(bash scripts/cluster.sh url | sed 's|/[^/]*$|/postgres|')"
 DB=tapeflow_bench
 URL="$(bash scripts/cluster.sh url | sed "s|/[^/]*\$|/$DB|")"
-what=("$@"); [ ${#what[@]} -gt 0 ] || what=(profile accuracy backtest sse)
+what=("$@"); [ ${#what[@]} -gt 0 ] || what=(profile accuracy backtest sse exec)
 
 fresh_db() {
   psql "$ADMIN" -Xq -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)" -c "CREATE DATABASE $DB"
@@ -29,7 +32,11 @@ for w in "${what[@]}"; do
       # Its own throw-away database on the same cluster (tests' TestDb), dropped when it ends.
       cargo build -q --release --bin tapeflow-web
       DATABASE_URL="$(bash scripts/cluster.sh url)" cargo run -q --release -p tapeflow-tests --example sse_bench ;;
+    exec)
+      # Its own throw-away databases on the same cluster (tests' TestDb), dropped when it ends.
+      cargo build -q --release --bin tapeflow-exec
+      DATABASE_URL="$(bash scripts/cluster.sh url)" cargo run -q --release -p tapeflow-tests --example exec_bench ;;
     *) echo "unknown benchmark $w" >&2; exit 2 ;;
   esac
 done
-psql "$ADMIN" -Xq -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)"
+psql "$ADMIN" -Xq -c "SET client_min_messages = warning" -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)"

@@ -14,7 +14,7 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
@@ -91,6 +91,8 @@ struct Shared {
     connections: AtomicUsize,
     /// Connections currently listening to trade_updates.
     listening: AtomicUsize,
+    /// Woken at every accepted order.
+    accepted_notify: tokio::sync::Notify,
 }
 
 #[derive(Debug, Clone)]
@@ -138,6 +140,8 @@ struct Position {
 struct BookState {
     orders: Vec<Order>,
     accepted: HashMap<String, usize>,
+    /// When each client order id was first accepted (the order stored).
+    accepted_at: HashMap<String, Instant>,
     order_requests: Vec<Value>,
     requests: Vec<String>,
     events: Vec<Value>,
@@ -533,6 +537,7 @@ impl FakeAlpaca {
             state: Mutex::new(BookState {
                 orders: Vec::new(),
                 accepted: HashMap::new(),
+                accepted_at: HashMap::new(),
                 order_requests: Vec::new(),
                 requests: Vec::new(),
                 events: Vec::new(),
@@ -555,6 +560,7 @@ impl FakeAlpaca {
             binary: AtomicBool::new(opts.binary_frames),
             connections: AtomicUsize::new(0),
             listening: AtomicUsize::new(0),
+            accepted_notify: tokio::sync::Notify::new(),
         });
         let app = Router::new().route("/stream", get(stream)).fallback(rest).with_state(shared.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind 127.0.0.1:0");
@@ -630,6 +636,29 @@ impl FakeAlpaca {
     /// then timed out counts; refusals and injected failures do not).
     pub fn count_by_client_id(&self) -> HashMap<String, usize> {
         self.state().accepted.clone()
+    }
+
+    /// The instant (this process's clock) each client order id was first accepted: the order
+    /// stored, before the answer is written. For latency measurements.
+    pub fn accepted_at(&self) -> HashMap<String, Instant> {
+        self.state().accepted_at.clone()
+    }
+
+    /// Waits until an order with this client order id is accepted; the instant it was, or
+    /// None after `timeout`.
+    pub async fn wait_accepted(&self, client_order_id: &str, timeout: Duration) -> Option<Instant> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let notified = self.shared.accepted_notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if let Some(t) = self.state().accepted_at.get(client_order_id) {
+                return Some(*t);
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return None;
+            }
+        }
     }
 
     /// Every `POST /v2/orders` body received, in order (refused ones included).
@@ -1066,7 +1095,9 @@ fn create_order(shared: &Arc<Shared>, req: &Value) -> Result<Value, ApiError> {
         st.orders.push(leg);
         st.orders[parent].legs.push(l);
     }
+    st.accepted_at.entry(coid.clone()).or_insert_with(Instant::now);
     *st.accepted.entry(coid).or_insert(0) += 1;
+    shared.accepted_notify.notify_waiters();
     let answer = st.order_json(parent, true);
     st.orders[parent].status = "new".into();
     let id = st.orders[parent].id.clone();
