@@ -3,10 +3,14 @@
 
 use crate::bars;
 use crate::candle::{micros, timestamptz};
+use crate::live::in_subtransaction;
 use pgrx::guc::{GucContext, GucFlags, GucRegistry, GucSetting};
+use pgrx::pg_sys::errcodes::PgSqlErrorCode;
+use pgrx::pg_sys::panic::CaughtError;
 use pgrx::prelude::*;
 use pgrx::{AnyNumeric, JsonB};
 use rust_decimal::Decimal;
+use std::panic::AssertUnwindSafe;
 use tapeflow_analytics::backtest::grid::{
     grid_search, params_from_json, summary, walk_forward, walk_forward_windows, Grid, Metric, SweepRun,
 };
@@ -315,44 +319,98 @@ fn store(id: i64, result: &BacktestResult, stats: &Stats) {
     .unwrap_or_else(|e| error!("{e}"));
 }
 
-/// Executes a registered run (see backtest_create): loads its bars, simulates, and stores the
-/// trades, the equity curve (one point per bar time), daily and summary statistics. Failures
-/// of the run itself (bad data, parameters) are recorded as status failed with the error; the
-/// run id is returned either way. Progress is reported as NOTICEs.
+/// How an executed run ended, once its subtransaction is over.
+enum Ended {
+    Completed,
+    Failed(String),
+    Cancelled(String),
+}
+
+impl Ended {
+    fn status(&self) -> (&'static str, Option<String>) {
+        match self {
+            Ended::Completed => ("completed", None),
+            Ended::Failed(e) => ("failed", Some(e.clone())),
+            Ended::Cancelled(e) => ("cancelled", Some(e.clone())),
+        }
+    }
+}
+
+/// The message of a caught PostgreSQL error or panic.
+fn caught_message(e: &CaughtError) -> String {
+    match e {
+        CaughtError::PostgresError(r)
+        | CaughtError::ErrorReport(r)
+        | CaughtError::RustPanic { ereport: r, .. } => r.message().to_string(),
+    }
+}
+
+/// The run proper: loads its bars, simulates and stores the results (in the caller's
+/// subtransaction); how it ended, unless a PostgreSQL error ends it.
+fn run_and_store(
+    run_id: i64,
+    symbols: &[String],
+    from: TimestampWithTimeZone,
+    to: TimestampWithTimeZone,
+    params: &JsonB,
+) -> Ended {
+    let p = match params_from(params) {
+        Ok(p) => p,
+        Err(e) => return Ended::Failed(e),
+    };
+    match load_and_simulate(symbols, from, to, &p, &format!("backtest {run_id}")) {
+        Ok(result) => {
+            store(run_id, &result, &summary(&result, &p, micros(from), micros(to)));
+            Ended::Completed
+        }
+        Err(e @ BacktestError::Cancelled { .. }) => Ended::Cancelled(e.to_string()),
+        Err(e) => Ended::Failed(e.to_string()),
+    }
+}
+
+/// Executes a registered run (see backtest_create) that is pending, or failed or cancelled
+/// before: loads its bars, simulates, and stores the trades, the equity curve (one point per
+/// bar time), daily and summary statistics. Progress is reported as NOTICEs.
+///
+/// The run itself executes in a subtransaction. Whatever ends it (bad data or parameters, a
+/// PostgreSQL error, a cancel: Ctrl-C, pg_cancel_backend, statement_timeout) rolls back what
+/// it wrote; then its status, completed, failed or cancelled with the error, is written in
+/// the caller's transaction and announced on `tapeflow_backtests`, and the run id is
+/// returned (a cancelled run also raises a WARNING). Only errors outside the run (an unknown
+/// run, one that is running or completed) are raised.
 #[pg_extern(volatile)]
 fn backtest_execute(run_id: i64) -> i64 {
     let row = Spi::get_three_with_args::<Vec<String>, TimestampWithTimeZone, TimestampWithTimeZone>(
-        "UPDATE tapeflow.backtest_runs SET status = 'running', started_at = clock_timestamp(), error = NULL
-         WHERE id = $1 AND status IN ('pending', 'failed') RETURNING symbols, \"from\", \"to\"",
+        "UPDATE tapeflow.backtest_runs SET status = 'running', started_at = clock_timestamp(), error = NULL,
+                finished_at = NULL
+         WHERE id = $1 AND status IN ('pending', 'failed', 'cancelled') RETURNING symbols, \"from\", \"to\"",
         &[run_id.into()],
     );
     let Ok((Some(symbols), Some(from), Some(to))) = row else {
-        error!("backtest run {run_id} does not exist or is not pending");
+        error!("backtest run {run_id} does not exist or is not pending, failed or cancelled");
     };
     let params: JsonB =
         Spi::get_one_with_args("SELECT params FROM tapeflow.backtest_runs WHERE id = $1", &[run_id.into()])
             .ok()
             .flatten()
             .unwrap_or(JsonB(serde_json::json!({})));
-    let outcome = params_from(&params).and_then(|p| {
-        let label = format!("backtest {run_id}");
-        let result = load_and_simulate(&symbols, from, to, &p, &label).map_err(|e| e.to_string())?;
-        Ok((p, result))
-    });
-    match outcome {
-        Ok((p, result)) => {
-            let stats = summary(&result, &p, micros(from), micros(to));
-            store(run_id, &result, &stats);
-            set_status(run_id, "completed", None);
-        }
-        Err(e) => set_status(run_id, "failed", Some(e)),
-    }
+    // A cancel rolls the subtransaction back and comes out of it as itself: caught here, after.
+    let ended = PgTryBuilder::new(AssertUnwindSafe(|| {
+        in_subtransaction(|| run_and_store(run_id, &symbols, from, to, &params)).unwrap_or_else(Ended::Failed)
+    }))
+    .catch_when(PgSqlErrorCode::ERRCODE_QUERY_CANCELED, |e| Ended::Cancelled(caught_message(&e)))
+    .execute();
+    let (status, error) = ended.status();
+    set_status(run_id, status, error);
     Spi::run_with_args(
         "SELECT pg_notify('tapeflow_backtests', json_build_object('id', id, 'status', status, 'error', error)::text)
          FROM tapeflow.backtest_runs WHERE id = $1",
         &[run_id.into()],
     )
     .unwrap_or_else(|e| error!("{e}"));
+    if let Ended::Cancelled(e) = &ended {
+        warning!("backtest {run_id} cancelled: {}", e);
+    }
     run_id
 }
 

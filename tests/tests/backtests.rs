@@ -281,6 +281,110 @@ async fn a_range_that_ends_before_it_starts_is_an_error_naming_both_ends() {
     assert_eq!(trades, 0);
 }
 
+/// Holds an exclusive lock on the imported bars (the first table a run reads) in an open
+/// transaction, so that a run waits inside its bar loading until the lock is released.
+async fn lock_bars(db: &TestDb) -> tokio_postgres::Client {
+    let locker = db.client().await;
+    locker
+        .batch_execute("BEGIN; LOCK TABLE tapeflow.bars_1m_imported IN ACCESS EXCLUSIVE MODE")
+        .await
+        .unwrap();
+    locker
+}
+
+/// Cancels (pg_cancel_backend) the backend running `backtest_execute` once it waits for a lock.
+async fn cancel_waiting_run(db: &TestDb) {
+    let watcher = db.client().await;
+    let waiting = "SELECT pid FROM pg_stat_activity
+                   WHERE query LIKE '%tapeflow.backtest_execute(%' AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()";
+    wait_until(&watcher, &format!("SELECT EXISTS ({waiting})"), Duration::from_secs(30), None).await;
+    let pid: i32 = one(&watcher, waiting).await;
+    let cancelled: bool = watcher.query_one("SELECT pg_cancel_backend($1)", &[&pid]).await.unwrap().get(0);
+    assert!(cancelled);
+}
+
+/// A run that a PostgreSQL error or a cancel ends is recorded as failed or cancelled with the
+/// error: the run executes in a subtransaction and its status is written after it, so it
+/// stays; backtest_execute returns the run id. Such a run can be executed again.
+#[tokio::test]
+async fn runs_ended_by_a_database_error_or_a_cancel_are_recorded() {
+    let db = TestDb::create("btcancel", false).await;
+    let c = db.client().await;
+    c.batch_execute(
+        "INSERT INTO tapeflow.symbols (symbol, tick_size) VALUES ('FLAT', 0.01);
+         INSERT INTO tapeflow.ticks (time, symbol, price, size, side, trade_id)
+         SELECT timestamptz '2024-03-04 14:30+00' + i * interval '20 seconds', 'FLAT', 20, 100, 'N', i::text
+         FROM generate_series(0, 1169) i;",
+    )
+    .await
+    .unwrap();
+    let id: i64 = one(
+        &c,
+        "SELECT tapeflow.backtest_create(ARRAY['FLAT'], '2024-03-04 14:30+00', '2024-03-04 21:00+00')",
+    )
+    .await;
+
+    // A lock timeout while loading the bars (a PostgreSQL error): failed, with its message.
+    let locker = lock_bars(&db).await;
+    c.batch_execute("SET lock_timeout = '200ms'").await.unwrap();
+    let returned: i64 = one(&c, &format!("SELECT tapeflow.backtest_execute({id})")).await;
+    assert_eq!(returned, id);
+    let (status, error): (String, Option<String>) = status_and(&c, id, "error").await;
+    assert_eq!(status, "failed");
+    assert!(error.as_deref().unwrap_or_default().contains("lock timeout"), "{error:?}");
+    c.batch_execute("RESET lock_timeout").await.unwrap();
+
+    // Cancelled while it waits (pg_cancel_backend, as Ctrl-C): cancelled, with the reason.
+    let runner = db.client().await;
+    let run = tokio::spawn(async move {
+        runner
+            .query_one(&format!("SELECT tapeflow.backtest_execute({id})"), &[])
+            .await
+            .map(|r| r.get::<_, i64>(0))
+    });
+    cancel_waiting_run(&db).await;
+    let returned = run.await.unwrap().map_err(|e| e.as_db_error().map(|d| d.message().to_string()));
+    assert_eq!(returned, Ok(id));
+    let (status, error): (String, Option<String>) = status_and(&c, id, "error").await;
+    assert_eq!(status, "cancelled");
+    assert_eq!(error.as_deref(), Some("canceling statement due to user request"));
+    let finished: bool = one(
+        &c,
+        &format!(
+            "SELECT finished_at IS NOT NULL AND progress < 1 FROM tapeflow.backtest_runs WHERE id = {id}"
+        ),
+    )
+    .await;
+    assert!(finished);
+    // A statement timeout is a cancel too.
+    c.batch_execute("SET statement_timeout = '300ms'").await.unwrap();
+    one::<i64>(&c, &format!("SELECT tapeflow.backtest_execute({id})")).await;
+    c.batch_execute("RESET statement_timeout").await.unwrap();
+    let (status, error): (String, Option<String>) = status_and(&c, id, "error").await;
+    assert_eq!(
+        (status.as_str(), error.as_deref()),
+        ("cancelled", Some("canceling statement due to statement timeout"))
+    );
+    locker.batch_execute("ROLLBACK").await.unwrap();
+
+    // Nothing of the ended runs was kept; executed again, the run completes.
+    let kept: i64 = one(
+        &c,
+        &format!(
+            "SELECT (SELECT count(*) FROM tapeflow.backtest_equity WHERE run_id = {id})
+                  + (SELECT count(*) FROM tapeflow.backtest_daily WHERE run_id = {id})"
+        ),
+    )
+    .await;
+    assert_eq!(kept, 0);
+    one::<i64>(&c, &format!("SELECT tapeflow.backtest_execute({id})")).await;
+    let (status, error): (String, Option<String>) = status_and(&c, id, "error").await;
+    assert_eq!((status.as_str(), error), ("completed", None));
+    // A completed run is not executed again.
+    let e = error_of(&c, &format!("SELECT tapeflow.backtest_execute({id})")).await;
+    assert!(e.contains("is not pending, failed or cancelled"), "{e}");
+}
+
 #[tokio::test]
 async fn backtest_from_the_web_api_streams_progress() {
     let db = TestDb::create("btweb", false).await;
@@ -294,8 +398,9 @@ async fn backtest_from_the_web_api_streams_progress() {
     )
     .await
     .unwrap();
-    let (_web, base, http) = start_web(&db).await;
-    let mut sse = SseReader::connect_with(&http, &format!("{base}/events")).await;
+    let (_web, base) = start_web(&db).await;
+    let mut sse = SseReader::connect(&format!("{base}/events")).await;
+    let http = reqwest::Client::new();
     let bad = http
         .post(format!("{base}/api/backtests"))
         .json(&serde_json::json!({"symbols": ["WEB"], "from": "2024-03-04T00:00:00Z", "to": "2024-03-06T00:00:00Z", "params": {"nope": 1}}))
@@ -328,6 +433,74 @@ async fn backtest_from_the_web_api_streams_progress() {
     let list: serde_json::Value =
         http.get(format!("{base}/api/backtests")).send().await.unwrap().json().await.unwrap();
     assert_eq!(list[0]["id"], id);
+}
+
+/// A run started from the web API and cancelled in the database ends as cancelled (recorded
+/// by the database), not as the failure the web app would otherwise write.
+#[tokio::test]
+async fn a_web_run_cancelled_in_the_database_stays_cancelled() {
+    let db = TestDb::create("btwebcancel", false).await;
+    let c = db.client().await;
+    c.batch_execute(
+        "INSERT INTO tapeflow.symbols (symbol, tick_size, timezone, session_open, session_close) VALUES ('WEB', 0.01, 'UTC', '00:00', '00:00');
+         INSERT INTO tapeflow.ticks (time, symbol, price, size, side, trade_id)
+         SELECT timestamptz '2024-03-04 00:00+00' + i * interval '30 seconds', 'WEB', 50, 100, 'B', i::text
+         FROM generate_series(0, 599) i;",
+    )
+    .await
+    .unwrap();
+    let (_web, base) = start_web(&db).await;
+    let mut sse = SseReader::connect(&format!("{base}/events")).await;
+    let locker = lock_bars(&db).await;
+    let resp: serde_json::Value = reqwest::Client::new()
+        .post(format!("{base}/api/backtests"))
+        .json(&serde_json::json!({"symbols": ["WEB"], "from": "2024-03-04T00:00:00Z", "to": "2024-03-05T00:00:00Z"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = resp["id"].as_i64().expect("run id");
+    cancel_waiting_run(&db).await;
+    let done = sse
+        .wait_for("backtest", Duration::from_secs(30), |v| v["id"] == id && v["status"] != "running")
+        .await
+        .expect("a final backtest event");
+    assert_eq!(done["status"], "cancelled", "{done}");
+    locker.batch_execute("ROLLBACK").await.unwrap();
+    // Whatever the web app does after the call, the run stays cancelled.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (status, error): (String, Option<String>) = status_and(&c, id, "error").await;
+    assert_eq!(
+        (status.as_str(), error.as_deref()),
+        ("cancelled", Some("canceling statement due to user request"))
+    );
+
+    // A call that fails outside the run (here: the run was already claimed by another
+    // session, as a trigger pretends) leaves the run's status to whoever holds it.
+    c.batch_execute(
+        "CREATE FUNCTION claimed() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN NEW.status := 'running'; RETURN NEW; END $$;
+         CREATE TRIGGER claimed BEFORE INSERT ON tapeflow.backtest_runs FOR EACH ROW EXECUTE FUNCTION claimed();",
+    )
+    .await
+    .unwrap();
+    let resp: serde_json::Value = reqwest::Client::new()
+        .post(format!("{base}/api/backtests"))
+        .json(&serde_json::json!({"symbols": ["WEB"], "from": "2024-03-04T00:00:00Z", "to": "2024-03-05T00:00:00Z"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let other = resp["id"].as_i64().expect("run id");
+    let failed = sse
+        .wait_for("backtest", Duration::from_secs(3), |v| v["id"] == other && v["status"] != "running")
+        .await;
+    assert_eq!(failed, None, "no final event for a run the web app did not run");
+    let (status, error): (String, Option<String>) = status_and(&c, other, "error").await;
+    assert_eq!((status.as_str(), error), ("running", None));
 }
 
 /// Real one-minute bars (CME Euro FX futures, January 2024) imported without ticks: the engine
