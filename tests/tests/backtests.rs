@@ -398,9 +398,8 @@ async fn backtest_from_the_web_api_streams_progress() {
     )
     .await
     .unwrap();
-    let (_web, base) = start_web(&db).await;
-    let mut sse = SseReader::connect(&format!("{base}/events")).await;
-    let http = reqwest::Client::new();
+    let (_web, base, http) = start_web(&db).await;
+    let mut sse = SseReader::connect_with(&http, &format!("{base}/events")).await;
     let bad = http
         .post(format!("{base}/api/backtests"))
         .json(&serde_json::json!({"symbols": ["WEB"], "from": "2024-03-04T00:00:00Z", "to": "2024-03-06T00:00:00Z", "params": {"nope": 1}}))
@@ -449,10 +448,10 @@ async fn a_web_run_cancelled_in_the_database_stays_cancelled() {
     )
     .await
     .unwrap();
-    let (_web, base) = start_web(&db).await;
-    let mut sse = SseReader::connect(&format!("{base}/events")).await;
+    let (_web, base, http) = start_web(&db).await;
+    let mut sse = SseReader::connect_with(&http, &format!("{base}/events")).await;
     let locker = lock_bars(&db).await;
-    let resp: serde_json::Value = reqwest::Client::new()
+    let resp: serde_json::Value = http
         .post(format!("{base}/api/backtests"))
         .json(&serde_json::json!({"symbols": ["WEB"], "from": "2024-03-04T00:00:00Z", "to": "2024-03-05T00:00:00Z"}))
         .send()
@@ -485,7 +484,7 @@ async fn a_web_run_cancelled_in_the_database_stays_cancelled() {
     )
     .await
     .unwrap();
-    let resp: serde_json::Value = reqwest::Client::new()
+    let resp: serde_json::Value = http
         .post(format!("{base}/api/backtests"))
         .json(&serde_json::json!({"symbols": ["WEB"], "from": "2024-03-04T00:00:00Z", "to": "2024-03-05T00:00:00Z"}))
         .send()

@@ -2,11 +2,13 @@
 //! own connection, its progress NOTICEs relayed to browsers as `backtest` events), and read a
 //! run's statistics, equity curve and trades.
 
-use crate::api::{json_query, ApiError};
+use crate::api::{db_error, json_query, ApiError};
+use crate::auth::CurrentUser;
 use crate::AppState;
+use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::Json;
+use axum::{Extension, Json};
 use chrono::{DateTime, Utc};
 use futures_util::StreamExt;
 use serde::Deserialize;
@@ -77,10 +79,37 @@ pub struct StartRequest {
     params: Option<Value>,
 }
 
+/// Starts a run for the logged-in user within the limits (runs at once per user and in
+/// total, days in the range, symbols): 202 `{id}`, else 400 or 429 with the reason.
 pub async fn start(
     State(state): State<AppState>,
-    Json(req): Json<StartRequest>,
+    Extension(user): Extension<CurrentUser>,
+    body: Result<Json<StartRequest>, JsonRejection>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let Json(req) = body?;
+    let limits = &state.limits;
+    if req.symbols.len() > limits.backtest_max_symbols {
+        return Err(ApiError(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "a backtest takes at most {} symbols (TAPEFLOW_WEB_BACKTEST_MAX_SYMBOLS), got {}",
+                limits.backtest_max_symbols,
+                req.symbols.len()
+            ),
+        ));
+    }
+    if req.to - req.from > chrono::Duration::days(limits.backtest_max_days) {
+        return Err(ApiError(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "a backtest covers at most {} days (TAPEFLOW_WEB_BACKTEST_MAX_DAYS), got {}",
+                limits.backtest_max_days,
+                (req.to - req.from).num_days()
+            ),
+        ));
+    }
+    let slot =
+        state.runs.acquire(&user.name, limits).map_err(|m| ApiError(StatusCode::TOO_MANY_REQUESTS, m))?;
     let client = state.db.client().await?;
     let params = req.params.unwrap_or_else(|| json!({}));
     let id: i64 = client
@@ -88,13 +117,16 @@ pub async fn start(
             "SELECT tapeflow.backtest_create($1, $2, $3, $4)",
             &[&req.symbols, &req.from, &req.to, &params],
         )
-        .await
-        .map_err(|e| match e.as_db_error() {
-            Some(db) => ApiError(StatusCode::BAD_REQUEST, db.message().to_string()),
-            None => ApiError::from(e),
-        })?
+        .await?
         .get(0);
-    tokio::spawn(execute(state.clone(), id));
+    client
+        .execute("UPDATE tapeflow.backtest_runs SET created_by = $2 WHERE id = $1", &[&id, &user.name])
+        .await?;
+    tracing::info!(id, user = user.name, "backtest started");
+    tokio::spawn(async move {
+        execute(state.clone(), id).await;
+        drop(slot);
+    });
     Ok((StatusCode::ACCEPTED, Json(json!({ "id": id }))))
 }
 
@@ -103,6 +135,9 @@ async fn execute(state: AppState, id: i64) {
     let hub = state.hub.clone();
     let result = async {
         let (client, mut connection) = tokio_postgres::connect(&state.database_url, NoTls).await?;
+        if let Some(threads) = state.limits.backtest_threads {
+            client.batch_execute(&format!("SET tapeflow.backtest_threads = {threads}")).await?;
+        }
         let relay_hub = hub.clone();
         let prefix = format!("backtest {id}: ");
         let driver = tokio::spawn(async move {
@@ -131,8 +166,9 @@ async fn execute(state: AppState, id: i64) {
     if let Err(e) = result {
         // The database records how a run ended (failed or cancelled included) and announces
         // it. A run still pending was never started (no connection, or an error before the run
-        // began, rolled back with its transaction): only then is the failure recorded here.
-        let message = e.as_db_error().map(|d| d.message().to_string()).unwrap_or_else(|| e.to_string());
+        // began, rolled back with its transaction): only then is the failure recorded here, in
+        // the words the browser may see.
+        let message = db_error(&e).1;
         tracing::warn!(id, error = %message, "backtest did not run");
         if let Ok(c) = state.db.client().await {
             let recorded = c
