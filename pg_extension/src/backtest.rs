@@ -18,7 +18,7 @@ use tapeflow_analytics::backtest::{
     default_threads, evaluate_all, mark_session_ends, run, run_with, BacktestData, BacktestError,
     BacktestParams, BacktestResult, Progress, Stage, SymbolSeries,
 };
-use tapeflow_analytics::stats::Stats;
+use tapeflow_analytics::stats::{annual_trading_days, Calendar, Convention, Stats};
 use tapeflow_analytics::Micros;
 
 /// Backtest parameters from jsonb over the documented defaults; errors name the key.
@@ -431,13 +431,18 @@ fn f(x: Option<f64>) -> Option<String> {
 }
 
 /// The run's statistics, one row each, in backtesting.py's order: statistic, value as text,
-/// and the number where there is one. Annualisation: daily returns of the equity curve, 252
-/// trading days a year, risk-free rate 0; CAGR over calendar time (365.25 days).
+/// and the number where there is one. `convention => 'tapeflow'` (the default): daily returns
+/// of the equity curve annualised by the run's symbols' calendars (365 days a year when one
+/// trades every day, else 252), risk-free rate 0; CAGR over calendar time (365.25 days).
+/// `convention => 'backtesting.py'`: annualised values, drawdown, profit factor and average
+/// trade as backtesting.py defines them (see `Stats::backtesting_py`).
 ///
-/// Memory: the run's stored statistics and a fixed list of 30 rows.
+/// Memory: the run's stored statistics and a fixed list of 30 rows; with backtesting.py's
+/// convention also the equity curve (16 bytes a point) and the trade returns.
 #[pg_extern(stable)]
 fn backtest_stats(
     run_id: i64,
+    convention: default!(&str, "'tapeflow'"),
 ) -> TableIterator<
     'static,
     (name!(statistic, String), name!(value, Option<String>), name!(number, Option<f64>)),
@@ -450,6 +455,7 @@ fn backtest_stats(
             });
     let s: Stats =
         serde_json::from_value(stats.0).unwrap_or_else(|e| error!("stored statistics unreadable: {e}"));
+    let s = in_convention(run_id, &s, convention.parse().unwrap_or_else(|e: String| error!("{e}")));
     let dec = |d: Decimal| d.to_string().parse::<f64>().ok();
     let rows: Vec<(&str, Option<String>, Option<f64>)> = vec![
         ("Start", Some(timestamptz(s.start).to_iso_string()), None),
@@ -500,6 +506,42 @@ fn backtest_stats(
         ("Total Fees [$]", Some(s.total_fees.round_dp(2).to_string()), dec(s.total_fees)),
     ];
     TableIterator::new(rows.into_iter().map(|(k, v, n)| (k.to_string(), v, n)).collect::<Vec<_>>())
+}
+
+/// A run's stored statistics in `convention`, from its symbols' calendars or its stored equity
+/// curve and trades.
+fn in_convention(run_id: i64, s: &Stats, convention: Convention) -> Stats {
+    let id = [run_id.into()];
+    match convention {
+        Convention::Tapeflow => {
+            let (open, class) = Spi::get_two_with_args::<Vec<bool>, Vec<String>>(
+                "SELECT array_agg(s.session_open = s.session_close), array_agg(s.asset_class)
+                 FROM tapeflow.backtest_runs r JOIN tapeflow.symbols s ON s.symbol = ANY (r.symbols) WHERE r.id = $1",
+                &id,
+            )
+            .unwrap_or_else(|e| error!("{e}"));
+            let (open, class) = (open.unwrap_or_default(), class.unwrap_or_default());
+            let calendars =
+                open.iter().zip(&class).map(|(&o, c)| Calendar { always_open: o, asset_class: c });
+            s.annualised(annual_trading_days(calendars))
+        }
+        Convention::BacktestingPy => {
+            let (times, equity) = Spi::get_two_with_args::<Vec<TimestampWithTimeZone>, Vec<f64>>(
+                "SELECT array_agg(time ORDER BY time), array_agg(equity::float8 ORDER BY time)
+                 FROM tapeflow.backtest_equity WHERE run_id = $1",
+                &id,
+            )
+            .unwrap_or_else(|e| error!("{e}"));
+            let curve: Vec<(Micros, f64)> =
+                times.unwrap_or_default().into_iter().map(micros).zip(equity.unwrap_or_default()).collect();
+            let returns = Spi::get_one_with_args::<Vec<f64>>(
+                "SELECT array_agg(return_pct ORDER BY n) FROM tapeflow.backtest_trades WHERE run_id = $1",
+                &id,
+            )
+            .unwrap_or_else(|e| error!("{e}"));
+            s.backtesting_py(&curve, &returns.unwrap_or_default())
+        }
+    }
 }
 
 /// One simulation per parameter combination over bars loaded once; returns the statistics
