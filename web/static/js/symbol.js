@@ -1177,4 +1177,23 @@ export class SymbolPage {
   barOf(t) {
     return barOf(this.bars, t, this.step);
   }
+
+  /** The last point of each developing line drawn for `session`. */
+  developingDrawn(session) {
+    const set = this.charts?.devSeries.get(session);
+    if (!set) return null;
+    return Object.fromEntries(['poc', 'vah', 'val'].map((k) => [k, set[k].data().at(-1) ?? null]));
+  }
+
+  /** The imbalances the footprint highlights: `[{ time, price, side, stacked }]`. */
+  footprintImbalances() {
+    const out = [];
+    for (const bar of this.fp?.bars.values() ?? []) {
+      for (const c of bar.cells.values()) {
+        if (c.buyImbalance) out.push({ time: c.time, price: c.price, side: 'buy', stacked: c.buyImbalance.stacked });
+        if (c.sellImbalance) out.push({ time: c.time, price: c.price, side: 'sell', stacked: c.sellImbalance.stacked });
+      }
+    }
+    return out;
+  }
 }
