@@ -110,7 +110,18 @@ impl<B: Broker> Executor<B> {
                 ev = listen.recv() => match ev {
                     Some(ListenEvent::Connected) => self.work().await,
                     Some(ListenEvent::Notification { channel, .. }) if channel == "tapeflow_risk" => self.enforce_kill_switch().await,
-                    Some(ListenEvent::Notification { .. }) => self.work().await,
+                    Some(ListenEvent::Notification { .. }) => {
+                        // One pass serves every notification already queued (a burst of
+                        // signals is one statement's worth of notifications).
+                        let mut risk = false;
+                        while let Ok(ev) = listen.try_recv() {
+                            risk |= matches!(ev, ListenEvent::Notification { ref channel, .. } if channel == "tapeflow_risk");
+                        }
+                        if risk {
+                            self.enforce_kill_switch().await?;
+                        }
+                        self.work().await
+                    }
                     None => break,
                 },
                 ev = updates.recv() => match ev {
@@ -707,12 +718,20 @@ impl<B: Broker> Executor<B> {
 
     /// The day's starting equity: the first snapshot of the UTC day.
     async fn day_start_equity(&mut self, equity: Decimal) -> anyhow::Result<Decimal> {
+        let day = "(now() AT TIME ZONE 'UTC')::date";
+        let sql =
+            format!("SELECT start_equity FROM tapeflow.account_snapshots WHERE broker = $1 AND day = {day}");
+        if let Some(r) = self.db.query_opt(&sql, &[&self.broker.name()]).await? {
+            return Ok(r.get(0));
+        }
         let r = self
             .db
             .query_one(
-                "INSERT INTO tapeflow.account_snapshots (broker, day, start_equity, equity, cash, buying_power)
-                 VALUES ($1, (now() AT TIME ZONE 'UTC')::date, $2, $2, 0, 0)
-                 ON CONFLICT (broker, day) DO UPDATE SET broker = EXCLUDED.broker RETURNING start_equity",
+                &format!(
+                    "INSERT INTO tapeflow.account_snapshots (broker, day, start_equity, equity, cash, buying_power)
+                     VALUES ($1, {day}, $2, $2, 0, 0)
+                     ON CONFLICT (broker, day) DO UPDATE SET broker = EXCLUDED.broker RETURNING start_equity"
+                ),
                 &[&self.broker.name(), &equity],
             )
             .await?;

@@ -185,6 +185,9 @@ async fn record_fills(
     o: &BrokerOrder,
     fill: Option<&Fill>,
 ) -> anyhow::Result<()> {
+    if o.filled_qty <= Decimal::ZERO {
+        return Ok(());
+    }
     let r = db
         .query_one(
             "SELECT coalesce(sum(qty), 0), coalesce(sum(qty * price), 0) FROM tapeflow.fills WHERE order_id = $1",
