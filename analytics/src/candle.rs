@@ -25,6 +25,8 @@ pub struct Candle {
     pub volume: f64,
     pub buy_volume: f64,
     pub sell_volume: f64,
+    /// Trades merged in (≥ 0; the text and binary forms refuse a negative count).
+    #[serde(deserialize_with = "trade_count")]
     pub trades: i64,
     /// Sum of price × size, for VWAP.
     pub notional: f64,
@@ -157,7 +159,8 @@ impl Candle {
         self.volume += o.volume;
         self.buy_volume += o.buy_volume;
         self.sell_volume += o.sell_volume;
-        self.trades += o.trades;
+        // Counts from decoded values can be anything up to i64::MAX: saturate, never overflow.
+        self.trades = self.trades.saturating_add(o.trades);
         self.notional += o.notional;
     }
 
@@ -211,7 +214,8 @@ impl Candle {
         out
     }
 
-    /// Reads `to_bytes` output; errors name the problem.
+    /// Reads `to_bytes` output; errors name the problem (a wrong length or version, a negative
+    /// trade count).
     pub fn from_bytes(b: &[u8]) -> Result<Candle, String> {
         if b.len() != Self::ENCODED_LEN {
             return Err(format!("candle: expected {} bytes, got {}", Self::ENCODED_LEN, b.len()));
@@ -221,6 +225,9 @@ impl Candle {
         }
         let f = |i: usize| f64::from_le_bytes(b[1 + i * 8..9 + i * 8].try_into().unwrap());
         let n = |i: usize| i64::from_le_bytes(b[1 + i * 8..9 + i * 8].try_into().unwrap());
+        if n(12) < 0 {
+            return Err(format!("candle: trade count must be >= 0, got {}", n(12)));
+        }
         Ok(Candle {
             open: f(0),
             high: f(1),
@@ -237,6 +244,15 @@ impl Candle {
             trades: n(12),
         })
     }
+}
+
+/// A candle's trade count from JSON: an integer ≥ 0.
+fn trade_count<'de, D: serde::Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
+    let n = i64::deserialize(d)?;
+    if n < 0 {
+        return Err(serde::de::Error::custom(format!("trades must be >= 0, got {n}")));
+    }
+    Ok(n)
 }
 
 #[cfg(test)]
@@ -296,6 +312,28 @@ mod tests {
         bad[0] = 99;
         assert!(Candle::from_bytes(&bad).unwrap_err().contains("version 99"));
         assert!(Candle::from_bytes(&b[..10]).is_err());
+    }
+
+    /// Found by the `candle_binary` and `candle_text` fuzz targets: decoded trade counts near
+    /// the limits overflowed when merged (a panic in debug builds, a wrapped count in release).
+    #[test]
+    fn decoded_trade_counts_are_checked_and_merges_saturate() {
+        let c = build(&[(1, 10.0, 1.0, Side::Buy)]).unwrap();
+        let mut b = c.to_bytes();
+        b[97..105].copy_from_slice(&(-3_074_457_345_618_258_603i64).to_le_bytes());
+        assert!(Candle::from_bytes(&b).unwrap_err().contains("trade count must be >= 0"), "{b:?}");
+        let json =
+            serde_json::to_string(&c).unwrap().replace("\"trades\":1", "\"trades\":-3074457345618258603");
+        assert!(serde_json::from_str::<Candle>(&json)
+            .unwrap_err()
+            .to_string()
+            .contains("trades must be >= 0"));
+
+        b[97..105].copy_from_slice(&i64::MAX.to_le_bytes());
+        let mut max = Candle::from_bytes(&b).unwrap();
+        max.merge(&max.clone());
+        assert_eq!(max.trades, i64::MAX);
+        assert_eq!(Candle::merge_opt(Some(max), Some(&c)).unwrap().trades, i64::MAX);
     }
 
     fn trade() -> impl Strategy<Value = (i64, f64, f64, Side)> {

@@ -71,14 +71,15 @@ impl Level {
             Side::Sell => self.sell += size,
             Side::Unknown => self.unknown += size,
         }
-        self.trades += 1;
+        self.trades = self.trades.saturating_add(1);
     }
 
     pub fn merge(&mut self, o: &Level) {
         self.buy += o.buy;
         self.sell += o.sell;
         self.unknown += o.unknown;
-        self.trades += o.trades;
+        // Decoded counts can be anything up to i64::MAX: saturate, never overflow.
+        self.trades = self.trades.saturating_add(o.trades);
     }
 
     fn is_valid(&self) -> bool {
@@ -420,8 +421,9 @@ impl Profile {
         self.sum_by(Level::delta)
     }
 
+    /// Trades added (saturating at `i64::MAX`, which only decoded counts reach).
     pub fn trades(&self) -> i64 {
-        self.rows.values().map(|l| l.trades).sum()
+        self.rows.values().fold(0i64, |n, l| n.saturating_add(l.trades))
     }
 
     /// `(row, total volume)` of the rows holding volume, ascending.
@@ -1320,6 +1322,27 @@ mod tests {
         let mut grid = b;
         grid[1..9].copy_from_slice(&0.0f64.to_le_bytes());
         assert!(Profile::from_bytes(&grid).unwrap_err().to_string().contains("tick_size"));
+    }
+
+    /// Found by the `profile_binary` and `profile_text` fuzz targets: stored trade counts near
+    /// i64::MAX overflowed when summed or merged (a panic in debug builds, a wrapped count in
+    /// release).
+    #[test]
+    fn decoded_trade_counts_saturate() {
+        let p = bell();
+        let mut b = p.to_bytes();
+        let (h, r) = (Profile::HEADER_LEN, Profile::ROW_LEN);
+        for row in 0..p.row_count() {
+            b[h + row * r + 32..h + row * r + 40].copy_from_slice(&i64::MAX.to_le_bytes());
+        }
+        let mut big = Profile::from_bytes(&b).unwrap();
+        assert_eq!(big.trades(), i64::MAX);
+        big.merge(&big.clone()).unwrap();
+        big.add(1.0, 1.0, Side::Buy).unwrap();
+        assert_eq!(big.trades(), i64::MAX);
+        assert!(big.levels().iter().all(|(_, l)| l.trades == i64::MAX));
+        let json = serde_json::to_string(&big).unwrap();
+        assert_eq!(serde_json::from_str::<Profile>(&json).unwrap().trades(), i64::MAX);
     }
 
     fn side() -> impl Strategy<Value = Side> {
