@@ -5,7 +5,7 @@ TAPEFLOW_HOME ?= $(CURDIR)/.tapeflow
 export TAPEFLOW_HOME
 EXT_SOURCES := $(shell find pg_extension analytics -name '*.rs' -o -name Cargo.toml -o -name '*.control' | grep -v target) Cargo.toml
 
-.PHONY: demo test stop psql dburl deps extension binaries db lint bench
+.PHONY: demo test stop psql dburl deps extension binaries db lint bench fuzz
 
 deps:
 	@bash scripts/install-deps.sh
@@ -49,3 +49,6 @@ test: extension binaries
 
 bench: db
 	@bash bench/run.sh
+
+# Every fuzz target, 1,000,000 inputs each (FUZZ_CASES=n for another count); prints the count and time per target.
+fuzz: ; TAPEFLOW_FUZZ_CASES=$${FUZZ_CASES:-1000000} cargo test --release -p tapeflow-analytics -p tapeflow-executor --test fuzz_decoders --test fuzz_params --test fuzz_alpaca -- --nocapture --test-threads=2
