@@ -138,3 +138,44 @@ pub async fn signals(
     )
     .await
 }
+
+/// A request the database refused (400 with its parser's message and what it refers to), or
+/// any other API error. The symbol page names a query parameter, the strategies page a field
+/// of the parameters (or none when the message names no single key).
+pub enum Refusal {
+    Param { param: &'static str, message: String },
+    Field { field: Option<String>, message: String },
+    Api(ApiError),
+}
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        match self {
+            Refusal::Param { param, message } => {
+                (StatusCode::BAD_REQUEST, Json(json!({ "error": message, "param": param }))).into_response()
+            }
+            Refusal::Field { field, message } => {
+                (StatusCode::BAD_REQUEST, Json(json!({ "error": message, "field": field }))).into_response()
+            }
+            Refusal::Api(e) => e.into_response(),
+        }
+    }
+}
+
+impl From<ApiError> for Refusal {
+    fn from(e: ApiError) -> Self {
+        Refusal::Api(e)
+    }
+}
+
+impl From<tokio_postgres::Error> for Refusal {
+    fn from(e: tokio_postgres::Error) -> Self {
+        Refusal::Api(e.into())
+    }
+}
+
+impl From<anyhow::Error> for Refusal {
+    fn from(e: anyhow::Error) -> Self {
+        Refusal::Api(e.into())
+    }
+}

@@ -7,12 +7,10 @@
 //! "strategy.min_aggression_score"}`. The field is found by validating each parameter on its
 //! own, so even a message that does not name its key (a wrong type) lands beside its field.
 
-use crate::api::ApiError;
+use crate::api::{ApiError, Refusal};
 use crate::AppState;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
@@ -234,41 +232,6 @@ pub async fn list(State(state): State<AppState>) -> Result<Json<Value>, ApiError
         .await?;
     let configs: Value = row.get(0);
     Ok(Json(json!({ "configs": configs, "schema": schema_json(), "strategies": STRATEGIES })))
-}
-
-/// A parameter, or other part of a change, the database refused.
-pub enum Refusal {
-    Field { field: Option<String>, message: String },
-    Api(ApiError),
-}
-
-impl IntoResponse for Refusal {
-    fn into_response(self) -> Response {
-        match self {
-            Refusal::Field { field, message } => {
-                (StatusCode::BAD_REQUEST, Json(json!({ "error": message, "field": field }))).into_response()
-            }
-            Refusal::Api(e) => e.into_response(),
-        }
-    }
-}
-
-impl From<ApiError> for Refusal {
-    fn from(e: ApiError) -> Self {
-        Refusal::Api(e)
-    }
-}
-
-impl From<tokio_postgres::Error> for Refusal {
-    fn from(e: tokio_postgres::Error) -> Self {
-        Refusal::Api(e.into())
-    }
-}
-
-impl From<anyhow::Error> for Refusal {
-    fn from(e: anyhow::Error) -> Self {
-        Refusal::Api(e.into())
-    }
 }
 
 /// Every leaf of a parameter object with its dotted key, in order; an empty object counts as

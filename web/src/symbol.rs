@@ -10,12 +10,10 @@
 //! `stacked_imbalances()` for imbalance settings); a refusal is a 400 whose JSON carries the
 //! database's message and names the parameter: `{"error": "...", "param": "va_pct"}`.
 
-use crate::api::ApiError;
+use crate::api::{ApiError, Refusal};
 use crate::AppState;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -26,45 +24,6 @@ use tokio_postgres::Client;
 pub const MAX_FOOTPRINT_BARS: i64 = 300;
 /// Most sessions one developing-profile request may cover.
 pub const MAX_SESSIONS: i64 = 31;
-
-/// A request the database refused, or any other API error.
-pub enum Refusal {
-    /// A parameter the SQL parsers rejected: 400 with their message.
-    Param {
-        param: &'static str,
-        message: String,
-    },
-    Api(ApiError),
-}
-
-impl IntoResponse for Refusal {
-    fn into_response(self) -> Response {
-        match self {
-            Refusal::Param { param, message } => {
-                (StatusCode::BAD_REQUEST, Json(json!({ "error": message, "param": param }))).into_response()
-            }
-            Refusal::Api(e) => e.into_response(),
-        }
-    }
-}
-
-impl From<ApiError> for Refusal {
-    fn from(e: ApiError) -> Self {
-        Refusal::Api(e)
-    }
-}
-
-impl From<tokio_postgres::Error> for Refusal {
-    fn from(e: tokio_postgres::Error) -> Self {
-        Refusal::Api(e.into())
-    }
-}
-
-impl From<anyhow::Error> for Refusal {
-    fn from(e: anyhow::Error) -> Self {
-        Refusal::Api(e.into())
-    }
-}
 
 type Reply = Result<Json<Value>, Refusal>;
 
@@ -509,6 +468,8 @@ pub async fn states(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use axum::http::StatusCode;
+    use axum::response::IntoResponse;
 
     #[test]
     fn empty_values_are_absent() {
