@@ -14,7 +14,7 @@
 
 use crate::broker::{
     client_order_id, is_terminal, Broker, BrokerError, BrokerEvent, BrokerOrder, OrderRequest, OrderSide,
-    OrderUpdate, Purpose,
+    OrderUpdate, Purpose, TERMINAL_SQL,
 };
 use crate::config::{ExecConfig, Fault};
 use crate::records::{self, OrderRow};
@@ -560,7 +560,7 @@ impl<B: Broker> Executor<B> {
     async fn cancel_open_legs(&mut self, entry_signal: i64) -> anyhow::Result<()> {
         let sql = format!(
             "SELECT {} FROM tapeflow.orders WHERE signal_id = $1 AND leg IN ('take_profit', 'stop_loss')
-               AND status NOT IN ('filled', 'canceled', 'expired', 'rejected', 'replaced', 'done_for_day')",
+               AND status NOT IN {TERMINAL_SQL}",
             records::ORDER_COLUMNS
         );
         let legs: Vec<OrderRow> =
@@ -621,9 +621,9 @@ impl<B: Broker> Executor<B> {
         let broker = self.broker.name();
         let sql = format!(
             "SELECT {} FROM tapeflow.orders WHERE broker = $1 AND parent_id IS NULL
-               AND (status NOT IN ('filled', 'canceled', 'expired', 'rejected', 'replaced', 'done_for_day')
+               AND (status NOT IN {TERMINAL_SQL}
                     OR id IN (SELECT parent_id FROM tapeflow.orders WHERE broker = $1 AND parent_id IS NOT NULL
-                              AND status NOT IN ('filled', 'canceled', 'expired', 'rejected', 'replaced', 'done_for_day')))
+                              AND status NOT IN {TERMINAL_SQL}))
              ORDER BY id",
             records::ORDER_COLUMNS
         );
@@ -694,7 +694,7 @@ impl<B: Broker> Executor<B> {
         }
         let sql = format!(
             "SELECT {} FROM tapeflow.orders WHERE broker = $1 AND leg = 'entry' AND broker_order_id IS NOT NULL
-               AND status NOT IN ('filled', 'canceled', 'expired', 'rejected', 'replaced', 'done_for_day')
+               AND status NOT IN {TERMINAL_SQL}
                AND NOT EXISTS (SELECT 1 FROM tapeflow.order_events e WHERE e.order_id = orders.id AND e.event = 'cancel_requested')",
             records::ORDER_COLUMNS
         );

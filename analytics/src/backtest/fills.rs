@@ -6,6 +6,7 @@
 
 use super::{money, round_money, BacktestParams, ExitReason};
 use crate::candle::Candle;
+use rust_decimal::prelude::ToPrimitive;
 use rust_decimal::Decimal;
 
 /// Costs and the same-bar rule of [`BacktestParams`].
@@ -88,6 +89,35 @@ impl FillModel {
     pub(crate) fn fee_with(per_share: Decimal, fee_frac: Decimal, qty: u64, price: Decimal) -> Decimal {
         let q = Decimal::from(qty);
         round_money(q * per_share + q * price * fee_frac)
+    }
+
+    /// The entry quantity, at most `qty`, that `cash` covers at `price` with commission: the
+    /// cut a broker's buying-power check makes when the open gapped against the estimate.
+    pub fn affordable(&self, qty: u64, price: Decimal, cash: Decimal) -> u64 {
+        FillModel::affordable_with(self.commission_per_share, self.fee_frac(), qty, price, cash)
+    }
+
+    pub(crate) fn affordable_with(
+        per_share: Decimal,
+        fee_frac: Decimal,
+        qty: u64,
+        price: Decimal,
+        cash: Decimal,
+    ) -> u64 {
+        let cost = |q: u64| Decimal::from(q) * price + FillModel::fee_with(per_share, fee_frac, q, price);
+        if cost(qty) <= cash {
+            return qty;
+        }
+        let unit = price * (Decimal::ONE + fee_frac) + per_share;
+        let mut q = if cash > Decimal::ZERO && unit > Decimal::ZERO {
+            (cash / unit).floor().to_u64().unwrap_or(0).min(qty)
+        } else {
+            0
+        };
+        while q > 0 && cost(q) > cash {
+            q -= 1;
+        }
+        q
     }
 
     /// What one share costs to buy (or to collateralise short) at `fill_price`, commission

@@ -10,7 +10,6 @@ use super::{
 use crate::candle::{Candle, Micros};
 use crate::sizing::{position_size, SizeBlock, SizeInputs};
 use crate::strategy::{Signal, SignalKind};
-use rust_decimal::prelude::ToPrimitive;
 use rust_decimal::Decimal;
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -426,20 +425,14 @@ impl<'p> Sim<'p> {
         let long = pending.dir == Direction::Long;
         let price = self.slipped(s, money(open), long);
         let available = self.cash - self.reserved;
-        let cost = |sim: &Self, q: u64| Decimal::from(q) * price + sim.fee(q, price);
-        let mut qty = pending.qty;
-        if cost(self, qty) > available {
-            // The open gapped: buy what the cash allows, as a broker's buying-power check would.
-            let per_share = price * (Decimal::ONE + self.fee_frac) + self.p.commission_per_share;
-            qty = if available > Decimal::ZERO && per_share > Decimal::ZERO {
-                (available / per_share).floor().to_u64().unwrap_or(0).min(qty)
-            } else {
-                0
-            };
-            while qty > 0 && cost(self, qty) > available {
-                qty -= 1;
-            }
-        }
+        // The open gapped: buy what the cash allows, as a broker's buying-power check would.
+        let qty = FillModel::affordable_with(
+            self.p.commission_per_share,
+            self.fee_frac,
+            pending.qty,
+            price,
+            available,
+        );
         if qty == 0 {
             self.blocked.cash += 1;
             return;

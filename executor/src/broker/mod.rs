@@ -110,10 +110,17 @@ impl Leg {
     }
 }
 
-/// Order states, normalised to Alpaca's vocabulary (the sim broker uses the same words).
-/// Terminal: filled, canceled, expired, rejected, replaced, done_for_day.
+/// Order states are normalised to Alpaca's vocabulary (the sim broker uses the same words);
+/// these end an order.
+pub const TERMINAL_STATUSES: [&str; 6] =
+    ["filled", "canceled", "expired", "rejected", "replaced", "done_for_day"];
+
+/// [`TERMINAL_STATUSES`] as an SQL list, for `status NOT IN …` (the partial index
+/// `orders_open` of sql/008 is defined on the same list).
+pub const TERMINAL_SQL: &str = "('filled', 'canceled', 'expired', 'rejected', 'replaced', 'done_for_day')";
+
 pub fn is_terminal(status: &str) -> bool {
-    matches!(status, "filled" | "canceled" | "expired" | "rejected" | "replaced" | "done_for_day")
+    TERMINAL_STATUSES.contains(&status)
 }
 
 /// An order as the venue reports it.
@@ -190,6 +197,13 @@ pub struct BrokerPosition {
     pub symbol: String,
     pub qty: Decimal,
     pub avg_entry_price: Decimal,
+}
+
+#[cfg(test)]
+#[test]
+fn terminal_sql_lists_the_terminal_statuses() {
+    let listed = TERMINAL_STATUSES.map(|t| format!("'{t}'")).join(", ");
+    assert_eq!(TERMINAL_SQL, format!("({listed})"));
 }
 
 #[derive(Debug, thiserror::Error)]

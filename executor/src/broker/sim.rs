@@ -245,7 +245,8 @@ impl SimBroker {
                     in_session: r.get(5),
                 };
                 if cash.is_none() && orders.iter().any(|o| o.leg == Leg::Entry && o.status == "new") {
-                    cash = Some(self.free_cash(&db).await?);
+                    // Cash not held by open positions (cost basis and carried fees).
+                    cash = Some(account_of(&db).await?.cash);
                 }
                 self.on_bar(&mut orders, &bar, tick_size, cash.unwrap_or_default(), &mut updates);
             }
@@ -294,7 +295,7 @@ impl SimBroker {
                 }
                 let mut qty = o.qty.to_u64().unwrap_or(0);
                 if pass == Leg::Entry {
-                    qty = self.affordable(qty, price, cash);
+                    qty = self.model.affordable(qty, price, cash);
                     if qty == 0 {
                         let id = o.broker_id.clone();
                         cancel_with_legs(orders, &id, "insufficient cash at the fill", out);
@@ -367,30 +368,6 @@ impl SimBroker {
             o.checked_through = bar.bucket;
             o.changed = true;
         }
-    }
-
-    /// The entry quantity the cash covers at `price` (the backtest's cut at a gapped open).
-    fn affordable(&self, qty: u64, price: Decimal, cash: Decimal) -> u64 {
-        let cost = |q: u64| Decimal::from(q) * price + self.model.fee(q, price);
-        if cost(qty) <= cash {
-            return qty;
-        }
-        let per_share = self.model.cost_per_share(price);
-        let mut q = if cash > Decimal::ZERO && per_share > Decimal::ZERO {
-            (cash / per_share).floor().to_u64().unwrap_or(0).min(qty)
-        } else {
-            0
-        };
-        while q > 0 && cost(q) > cash {
-            q -= 1;
-        }
-        q
-    }
-
-    /// Cash not held by open positions (cost basis and carried fees).
-    async fn free_cash(&self, db: &Client) -> Result<Decimal, BrokerError> {
-        let a = account_of(db).await?;
-        Ok(a.cash)
     }
 }
 
