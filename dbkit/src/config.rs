@@ -13,3 +13,22 @@ pub fn database_url() -> String {
     let port = std::env::var("TAPEFLOW_PGPORT").ok().and_then(|p| p.parse().ok()).unwrap_or(DEFAULT_PORT);
     format!("postgresql://postgres@127.0.0.1:{port}/tapeflow")
 }
+
+/// An environment variable parsed as `T`; `None` when unset or empty, an error naming the
+/// variable and its value when it does not parse.
+pub fn env_parse<T: std::str::FromStr>(name: &str) -> anyhow::Result<Option<T>>
+where
+    T::Err: std::fmt::Display,
+{
+    match std::env::var(name) {
+        Ok(v) if !v.is_empty() => {
+            v.parse::<T>().map(Some).map_err(|e| anyhow::anyhow!("{name}={v:?} is invalid: {e}"))
+        }
+        _ => Ok(None),
+    }
+}
+
+/// An environment variable as a string; `None` when unset or empty.
+pub fn env_string(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}

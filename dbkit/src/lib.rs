@@ -1,9 +1,12 @@
 //! Database plumbing shared by Tapeflow's daemons: where the database is, connecting with
 //! backoff, a LISTEN stream that survives reconnects, and batched COPY of ticks.
 
+pub mod backoff;
+pub mod bars;
 pub mod config;
 pub mod copy;
 pub mod listen;
+pub mod telemetry;
 
 pub use config::database_url;
 pub use listen::{listen, ListenEvent};

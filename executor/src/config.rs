@@ -81,11 +81,8 @@ impl ExecConfig {
             "alpaca" => BrokerKind::Alpaca,
             other => anyhow::bail!("TAPEFLOW_BROKER: unknown broker {other:?} (sim, alpaca)"),
         };
-        let metrics_addr = match var("TAPEFLOW_EXEC_METRICS_ADDR") {
-            Some(v) if v == "off" => None,
-            Some(v) => Some(v),
-            None => Some("127.0.0.1:9102".into()),
-        };
+        let metrics_addr =
+            tapeflow_db::telemetry::metrics_addr("TAPEFLOW_EXEC_METRICS_ADDR", "127.0.0.1:9102");
         Ok(ExecConfig {
             database_url: tapeflow_db::database_url(),
             broker,

@@ -11,15 +11,7 @@ use tapeflow_executor::exec::Executor;
 async fn main() -> anyhow::Result<()> {
     tapeflow_db::init_tracing();
     let cfg = ExecConfig::from_env()?;
-    if let Some(addr) = &cfg.metrics_addr {
-        let addr: std::net::SocketAddr =
-            addr.parse().map_err(|e| anyhow::anyhow!("TAPEFLOW_EXEC_METRICS_ADDR={addr:?}: {e}"))?;
-        metrics_exporter_prometheus::PrometheusBuilder::new()
-            .with_http_listener(addr)
-            .install()
-            .map_err(|e| anyhow::anyhow!("metrics on {addr}: {e}"))?;
-        tracing::info!(%addr, "metrics at /metrics");
-    }
+    tapeflow_db::telemetry::serve_metrics("TAPEFLOW_EXEC_METRICS_ADDR", cfg.metrics_addr.as_deref())?;
     match cfg.broker {
         BrokerKind::Sim => {
             let sweep = cfg.sweep;

@@ -12,6 +12,7 @@ use anyhow::Context;
 use chrono::{DateTime, Utc};
 use std::time::Duration;
 use tapeflow_analytics::SideSource;
+use tapeflow_db::config::env_parse;
 use tapeflow_db::copy::{write_quotes, write_ticks, QuoteRow, TickRow};
 use tokio_postgres::Client;
 
@@ -38,18 +39,6 @@ pub struct DemoConfig {
     /// `TAPEFLOW_DEMO_INFER_SIDES`: withhold the true aggressor and classify trades at ingest
     /// with Lee-Ready, as for a feed without aggressor flags (default false).
     pub infer_sides: bool,
-}
-
-fn env_parse<T: std::str::FromStr>(name: &str) -> anyhow::Result<Option<T>>
-where
-    T::Err: std::fmt::Display,
-{
-    match std::env::var(name) {
-        Ok(v) if !v.is_empty() => {
-            v.parse::<T>().map(Some).map_err(|e| anyhow::anyhow!("{name}={v:?} is invalid: {e}"))
-        }
-        _ => Ok(None),
-    }
 }
 
 impl DemoConfig {

@@ -1,14 +1,19 @@
-//! tapeflow-feed: market-data feeders writing ticks and quotes into PostgreSQL.
+//! tapeflow-feed: market-data feeders writing ticks, quotes and bars into PostgreSQL.
 //!
-//! `tapeflow-feed demo` runs the synthetic market (no account needed).
+//! `tapeflow-feed demo` runs the synthetic market (no account needed); `run` feeds every
+//! active symbol of `tapeflow.symbols` from its provider; `backfill` loads a provider's history.
 
-mod demo;
-mod demo_feed;
-mod ingest_side;
-mod shutdown;
+use tapeflow_feeders::{backfill, demo_feed, routing};
+
+const USAGE: &str = "usage:
+  tapeflow-feed demo                      the simulated market (no account needed)
+  tapeflow-feed run                       every active symbol of tapeflow.symbols, from its provider
+  tapeflow-feed backfill <provider> --symbols A,B --from <time> [--to <time>]
+
+Configuration is by environment variables; see README.md.";
 
 fn usage() -> ! {
-    eprintln!("usage: tapeflow-feed demo\n\nConfiguration is by environment variables; see README.md.");
+    eprintln!("{USAGE}");
     std::process::exit(2)
 }
 
@@ -16,8 +21,17 @@ fn usage() -> ! {
 async fn main() -> anyhow::Result<()> {
     tapeflow_db::init_tracing();
     let args: Vec<String> = std::env::args().skip(1).collect();
+    let metrics = tapeflow_db::telemetry::metrics_addr("TAPEFLOW_FEED_METRICS_ADDR", "127.0.0.1:9101");
     match args.first().map(String::as_str) {
-        Some("demo") => demo_feed::run(demo_feed::DemoConfig::from_env()?).await,
+        Some("demo") => {
+            tapeflow_db::telemetry::serve_metrics("TAPEFLOW_FEED_METRICS_ADDR", metrics.as_deref())?;
+            demo_feed::run(demo_feed::DemoConfig::from_env()?).await
+        }
+        Some("run") => {
+            tapeflow_db::telemetry::serve_metrics("TAPEFLOW_FEED_METRICS_ADDR", metrics.as_deref())?;
+            routing::run(routing::RunConfig::from_env()?).await
+        }
+        Some("backfill") => backfill::run(&args[1..]).await,
         _ => usage(),
     }
 }
