@@ -26,7 +26,7 @@ fresh_db() {
 for w in "${what[@]}"; do
   case "$w" in
     profile) fresh_db; psql "$URL" -X -v ticks="${BENCH_TICKS:-10000000}" -f bench/profile.sql ;;
-    accuracy) cargo run -q --release -p tapeflow-analytics --example side_accuracy ;;
+    accuracy) cargo run -q --release -p tapeflow-tests --example side_accuracy ;;
     backtest) fresh_db; psql "$URL" -X -f bench/backtest.sql ;;
     sse)
       # Its own throw-away database on the same cluster (tests' TestDb), dropped when it ends.

@@ -8,7 +8,6 @@ pub mod classify;
 pub mod engine;
 pub mod flow;
 pub mod footprint;
-pub mod ground_truth;
 pub mod ladder;
 pub mod profile;
 pub mod risk;

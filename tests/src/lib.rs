@@ -2,6 +2,7 @@
 //! migrated, the project's real binaries started as child processes, and free ports.
 
 pub mod fake_alpaca;
+pub mod ground_truth;
 
 use std::net::TcpListener;
 use std::path::PathBuf;

@@ -5,11 +5,11 @@
 //! data must be present: a missing directory fails loudly rather than skipping.
 
 use tapeflow_analytics::classify::Rule;
-use tapeflow_analytics::ground_truth::{
+use tapeflow_analytics::Side;
+use tapeflow_tests::ground_truth::{
     buy_volume_recovered, bvc_buy_estimates, data_dir, evaluate, volume_bars, Accuracy, GroundTruthSet,
     GroundTruthTrade, DATA_DIR_ENV,
 };
-use tapeflow_analytics::Side;
 
 const MINUTE_US: i64 = 60_000_000;
 

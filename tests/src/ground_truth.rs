@@ -1,15 +1,15 @@
 //! Real trades whose aggressor side the venue published, for measuring the classification
-//! rules in [`crate::classify`], and the scoring used by the benchmark and its tests.
+//! rules in [`tapeflow_analytics::classify`], and the scoring used by the benchmark and its tests.
 //!
 //! The files live in the team's shared data directory (see [`data_dir`]); their origin and
 //! columns are described in that directory's README.
 
-use crate::candle::Micros;
-use crate::classify::{bvc_series, classify_series, ClassifyInput, Quote, Rule};
-use crate::side::Side;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
+use tapeflow_analytics::candle::Micros;
+use tapeflow_analytics::classify::{bvc_series, classify_series, ClassifyInput, Quote, Rule};
+use tapeflow_analytics::side::Side;
 
 /// Environment variable that overrides the shared data directory.
 pub const DATA_DIR_ENV: &str = "TAPEFLOW_SHARED_DATA";

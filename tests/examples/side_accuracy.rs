@@ -1,14 +1,14 @@
 //! Measures every trade-side classification rule against trades whose aggressor side the venue
 //! published, and bulk volume classification against the true buy volume of 1-minute bars.
 //!
-//! cargo run --release -p tapeflow-analytics --example side_accuracy
+//! cargo run --release -p tapeflow-tests --example side_accuracy
 //!
 //! The data directory defaults to `shared/data` beside the repository; set
 //! `TAPEFLOW_SHARED_DATA` to point elsewhere.
 
 use std::process::ExitCode;
 use tapeflow_analytics::classify::Rule;
-use tapeflow_analytics::ground_truth::{
+use tapeflow_tests::ground_truth::{
     buy_volume_recovered, bvc_buy_estimates, data_dir, evaluate, volume_bars, GroundTruthSet,
 };
 
