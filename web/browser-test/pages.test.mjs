@@ -6,7 +6,7 @@
 //     node --test web/browser-test/pages.test.mjs
 // Env: TAPEFLOW_WEB_URL, TAPEFLOW_WEB_USER and TAPEFLOW_WEB_PASSWORD (a trader), TAPEFLOW_TEST_DATABASE_URL
 // (the server's database: read for the expected values, and written to: a live tick, a
-// strategy error, a feed_status table), TAPEFLOW_SCREENSHOT_DIR (default ../target from web/),
+// strategy error, feed_status rows), TAPEFLOW_SCREENSHOT_DIR (default ../target from web/),
 // TAPEFLOW_PAGES_SYMBOL (default AAPL), CHROMIUM_PATH. Without a database URL (the mock
 // server) the tests are skipped.
 import { after, before, test } from 'node:test';
@@ -337,27 +337,41 @@ test('strategies page: enable, extended hours, parameters validated per field, l
     }
   });
 
-test('feeds page: plainly no reports until tapeflow.feed_status exists, then its rows', { skip, timeout: 60_000 },
-  async () => {
+test('feeds page: each feeder connection with its health, a silent feeder flagged, refused records counted',
+  { skip, timeout: 60_000 }, async () => {
     const { page, problems } = await openPage();
     try {
-      assert.equal(sql("SELECT to_regclass('tapeflow.feed_status') IS NULL"), 't', 'no feed_status table yet');
+      sql('DELETE FROM tapeflow.feed_status; DELETE FROM tapeflow.feed_rejects');
       await page.goto(`${baseUrl}/#/feeds`, { waitUntil: 'domcontentloaded' });
       const empty = page.locator('#feeds-empty');
       await empty.waitFor({ state: 'visible', timeout: 15_000 });
-      assert.match(await empty.textContent(), /^No feed reports yet/);
+      assert.match(await empty.textContent(), /^No feeder has reported yet/);
       assert.equal(await page.locator('#feeds-symbols tbody tr').count(),
         Number(sql('SELECT count(*) FROM tapeflow.symbols WHERE active')));
-      await page.screenshot({ path: path.join(shots, 'feeds.png') });
-      // Once a feeder reports, its rows are shown as they are.
-      sql(`CREATE TABLE tapeflow.feed_status (feed text, status text, updated_at timestamptz, message text);
-        INSERT INTO tapeflow.feed_status VALUES ('demo', 'ok', now(), 'streaming 2 symbols')`);
-      await page.waitForSelector('#feeds-table tbody tr', { state: 'visible', timeout: 15_000 });
-      assert.equal(await page.locator('#feeds-table td[data-field="message"]').textContent(), 'streaming 2 symbols');
+      // Two connections as a feeder writes them: one live, one whose feeder stopped
+      // reporting a minute ago while it still said "connected"; and one refused record.
+      sql(`INSERT INTO tapeflow.feed_status (provider, connection, state, symbols, last_message_at, lag_ms,
+             messages_per_sec, messages, reconnects, parse_errors, last_error, last_error_at, updated_at)
+           VALUES ('alpaca', 'stream', 'connected', 2, now() - interval '1 second', 12.5, 41.5, 12345, 1, 2,
+                   'unreadable message: expected value at line 1', now(), now()),
+                  ('ig', 'stream', 'connected', 1, now() - interval '70 seconds', NULL, 0, 10, 0, 0, NULL, NULL,
+                   now() - interval '60 seconds');
+           INSERT INTO tapeflow.feed_rejects (record, reason) VALUES ('Tick(..)', 'unknown symbol ZZZ')`);
+      const row = (key, field) => page.locator(`#feeds-table tr[data-key="${key}"] td[data-field="${field}"]`);
+      await row('alpaca/stream', 'state').waitFor({ state: 'visible', timeout: 15_000 });
+      assert.equal(await row('alpaca/stream', 'state').textContent(), 'connected');
+      assert.equal(await row('alpaca/stream', 'messages').textContent(), '12,345');
+      assert.equal(await row('alpaca/stream', 'lag_ms').textContent(), '12.5 ms');
+      assert.equal(await row('alpaca/stream', 'parse_errors').textContent(), '2');
+      assert.match(await row('alpaca/stream', 'last_error').textContent(), /^unreadable message: expected value/);
+      assert.match(await row('ig/stream', 'state').textContent(), /^no report for 1m/);
+      assert.equal(await row('ig/stream', 'state').locator('.badge').getAttribute('class'), 'badge down');
+      assert.match(await page.locator('#feeds-rejects').textContent(), /^1 record\(s\) refused.*unknown symbol ZZZ/);
       assert.ok(await empty.isHidden());
+      await page.screenshot({ path: path.join(shots, 'feeds.png') });
       assert.deepEqual(problems, [], 'no page errors or failed requests');
     } finally {
-      sql('DROP TABLE IF EXISTS tapeflow.feed_status');
+      sql('DELETE FROM tapeflow.feed_status; DELETE FROM tapeflow.feed_rejects');
       await page.close();
     }
   });
