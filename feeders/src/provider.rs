@@ -32,6 +32,9 @@ pub enum Record {
     Quote(QuoteRow),
     /// A ready-made one-minute bar, for `tapeflow.bars_1m_imported`.
     Bar(BarRow),
+    /// Not data: acknowledged by the writer once everything queued before it is written
+    /// (see [`Sink::flush`]).
+    Flush(crate::sink::FlushAck),
 }
 
 /// What a running provider gets: where to put records, where to report health, when to stop.

@@ -12,10 +12,11 @@
 //! of its batch is written.
 
 use crate::provider::{BarRow, QuoteRow, Record, TickRow};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tapeflow_db::backoff::Backoff;
 use tapeflow_db::config::env_parse;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::Client;
 
@@ -65,9 +66,45 @@ impl Sink {
         Ok(())
     }
 
+    /// Waits until every record sent before this call is written (or refused into
+    /// `tapeflow.feed_rejects`), so that a resume point may be recorded; `Err` when the writer
+    /// stopped first.
+    pub async fn flush(&self) -> Result<(), SinkClosed> {
+        let (tx, rx) = oneshot::channel();
+        self.tx
+            .send(Record::Flush(FlushAck(Arc::new(Mutex::new(Some(tx))))))
+            .await
+            .map_err(|_| SinkClosed)?;
+        rx.await.map_err(|_| SinkClosed)
+    }
+
     /// Records queued and not yet written.
     pub fn depth(&self) -> usize {
         self.tx.max_capacity() - self.tx.capacity()
+    }
+}
+
+/// The writer's answer to a [`Sink::flush`] marker: fires once, after the batch holding it.
+#[derive(Clone)]
+pub struct FlushAck(Arc<Mutex<Option<oneshot::Sender<()>>>>);
+
+impl FlushAck {
+    fn ack(&self) {
+        if let Some(tx) = self.0.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+impl std::fmt::Debug for FlushAck {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("FlushAck")
+    }
+}
+
+impl PartialEq for FlushAck {
+    fn eq(&self, other: &FlushAck) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
     }
 }
 
@@ -115,7 +152,14 @@ async fn writer(
                 deadline = Some(tokio::time::Instant::now() + cfg.shutdown_grace);
             }
             match db.write(&batch, &mut total).await {
-                Ok(()) => break,
+                Ok(()) => {
+                    for r in &batch {
+                        if let Record::Flush(ack) = r {
+                            ack.ack();
+                        }
+                    }
+                    break;
+                }
                 Err(e) => {
                     let wait = db.backoff.next_delay();
                     tracing::warn!(error = %e, rows = batch.len(), queued = rx.len(), retry_in_ms = wait.as_millis() as u64,
@@ -207,6 +251,7 @@ impl Db {
                 Record::Tick(t) => ticks.push(t.clone()),
                 Record::Quote(q) => quotes.push(q.clone()),
                 Record::Bar(b) => bars.push(b.clone()),
+                Record::Flush(_) => {}
             }
         }
         let client = self.client().await.map_err(WriteError::Other)?;
