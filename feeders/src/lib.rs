@@ -7,6 +7,7 @@ pub mod demo;
 pub mod demo_feed;
 pub mod ingest_side;
 pub mod provider;
+pub mod progress;
 pub mod providers;
 pub mod routing;
 pub mod shutdown;
