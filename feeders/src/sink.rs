@@ -286,8 +286,13 @@ impl From<anyhow::Error> for WriteError {
     fn from(e: anyhow::Error) -> WriteError {
         match e.downcast_ref::<tokio_postgres::Error>() {
             Some(pg) if is_data_error(pg) => {
-                let detail =
-                    pg.as_db_error().map(|d| d.message().to_string()).unwrap_or_else(|| pg.to_string());
+                let detail = match pg.as_db_error() {
+                    Some(d) => match d.detail() {
+                        Some(more) => format!("{}: {more}", d.message()),
+                        None => d.message().to_string(),
+                    },
+                    None => pg.to_string(),
+                };
                 WriteError::Data(detail)
             }
             _ => WriteError::Other(e),

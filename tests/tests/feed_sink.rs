@@ -1,0 +1,161 @@
+//! The feeders' one writer (feeders/src/sink.rs) against the real database: refused rows are
+//! isolated and kept, replays add nothing, and while the network to PostgreSQL is cut the
+//! records wait in the bounded queue (senders held back when it is full) and are all written,
+//! once, when it comes back.
+
+use chrono::{DateTime, Duration as Span, TimeZone, Utc};
+use std::time::Duration;
+use tapeflow_feeders::provider::{BarRow, QuoteRow, Record, TickRow};
+use tapeflow_feeders::sink::{self, SinkConfig};
+use tapeflow_tests::tcp_proxy::{Fault, TcpProxy};
+use tapeflow_tests::TestDb;
+use tokio_util::sync::CancellationToken;
+
+fn t0() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 3, 2, 15, 0, 0).unwrap()
+}
+
+fn tick(symbol: &str, i: i64) -> Record {
+    Record::Tick(TickRow {
+        time: t0() + Span::milliseconds(i * 250),
+        symbol: symbol.into(),
+        price: 100.0 + (i % 7) as f64 * 0.01,
+        size: 1.0 + (i % 3) as f64,
+        side: if i % 2 == 0 { b'B' } else { b'S' },
+        side_source: "venue",
+        trade_id: format!("t{i}"),
+        exchange: Some("V".into()),
+        conditions: None,
+    })
+}
+
+fn config(capacity: usize) -> SinkConfig {
+    SinkConfig { capacity, batch_rows: 500, shutdown_grace: Duration::from_secs(5) }
+}
+
+async fn setup() -> (TestDb, tokio_postgres::Client) {
+    let db = TestDb::create("sink", false).await;
+    let c = db.client().await;
+    c.batch_execute("INSERT INTO tapeflow.symbols (symbol, tick_size) VALUES ('AAA', 0.01), ('BBB', 0.01)")
+        .await
+        .unwrap();
+    (db, c)
+}
+
+async fn count(c: &tokio_postgres::Client, sql: &str) -> i64 {
+    c.query_one(sql, &[]).await.unwrap().get(0)
+}
+
+#[tokio::test]
+async fn refused_rows_are_isolated_and_kept_and_a_replay_adds_nothing() {
+    let (db, c) = setup().await;
+    let mut records: Vec<Record> =
+        (0..2000).map(|i| tick(if i % 2 == 0 { "AAA" } else { "BBB" }, i)).collect();
+    // Two trades of a symbol the database does not know, in the middle of the stream, a quote
+    // and a bar.
+    records.insert(700, tick("NOPE", 5000));
+    records.insert(1500, tick("NOPE", 5001));
+    records.push(Record::Quote(QuoteRow {
+        time: t0(),
+        symbol: "AAA".into(),
+        bid: 99.99,
+        ask: 100.01,
+        bid_size: 3.0,
+        ask_size: 4.0,
+        exchange: None,
+    }));
+    records.push(Record::Bar(BarRow {
+        symbol: "BBB".into(),
+        bucket: t0() - Span::minutes(10),
+        open: 10.0,
+        high: 11.0,
+        low: 9.5,
+        close: 10.5,
+        volume: 1200.0,
+    }));
+    for round in 0..2 {
+        let (s, writer) = sink::spawn(db.url.clone(), config(10_000), CancellationToken::new());
+        s.send_all(records.clone()).await.unwrap();
+        drop(s);
+        let w = writer.await.unwrap();
+        if round == 0 {
+            assert_eq!(
+                (w.ticks, w.quotes, w.bars, w.rejected, w.abandoned),
+                (2000, 1, 1, 2, 0),
+                "first write: {w:?}"
+            );
+        } else {
+            assert_eq!((w.ticks, w.quotes, w.bars, w.rejected), (0, 0, 0, 2), "a replay adds nothing: {w:?}");
+        }
+    }
+    assert_eq!(count(&c, "SELECT count(*) FROM tapeflow.ticks").await, 2000);
+    assert_eq!(count(&c, "SELECT count(DISTINCT (symbol, trade_id)) FROM tapeflow.ticks").await, 2000);
+    // The refused records are kept with the database's reason, once per attempt.
+    let rows = c.query("SELECT record, reason FROM tapeflow.feed_rejects ORDER BY id", &[]).await.unwrap();
+    assert_eq!(rows.len(), 4);
+    for r in &rows {
+        let (record, reason): (String, String) = (r.get(0), r.get(1));
+        assert!(record.contains("NOPE") && record.contains("t500"), "{record}");
+        assert!(reason.contains("NOPE"), "the reason names the symbol: {reason}");
+    }
+    // Minute rollups equal the ticks.
+    let (vol_ticks, vol_bars): (f64, f64) = {
+        let r = c
+            .query_one(
+                "SELECT (SELECT sum(size) FROM tapeflow.ticks),
+                        (SELECT sum(tapeflow.volume(candle)) FROM tapeflow.bars_1m)",
+                &[],
+            )
+            .await
+            .unwrap();
+        (r.get(0), r.get(1))
+    };
+    assert_eq!(vol_ticks, vol_bars);
+}
+
+#[tokio::test]
+async fn a_network_cut_holds_records_in_the_bounded_queue_and_loses_none() {
+    let (db, c) = setup().await;
+    let pg_port =
+        tapeflow_db::database_url().rsplit(':').next().unwrap().split('/').next().unwrap().parse().unwrap();
+    let proxy = TcpProxy::start(pg_port).await;
+    let url = format!("postgresql://postgres@127.0.0.1:{}/{}?connect_timeout=2", proxy.port, db.name);
+    let capacity = 300;
+    let (s, writer) = sink::spawn(url, config(capacity), CancellationToken::new());
+    s.send_all((0..100).map(|i| tick("AAA", i))).await.unwrap();
+    tapeflow_tests::wait_until(
+        &c,
+        "SELECT count(*) = 100 FROM tapeflow.ticks",
+        Duration::from_secs(20),
+        None,
+    )
+    .await;
+
+    proxy.set(Fault::Refuse);
+    // The queue takes `capacity` records (plus the batch in the writer's hands), then holds
+    // the sender back instead of dropping anything.
+    let mut sent = 100;
+    loop {
+        match tokio::time::timeout(Duration::from_millis(500), s.send(tick("AAA", sent))).await {
+            Ok(r) => {
+                r.unwrap();
+                sent += 1;
+            }
+            Err(_) => break,
+        }
+        assert!(sent < 100 + 3 * capacity as i64 + 1000, "the queue is not bounded");
+    }
+    assert!(sent >= 100 + capacity as i64, "queued only {} records before blocking", sent - 100);
+    assert!(s.depth() >= capacity - 1, "depth {} while blocked", s.depth());
+    assert_eq!(count(&c, "SELECT count(*) FROM tapeflow.ticks").await, 100, "nothing written while cut");
+    // The record whose send timed out was never queued: send it again, as a provider would.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    proxy.set(Fault::None);
+    s.send(tick("AAA", sent)).await.unwrap();
+    sent += 1;
+    drop(s);
+    let w = writer.await.unwrap();
+    assert_eq!(w.ticks as i64, sent, "{w:?}");
+    assert_eq!(count(&c, "SELECT count(*) FROM tapeflow.ticks").await, sent);
+    assert_eq!(count(&c, "SELECT count(DISTINCT trade_id) FROM tapeflow.ticks").await, sent);
+}
