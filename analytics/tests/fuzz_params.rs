@@ -18,7 +18,7 @@ use tapeflow_analytics::backtest::{
 };
 use tapeflow_analytics::engine::{BarEngine, BarInput, EngineParams};
 use tapeflow_analytics::profile::{BarProfile, Profile};
-use tapeflow_analytics::stats::CALENDAR_DAYS;
+use tapeflow_analytics::stats::{CALENDAR_DAYS, TRADING_DAYS};
 use tapeflow_analytics::{Candle, Micros, Side};
 
 const MINUTE: Micros = 60_000_000;
@@ -131,7 +131,7 @@ fn fuzz_backtest_params() {
             Ok(r) => r,
             Err(e) => panic!("run refused validated parameters {p:?}: {e}"),
         };
-        let stats = summary(&result, &p, 0, BARS * MINUTE);
+        let stats = summary(&result, &p, 0, BARS * MINUTE, TRADING_DAYS);
         let equity: Vec<(Micros, f64)> =
             result.equity.iter().map(|e| (e.time, e.equity.to_string().parse().unwrap())).collect();
         let returns: Vec<f64> = result.trades.iter().map(|t| t.return_pct).collect();

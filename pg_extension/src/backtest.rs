@@ -172,6 +172,20 @@ fn check_range(function: &str, from: TimestampWithTimeZone, to: TimestampWithTim
     }
 }
 
+/// Daily returns a year for a run over `symbols`: by their calendars in `tapeflow.symbols`
+/// (365 when one of them trades every day, else 252; see `stats::annual_trading_days`). Every
+/// statistic the database computes or restates is annualised by this.
+fn annual_days(symbols: &[String]) -> f64 {
+    let (open, class) = Spi::get_two_with_args::<Vec<bool>, Vec<String>>(
+        "SELECT array_agg(session_open = session_close), array_agg(asset_class)
+         FROM tapeflow.symbols WHERE symbol = ANY ($1)",
+        &[symbols.to_vec().into()],
+    )
+    .unwrap_or_else(|e| error!("reading the symbols' calendars: {e}"));
+    let (open, class) = (open.unwrap_or_default(), class.unwrap_or_default());
+    annual_trading_days(open.iter().zip(&class).map(|(&o, c)| Calendar { always_open: o, asset_class: c }))
+}
+
 fn numeric(d: Decimal) -> AnyNumeric {
     AnyNumeric::try_from(d.to_string().as_str()).expect("decimals are valid numerics")
 }
@@ -360,7 +374,8 @@ fn run_and_store(
     };
     match load_and_simulate(symbols, from, to, &p, &format!("backtest {run_id}")) {
         Ok(result) => {
-            store(run_id, &result, &summary(&result, &p, micros(from), micros(to)));
+            let stats = summary(&result, &p, micros(from), micros(to), annual_days(symbols));
+            store(run_id, &result, &stats);
             Ended::Completed
         }
         Err(e @ BacktestError::Cancelled { .. }) => Ended::Cancelled(e.to_string()),
@@ -509,21 +524,19 @@ fn backtest_stats(
 }
 
 /// A run's stored statistics in `convention`, from its symbols' calendars or its stored equity
-/// curve and trades.
+/// curve and trades. Runs stored since statistics are annualised when stored already are on
+/// their calendars; older ones (252 days) are restated.
 fn in_convention(run_id: i64, s: &Stats, convention: Convention) -> Stats {
     let id = [run_id.into()];
     match convention {
         Convention::Tapeflow => {
-            let (open, class) = Spi::get_two_with_args::<Vec<bool>, Vec<String>>(
-                "SELECT array_agg(s.session_open = s.session_close), array_agg(s.asset_class)
-                 FROM tapeflow.backtest_runs r JOIN tapeflow.symbols s ON s.symbol = ANY (r.symbols) WHERE r.id = $1",
+            let symbols = Spi::get_one_with_args::<Vec<String>>(
+                "SELECT symbols FROM tapeflow.backtest_runs WHERE id = $1",
                 &id,
             )
-            .unwrap_or_else(|e| error!("{e}"));
-            let (open, class) = (open.unwrap_or_default(), class.unwrap_or_default());
-            let calendars =
-                open.iter().zip(&class).map(|(&o, c)| Calendar { always_open: o, asset_class: c });
-            s.annualised(annual_trading_days(calendars))
+            .unwrap_or_else(|e| error!("{e}"))
+            .unwrap_or_default();
+            s.annualised(annual_days(&symbols))
         }
         Convention::BacktestingPy => {
             let (times, equity) = Spi::get_two_with_args::<Vec<TimestampWithTimeZone>, Vec<f64>>(
@@ -545,7 +558,8 @@ fn in_convention(run_id: i64, s: &Stats, convention: Convention) -> Stats {
 }
 
 /// One simulation per parameter combination over bars loaded once; returns the statistics
-/// of each. NOTICEs report progress; Ctrl-C cancels.
+/// of each, annualised by the symbols' calendars as `backtest_stats` does. NOTICEs report
+/// progress; Ctrl-C cancels.
 ///
 /// Memory: at most `grid::MAX_COMBINATIONS` (10,000) combinations, counted from the grid's value
 /// counts before any is built (more is an error); the bars (as `backtest`) once per profile
@@ -579,8 +593,9 @@ fn backtest_grid(
     let grid = Grid::new(base.0, grid.0).unwrap_or_else(|e| error!("{e}"));
     let params = grid.params().unwrap_or_else(|e| error!("{e}"));
     let mut load = |from, to, ticks_per_row| load_data(&symbols, from, to, ticks_per_row);
-    let stats = grid_search(&params, micros(from), micros(to), &mut load, &mut simulate)
-        .unwrap_or_else(|e| error!("backtest_grid: {e}"));
+    let stats =
+        grid_search(&params, micros(from), micros(to), annual_days(&symbols), &mut load, &mut simulate)
+            .unwrap_or_else(|e| error!("backtest_grid: {e}"));
     let rows = stats.into_iter().enumerate().map(move |(i, s)| {
         (
             i as i32 + 1,
@@ -601,7 +616,8 @@ fn backtest_grid(
 
 /// Walk-forward analysis: rolling windows of `in_sample` followed by `out_of_sample`; in each,
 /// the grid combination with the best in-sample `metric` is chosen and then tested on the
-/// out-of-sample window that follows. Windows step by `out_of_sample`.
+/// out-of-sample window that follows. Windows step by `out_of_sample`. Statistics (the metric
+/// too) are annualised by the symbols' calendars, as `backtest_stats` does.
 ///
 /// Memory: at most `grid::MAX_WINDOWS` (10,000) windows, counted before any runs (more is an
 /// error), and a grid as `backtest_grid` allows; one window's bars and one run's result at a
@@ -648,7 +664,7 @@ fn backtest_walk_forward(
     let grid = Grid::new(base.0, grid.0).unwrap_or_else(|e| error!("{e}"));
     let params = grid.params().unwrap_or_else(|e| error!("{e}"));
     let mut load = |from, to, ticks_per_row| load_data(&symbols, from, to, ticks_per_row);
-    let results = walk_forward(&params, &windows, metric, &mut load, &mut simulate)
+    let results = walk_forward(&params, &windows, metric, annual_days(&symbols), &mut load, &mut simulate)
         .unwrap_or_else(|e| error!("walk-forward: {e}"));
     let rows = results.into_iter().map(move |r| {
         let (w, s) = (r.window, r.out_of_sample);

@@ -7,7 +7,7 @@
 
 use super::{BacktestData, BacktestError, BacktestParams, BacktestResult};
 use crate::candle::Micros;
-use crate::stats::{statistics, BuyAndHold, Stats};
+use crate::stats::{statistics_annualised, BuyAndHold, Stats};
 use serde_json::Value;
 use std::fmt;
 use std::str::FromStr;
@@ -20,13 +20,27 @@ pub fn params_from_json(params: &Value) -> Result<BacktestParams, String> {
     Ok(p)
 }
 
-/// The summary statistics of a run over `[from, to)`: the tested period is the equity curve's
-/// first to last point (the range's ends without one), the benchmark is buy and hold of the
-/// run's symbols.
-pub fn summary(result: &BacktestResult, params: &BacktestParams, from: Micros, to: Micros) -> Stats {
+/// The summary statistics of a run over `[from, to)`, annualised over `annual_days` daily
+/// returns a year (the run's symbols' calendars: [`crate::stats::annual_trading_days`]): the
+/// tested period is the equity curve's first to last point (the range's ends without one), the
+/// benchmark is buy and hold of the run's symbols.
+pub fn summary(
+    result: &BacktestResult,
+    params: &BacktestParams,
+    from: Micros,
+    to: Micros,
+    annual_days: f64,
+) -> Stats {
     let start = result.equity.first().map(|e| e.time).unwrap_or(from);
     let end = result.equity.last().map(|e| e.time).unwrap_or(to);
-    statistics(result, params.initial_cash, &BuyAndHold::from_result(result), start, end)
+    statistics_annualised(
+        result,
+        params.initial_cash,
+        &BuyAndHold::from_result(result),
+        start,
+        end,
+        annual_days,
+    )
 }
 
 /// Most combinations a grid may have.
@@ -293,11 +307,12 @@ pub type Load<'a> = dyn FnMut(Micros, Micros, u32) -> Result<BacktestData, Backt
 
 /// Every combination of `params` over the bars of `[from, to)`, loaded once per profile grid
 /// (`engine.ticks_per_row`) the combinations use, one grid's bars at a time; the statistics of
-/// each combination, in order. `name(i)` names the run of combination `i`.
+/// each combination (annualised over `annual_days`), in order. `name(i)` names the run of
+/// combination `i`.
 fn run_each(
     params: &[BacktestParams],
-    from: Micros,
-    to: Micros,
+    (from, to): (Micros, Micros),
+    annual_days: f64,
     load: &mut Load,
     simulate: &mut Simulate,
     name: impl Fn(usize) -> SweepRun,
@@ -313,23 +328,25 @@ fn run_each(
         let mut data = load(from, to, ticks_per_row)?;
         for (i, p) in params.iter().enumerate().filter(|(_, p)| p.engine.ticks_per_row == ticks_per_row) {
             let result = simulate(&mut data, p, name(i))?;
-            out[i] = Some(summary(&result, p, from, to));
+            out[i] = Some(summary(&result, p, from, to, annual_days));
         }
     }
     Ok(out.into_iter().map(|s| s.expect("every combination ran")).collect())
 }
 
 /// Every combination of `params` over the bars of `[from, to)` (loaded once per profile grid
-/// the combinations use); the statistics of each, in order.
+/// the combinations use); the statistics of each, annualised over `annual_days` (see
+/// [`summary`]), in order.
 pub fn grid_search(
     params: &[BacktestParams],
     from: Micros,
     to: Micros,
+    annual_days: f64,
     load: &mut Load,
     simulate: &mut Simulate,
 ) -> Result<Vec<Stats>, BacktestError> {
     let of = params.len();
-    run_each(params, from, to, load, simulate, |i| SweepRun::Grid { combination: i + 1, of })
+    run_each(params, (from, to), annual_days, load, simulate, |i| SweepRun::Grid { combination: i + 1, of })
 }
 
 /// The outcome of one walk-forward window.
@@ -346,19 +363,20 @@ pub struct WindowResult {
 
 /// Walk-forward analysis: in each window, every combination of `params` runs over the
 /// in-sample bars (as [`grid_search`] runs them), the best by `metric` ([`best_of`]) then runs
-/// over the out-of-sample bars.
+/// over the out-of-sample bars. Statistics in and out of sample are annualised over
+/// `annual_days` (see [`summary`]).
 pub fn walk_forward(
     params: &[BacktestParams],
     windows: &[Window],
     metric: Metric,
+    annual_days: f64,
     load: &mut Load,
     simulate: &mut Simulate,
 ) -> Result<Vec<WindowResult>, BacktestError> {
     let mut out = Vec::with_capacity(windows.len());
     for w in windows {
-        let in_sample = run_each(params, w.in_from, w.out_from, load, simulate, |i| SweepRun::InSample {
-            window: w.number,
-            combination: i + 1,
+        let in_sample = run_each(params, (w.in_from, w.out_from), annual_days, load, simulate, |i| {
+            SweepRun::InSample { window: w.number, combination: i + 1 }
         })?;
         let Some((best, in_sample_metric)) = best_of(in_sample.iter().map(|s| metric.of(s))) else {
             return Err(BacktestError::Data("walk-forward: the grid has no combinations".into()));
@@ -366,7 +384,7 @@ pub fn walk_forward(
         let p = &params[best];
         let mut out_data = load(w.out_from, w.out_to, p.engine.ticks_per_row)?;
         let r = simulate(&mut out_data, p, SweepRun::OutOfSample { window: w.number })?;
-        let out_of_sample = summary(&r, p, w.out_from, w.out_to);
+        let out_of_sample = summary(&r, p, w.out_from, w.out_to, annual_days);
         out.push(WindowResult { window: *w, best, in_sample_metric, out_of_sample });
     }
     Ok(out)

@@ -989,6 +989,7 @@ fn on_grid(mut s: SymbolSeries, ticks_per_row: u32) -> SymbolSeries {
 mod sweeps {
     use super::super::grid::*;
     use super::*;
+    use crate::stats::{CALENDAR_DAYS, TRADING_DAYS};
     use serde_json::json;
 
     #[test]
@@ -1093,7 +1094,7 @@ mod sweeps {
         assert!(e.contains("unknown metric sharp") && e.contains("win_rate_pct"), "{e}");
         let mut data = BacktestData::new(five_symbols()).unwrap();
         let params = BacktestParams::default();
-        let s = summary(&run(&mut data, &params, &mut |_| true).unwrap(), &params, 0, 1);
+        let s = summary(&run(&mut data, &params, &mut |_| true).unwrap(), &params, 0, 1, TRADING_DAYS);
         assert_eq!(Metric::ReturnPct.of(&s), Some(s.return_pct));
         assert_eq!(Metric::Sharpe.of(&s), s.sharpe);
         assert_eq!(Metric::Sqn.of(&s), s.sqn);
@@ -1154,12 +1155,12 @@ mod sweeps {
             Ok(window_on_grid(&symbols, from, to, ticks_per_row))
         };
         let mut simulate = |d: &mut BacktestData, p: &BacktestParams, _: SweepRun| run(d, p, &mut |_| true);
-        let stats = grid_search(&params, 0, end, &mut load, &mut simulate).unwrap();
+        let stats = grid_search(&params, 0, end, TRADING_DAYS, &mut load, &mut simulate).unwrap();
         assert_eq!(loaded, [1, 4, 10]);
         assert_eq!(stats.len(), 8);
         for (p, s) in params.iter().zip(&stats) {
             let alone = run(&mut window_on_grid(&symbols, 0, end, p.engine.ticks_per_row), p, &mut |_| true);
-            assert_eq!(s, &summary(&alone.unwrap(), p, 0, end));
+            assert_eq!(s, &summary(&alone.unwrap(), p, 0, end, TRADING_DAYS));
         }
     }
 
@@ -1177,14 +1178,15 @@ mod sweeps {
             run(d, p, &mut |_| true)
         };
         let mut load = |from, to, ticks_per_row| Ok(window_on_grid(&symbols, from, to, ticks_per_row));
-        let stats = grid_search(&params, 0, end, &mut load, &mut simulate).unwrap();
+        let stats = grid_search(&params, 0, end, CALENDAR_DAYS, &mut load, &mut simulate).unwrap();
         assert_eq!(
             runs,
             ["backtest_grid 1/4", "backtest_grid 2/4", "backtest_grid 3/4", "backtest_grid 4/4"]
         );
         for (p, s) in params.iter().zip(&stats) {
             let alone = run(&mut window_of(&symbols, 0, end), p, &mut |_| true).unwrap();
-            assert_eq!(s, &summary(&alone, p, 0, end));
+            assert_eq!(s, &summary(&alone, p, 0, end, CALENDAR_DAYS));
+            assert_eq!(s.annual_trading_days, CALENDAR_DAYS);
         }
         assert!(stats[0].trades > 0 && stats[3].trades == 0, "{:?}", stats.iter().map(|s| s.trades));
 
@@ -1201,7 +1203,9 @@ mod sweeps {
             runs.push(which.to_string());
             run(d, p, &mut |_| true)
         };
-        let results = walk_forward(&params, &windows, Metric::ReturnPct, &mut load, &mut simulate).unwrap();
+        let results =
+            walk_forward(&params, &windows, Metric::ReturnPct, CALENDAR_DAYS, &mut load, &mut simulate)
+                .unwrap();
         assert_eq!(results.len(), 2);
         assert_eq!(
             loaded,
@@ -1219,20 +1223,49 @@ mod sweeps {
                 .iter()
                 .map(|p| {
                     let res = run(&mut window_of(&symbols, w.in_from, w.out_from), p, &mut |_| true).unwrap();
-                    Some(summary(&res, p, w.in_from, w.out_from).return_pct)
+                    Some(summary(&res, p, w.in_from, w.out_from, CALENDAR_DAYS).return_pct)
                 })
                 .collect();
             assert_eq!(best_of(in_sample.clone()), Some((r.best, r.in_sample_metric)));
             let p = &params[r.best];
             let out = run(&mut window_of(&symbols, w.out_from, w.out_to), p, &mut |_| true).unwrap();
-            assert_eq!(r.out_of_sample, summary(&out, p, w.out_from, w.out_to));
+            assert_eq!(r.out_of_sample, summary(&out, p, w.out_from, w.out_to, CALENDAR_DAYS));
+            assert_eq!(r.out_of_sample.annual_trading_days, CALENDAR_DAYS);
         }
         // An error of a run stops the analysis with it.
         let mut failing =
             |_: &mut BacktestData, _: &BacktestParams, _: SweepRun| Err(BacktestError::Data("no".into()));
         let mut load = |from, to, _| Ok(window_of(&symbols, from, to));
-        let e = walk_forward(&params, &windows, Metric::Sharpe, &mut load, &mut failing).unwrap_err();
+        let e = walk_forward(&params, &windows, Metric::Sharpe, TRADING_DAYS, &mut load, &mut failing)
+            .unwrap_err();
         assert_eq!(e, BacktestError::Data("no".into()));
+    }
+
+    /// A sweep's statistics are annualised over the year it is given, as backtest_stats
+    /// annualises a stored run: the same run over 365 days a year has √(365/252) times the
+    /// Sharpe ratio of 252, and equals the 252-day statistics restated for 365.
+    #[test]
+    fn sweeps_annualise_over_the_days_they_are_given() {
+        let symbols = five_symbols();
+        let end = symbols.iter().flat_map(|s| s.bars.last()).map(|b| b.input.time).max().unwrap() + MINUTE;
+        let params = Grid::new(json!({}), json!({"engine.strategy.min_aggression_score": [0]}))
+            .unwrap()
+            .params()
+            .unwrap();
+        let mut simulate = |d: &mut BacktestData, p: &BacktestParams, _: SweepRun| run(d, p, &mut |_| true);
+        let mut load = |from, to, _| Ok(window_of(&symbols, from, to));
+        let weekdays =
+            grid_search(&params, 0, end, TRADING_DAYS, &mut load, &mut simulate).unwrap().remove(0);
+        let every_day =
+            grid_search(&params, 0, end, CALENDAR_DAYS, &mut load, &mut simulate).unwrap().remove(0);
+        assert!(weekdays.trades > 0 && weekdays.trading_days > 1, "{weekdays:?}");
+        let (a, b) = (weekdays.sharpe.unwrap(), every_day.sharpe.unwrap());
+        assert!((b / a - (CALENDAR_DAYS / TRADING_DAYS).sqrt()).abs() < 1e-12, "{a} {b}");
+        assert_eq!(weekdays.return_pct, every_day.return_pct);
+        let restated = weekdays.annualised(CALENDAR_DAYS);
+        assert!((restated.sharpe.unwrap() - b).abs() < 1e-9 * b.abs());
+        assert!((restated.annual_return_pct.unwrap() - every_day.annual_return_pct.unwrap()).abs() < 1e-9);
+        assert_eq!(restated.annual_trading_days, every_day.annual_trading_days);
     }
 }
 
