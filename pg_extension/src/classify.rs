@@ -42,7 +42,7 @@ COMMENT ON AGGREGATE tick_side(double precision) IS
 
 /// Raises an error naming `arg` of `func` unless `x` is finite and `>= min` (`> min` when
 /// `strict`).
-fn check_finite(func: &str, arg: &str, x: f64, min: f64, strict: bool) {
+pub(crate) fn check_finite(func: &str, arg: &str, x: f64, min: f64, strict: bool) {
     let ok = x.is_finite() && if strict { x > min } else { x >= min };
     if !ok {
         let rule = if strict { ">" } else { ">=" };

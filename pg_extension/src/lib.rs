@@ -11,6 +11,7 @@ pub mod backtest;
 mod bars;
 pub mod candle;
 pub mod classify;
+pub mod flow;
 pub mod live;
 pub mod profile;
 mod scheduler;
