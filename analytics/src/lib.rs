@@ -6,6 +6,7 @@ pub mod backtest;
 pub mod candle;
 pub mod classify;
 pub mod engine;
+pub mod exact;
 pub mod flow;
 pub mod footprint;
 pub mod ladder;
