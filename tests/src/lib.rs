@@ -3,6 +3,8 @@
 
 pub mod fake_alpaca;
 pub mod ground_truth;
+pub mod private_cluster;
+pub mod tcp_proxy;
 
 use std::net::TcpListener;
 use std::path::PathBuf;
