@@ -2,6 +2,7 @@
 //! migrated, the project's real binaries started as child processes, and free ports.
 
 pub mod fake_alpaca;
+pub mod fake_alpaca_data;
 pub mod ground_truth;
 pub mod private_cluster;
 pub mod tcp_proxy;
