@@ -249,8 +249,8 @@ mod tests {
         // No classified trades: the close-location estimate of all 200 (close 10.5 in 10..11).
         let c = Candle::from_trade(0, 10.0, 100.0, Side::Unknown).unwrap();
         let mut c2 = c;
-        c2.merge(&Candle::from_trade(1, 11.0, 50.0, Side::Unknown).unwrap());
-        c2.merge(&Candle::from_trade(2, 10.5, 50.0, Side::Unknown).unwrap());
+        c2.merge(&Candle::from_trade(1, 11.0, 50.0, Side::Unknown).unwrap()).unwrap();
+        c2.merge(&Candle::from_trade(2, 10.5, 50.0, Side::Unknown).unwrap()).unwrap();
         let f = BarFlow::from_candle_or_estimate(&c2).unwrap();
         assert_eq!(f, BarFlow { buy: 100.0, sell: 100.0, estimated: true });
         let mut total = BarFlow::new(1.0, 2.0);

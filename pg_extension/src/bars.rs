@@ -103,7 +103,9 @@ fn sort_and_merge(bars: &mut Vec<(Micros, C, Option<BarProfile>)>) {
         if later.0 != kept.0 {
             return false;
         }
-        kept.1.merge(&later.1);
+        kept.1
+            .merge(&later.1)
+            .unwrap_or_else(|e| error!("bar at {}: candle volume or notional {e}", later.0));
         kept.2 = match (kept.2.take(), later.2.take()) {
             (Some(mut a), Some(b)) => {
                 a.merge(&b).unwrap_or_else(|e| error!("bar at {}: {e}", later.0));

@@ -38,7 +38,12 @@ type State = Option<C>;
 
 fn add_trade(state: &mut State, time: Micros, price: f64, size: f64, side: Side) {
     let c = C::from_trade(time, price, size, side).unwrap_or_else(|e| error!("candle_agg: {e}"));
-    *state = C::merge_opt(state.take(), Some(&c));
+    *state = merge(state.take(), Some(&c), "candle_agg");
+}
+
+/// `a` merged with `b`; a sum leaving the exact range is an error naming `what`.
+fn merge(a: Option<C>, b: Option<&C>, what: &str) -> Option<C> {
+    C::merge_opt(a, b).unwrap_or_else(|e| error!("{what}: candle volume or notional {e}"))
 }
 
 #[pg_extern(immutable, parallel_safe)]
@@ -77,7 +82,7 @@ fn candle_rollup_trans(
 ) -> Internal {
     if let Some(v) = value {
         let st = unsafe { state_mut::<State>(&mut state, fcinfo, || None) };
-        *st = C::merge_opt(st.take(), Some(&v.0));
+        *st = merge(st.take(), Some(&v.0), "candle rollup");
     }
     state
 }
@@ -91,7 +96,7 @@ fn candle_final(state: Internal) -> Option<Candle> {
 fn candle_combine(a: Internal, b: Internal, fcinfo: pg_sys::FunctionCallInfo) -> Internal {
     let x = unsafe { state_ref::<State>(&a) }.copied().flatten();
     let y = unsafe { state_ref::<State>(&b) }.copied().flatten();
-    new_state::<State>(fcinfo, C::merge_opt(x, y.as_ref()))
+    new_state::<State>(fcinfo, merge(x, y.as_ref(), "candle_agg"))
 }
 
 #[pg_extern(immutable, parallel_safe, strict)]
@@ -115,7 +120,7 @@ fn candle_deserialize(bytes: &[u8], _internal: Internal, fcinfo: pg_sys::Functio
 /// Merges two candles (NULL-tolerant), e.g. to fold a new minute into a stored one.
 #[pg_extern(immutable, parallel_safe, name = "candle_merge")]
 fn candle_merge(a: Option<Candle>, b: Option<Candle>) -> Option<Candle> {
-    C::merge_opt(a.map(|c| c.0), b.map(|c| c.0).as_ref()).map(Candle)
+    merge(a.map(|c| c.0), b.map(|c| c.0).as_ref(), "candle_merge").map(Candle)
 }
 
 extension_sql!(

@@ -1,12 +1,13 @@
 //! [`BarProfile`]: a profile reduced to what the bar engine reads from one bar.
 
-use super::codec::check_rows;
 use super::grid::same_grid;
-use super::{Level, Profile, ProfileError};
+use super::{Profile, ProfileError};
 
 /// A profile reduced to what the bar engine reads from one bar: its grid, each row's volume
 /// (ascending) and the classified buy and sell volume. A [`Profile`] keeps a hash map per bar;
-/// this keeps a short array, which matters when a backtest holds millions of bars.
+/// this keeps a short array, which matters when a backtest holds millions of bars. Its values
+/// are the correctly rounded exact sums, as the profile reads them; [`BarProfile::merge`] adds
+/// those doubles (commutative, not associative: the engine merges in time order).
 #[derive(Debug, Clone, PartialEq)]
 pub struct BarProfile {
     tick_size: f64,
@@ -20,16 +21,14 @@ impl BarProfile {
     /// Decodes [`Profile::to_bytes`] output with the same checks as [`Profile::from_bytes`],
     /// without building the profile.
     pub fn from_bytes(b: &[u8]) -> Result<BarProfile, ProfileError> {
-        let (tick_size, ticks_per_row, rows) = Profile::decode(b)?;
-        Profile::new(tick_size, ticks_per_row)?;
-        let mut kept = Vec::with_capacity(rows.len());
-        let (mut buy, mut sell) = (0.0, 0.0);
-        check_rows(ticks_per_row, rows, |row, level| {
-            kept.push((row, level.total()));
-            buy += level.buy;
-            sell += level.sell;
-        })?;
-        Ok(BarProfile { tick_size, ticks_per_row, rows: kept.into(), buy, sell })
+        let d = Profile::decode(b)?;
+        Ok(BarProfile {
+            tick_size: d.grid.tick_size,
+            ticks_per_row: d.grid.ticks_per_row,
+            rows: d.rows.iter().map(|(r, s)| (*r, s.total.to_f64())).collect(),
+            buy: d.totals.buy.to_f64(),
+            sell: d.totals.sell.to_f64(),
+        })
     }
 
     /// Errors unless this profile is on the grid `tick_size` × `ticks_per_row`.
@@ -72,14 +71,12 @@ impl BarProfile {
 impl From<&Profile> for BarProfile {
     /// The same rows, totals and sums as [`BarProfile::from_bytes`] of the profile's bytes.
     fn from(p: &Profile) -> BarProfile {
-        let rows: Vec<(i64, Level)> = p.rows();
-        let (buy, sell) = rows.iter().fold((0.0, 0.0), |(b, s), (_, l)| (b + l.buy, s + l.sell));
         BarProfile {
             tick_size: p.tick_size,
             ticks_per_row: p.ticks_per_row,
-            rows: rows.iter().map(|(r, l)| (*r, l.total())).collect(),
-            buy,
-            sell,
+            rows: p.sorted_sums().iter().map(|(r, s)| (*r, s.total.to_f64())).collect(),
+            buy: p.buy_volume(),
+            sell: p.sell_volume(),
         }
     }
 }

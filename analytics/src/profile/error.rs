@@ -2,6 +2,7 @@
 
 use super::VaMethod;
 use crate::candle::TradeError;
+use crate::exact::SumOverflow;
 use std::fmt;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -30,6 +31,10 @@ pub enum ProfileError {
         found: u8,
         supported: u8,
     },
+    /// A volume sum that would leave the exact range (see [`crate::exact`]).
+    SumOutOfRange {
+        what: &'static str,
+    },
     /// Malformed binary or serialized input.
     Decode(String),
 }
@@ -54,8 +59,9 @@ impl fmt::Display for ProfileError {
                 write!(f, "unknown value-area method '{s}' (valid: {})", valid.join(", "))
             }
             ProfileError::UnsupportedVersion { found, supported } => {
-                write!(f, "profile: unsupported version {found} (this build reads {supported})")
+                write!(f, "profile: unsupported version {found} (this build reads 1 to {supported})")
             }
+            ProfileError::SumOutOfRange { what } => write!(f, "profile: {what} out of range: {SumOverflow}"),
             ProfileError::Decode(s) => write!(f, "profile: {s}"),
         }
     }

@@ -25,12 +25,18 @@
 //! range that saw no volume are part of it as zero rows; rows holding only zero-size trades are
 //! kept in `levels()` but do not widen the range.
 //!
+//! # Exact sums
+//!
+//! Every volume is an exact sum ([`crate::exact::ExactSum`]) and every reading the correctly
+//! rounded double of one, so a profile's levels, totals and delta are the same bits however its
+//! trades were grouped and merged; POC, value area and nodes, which read those, follow.
+//!
 //! # Where things are
 //!
 //! | module | what |
 //! |---|---|
 //! | this one | [`Profile`]: accumulation, merging and the readings (POC, value area, nodes) |
-//! | `level` | [`Level`], one row's volume by side |
+//! | `level` | [`Level`], one row's volume by side, and the exact sums behind it |
 //! | `grid` | the price grid: ticks, rows, row prices |
 //! | `value_area` | [`VaMethod`], the POC and value-area walk |
 //! | `nodes` | high and low volume node detection |
@@ -56,8 +62,10 @@ pub(crate) use value_area::{poc_beats, poc_row, value_area_around, RowVolumes};
 pub use value_area::{value_area_rows, VaMethod, ValueArea, ValueAreaRows};
 
 use crate::candle::validate_trade;
+use crate::exact::ExactSum;
 use crate::side::Side;
 use grid::{decimal_tick, same_grid, RowHash};
+use level::RowSums;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 
@@ -69,7 +77,18 @@ pub struct Profile {
     ticks_per_row: u32,
     /// `tick_size == m / 10^k` as `(m, k)`, when the tick is a short decimal.
     decimal: Option<(i64, usize)>,
-    rows: HashMap<i64, Level, RowHash>,
+    rows: HashMap<i64, RowSums, RowHash>,
+    /// The sums of every row: the profile's totals, and the bound that keeps every row's sums
+    /// in the exact range.
+    sums: Totals,
+}
+
+/// Buy, sell and total volume of a whole profile, exactly.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+struct Totals {
+    buy: ExactSum,
+    sell: ExactSum,
+    total: ExactSum,
 }
 
 impl Profile {
@@ -89,7 +108,13 @@ impl Profile {
                 rule: "an integer >= 1",
             });
         }
-        Ok(Profile { tick_size, ticks_per_row, decimal: decimal_tick(tick_size), rows: HashMap::default() })
+        Ok(Profile {
+            tick_size,
+            ticks_per_row,
+            decimal: decimal_tick(tick_size),
+            rows: HashMap::default(),
+            sums: Totals::default(),
+        })
     }
 
     /// A profile of `(price, size, side)` trades.
@@ -112,11 +137,21 @@ impl Profile {
         self.ticks_per_row
     }
 
-    /// Adds one trade; price and size are checked as for candles.
+    /// Adds one trade; price and size are checked as for candles. `Err` (nothing added) when
+    /// the profile's total volume would leave the exact range; every row's and side's sum is
+    /// part of that total, so they cannot.
     pub fn add(&mut self, price: f64, size: f64, side: Side) -> Result<(), ProfileError> {
         validate_trade(price, size)?;
         let row = self.checked_row_of(price)?;
-        self.rows.entry(row).or_default().add(size, side);
+        let out_of_range = |_| ProfileError::SumOutOfRange { what: "total volume" };
+        let exact = ExactSum::from_f64(size).map_err(out_of_range)?;
+        self.sums.total = self.sums.total.checked_add(exact).map_err(out_of_range)?;
+        match side {
+            Side::Buy => self.sums.buy.add_in_range(exact),
+            Side::Sell => self.sums.sell.add_in_range(exact),
+            Side::Unknown => {}
+        }
+        self.rows.entry(row).or_default().add(exact, side);
         Ok(())
     }
 
@@ -126,14 +161,44 @@ impl Profile {
         same_grid((self.tick_size, self.ticks_per_row), (tick_size, ticks_per_row))
     }
 
-    /// Adds another profile on the same grid. Commutative and associative (exactly so while
-    /// the volumes are integers below 2^53; otherwise up to floating-point rounding).
+    /// Adds another profile on the same grid. Exactly commutative and associative: any
+    /// grouping of the same trades gives the same profile. `Err` (nothing merged) on another
+    /// grid or when the total volume would leave the exact range.
     pub fn merge(&mut self, other: &Profile) -> Result<(), ProfileError> {
         self.check_grid(other.tick_size, other.ticks_per_row)?;
-        for (&row, level) in &other.rows {
-            self.rows.entry(row).or_default().merge(level);
+        let total = self
+            .sums
+            .total
+            .checked_add(other.sums.total)
+            .map_err(|_| ProfileError::SumOutOfRange { what: "total volume" })?;
+        self.sums.total = total;
+        self.sums.buy.add_in_range(other.sums.buy);
+        self.sums.sell.add_in_range(other.sums.sell);
+        for (&row, sums) in &other.rows {
+            self.rows.entry(row).or_default().merge(sums);
         }
         Ok(())
+    }
+
+    /// The same trades on rows of `ticks_per_row` ticks, a multiple of this profile's: every
+    /// row's exact sums go to the coarser row holding its lowest tick, so the result is the
+    /// profile `add` builds from the trades on that grid, to the last bit.
+    pub fn rebinned(&self, ticks_per_row: u32) -> Result<Profile, ProfileError> {
+        let own = self.ticks_per_row;
+        if ticks_per_row == 0 || !ticks_per_row.is_multiple_of(own) {
+            return Err(ProfileError::BadParameter {
+                name: "ticks_per_row",
+                value: f64::from(ticks_per_row),
+                rule: "a multiple of the profile's own ticks per row",
+            });
+        }
+        let mut out = Profile::new(self.tick_size, ticks_per_row)?;
+        let factor = i64::from(ticks_per_row / own);
+        for (&row, sums) in &self.rows {
+            out.rows.entry(row.div_euclid(factor)).or_default().merge(sums);
+        }
+        out.sums = self.sums;
+        Ok(out)
     }
 
     /// True when no trade was added.
@@ -148,12 +213,17 @@ impl Profile {
 
     /// The level at `price`'s row, if any trade landed there.
     pub fn level_at(&self, price: f64) -> Option<Level> {
-        self.checked_row_of(price).ok().and_then(|r| self.rows.get(&r).copied())
+        self.checked_row_of(price).ok().and_then(|r| self.rows.get(&r)).map(RowSums::level)
     }
 
     /// `(row, level)` for every row holding a trade, ascending.
     pub fn rows(&self) -> Vec<(i64, Level)> {
-        let mut v: Vec<(i64, Level)> = self.rows.iter().map(|(&r, &l)| (r, l)).collect();
+        self.sorted_sums().into_iter().map(|(r, s)| (r, s.level())).collect()
+    }
+
+    /// `(row, exact sums)` for every row holding a trade, ascending.
+    fn sorted_sums(&self) -> Vec<(i64, RowSums)> {
+        let mut v: Vec<(i64, RowSums)> = self.rows.iter().map(|(&r, &s)| (r, s)).collect();
         v.sort_unstable_by_key(|e| e.0);
         v
     }
@@ -163,26 +233,22 @@ impl Profile {
         self.rows().into_iter().map(|(r, l)| (self.row_price(r), l)).collect()
     }
 
-    /// Sums in row order, so equal profiles give bit-identical sums however they were built.
-    fn sum_by(&self, f: impl Fn(&Level) -> f64) -> f64 {
-        self.rows().iter().map(|(_, l)| f(l)).sum()
-    }
-
+    /// All volume, correctly rounded from the exact sum.
     pub fn total_volume(&self) -> f64 {
-        self.sum_by(Level::total)
+        self.sums.total.to_f64()
     }
 
     pub fn buy_volume(&self) -> f64 {
-        self.sum_by(|l| l.buy)
+        self.sums.buy.to_f64()
     }
 
     pub fn sell_volume(&self) -> f64 {
-        self.sum_by(|l| l.sell)
+        self.sums.sell.to_f64()
     }
 
-    /// Buy volume minus sell volume.
+    /// Buy volume minus sell volume, correctly rounded from the exact difference.
     pub fn delta(&self) -> f64 {
-        self.sum_by(Level::delta)
+        self.sums.buy.sub_in_range(self.sums.sell).to_f64()
     }
 
     /// Trades added (saturating at `i64::MAX`, which only decoded counts reach).
@@ -193,7 +259,7 @@ impl Profile {
     /// `(row, total volume)` of the rows holding volume, ascending.
     fn volume_rows(&self) -> Vec<(i64, f64)> {
         let mut v: Vec<(i64, f64)> =
-            self.rows.iter().map(|(&r, l)| (r, l.total())).filter(|e| e.1 > 0.0).collect();
+            self.rows.iter().map(|(&r, s)| (r, s.total.to_f64())).filter(|e| e.1 > 0.0).collect();
         v.sort_unstable_by_key(|e| e.0);
         v
     }
@@ -288,6 +354,6 @@ impl Profile {
 
     /// Row volumes, unsorted (with zero-volume rows), for callers that keep their own order.
     pub fn row_totals(&self) -> impl Iterator<Item = (i64, f64)> + '_ {
-        self.rows.iter().map(|(&r, l)| (r, l.total()))
+        self.rows.iter().map(|(&r, s)| (r, s.total.to_f64()))
     }
 }

@@ -60,8 +60,8 @@ fn levels_split_volume_by_side() {
         p.add(price, size, side).unwrap();
     }
     let l = p.levels();
-    assert_eq!(l[0], (1.0, Level { buy: 5.0, sell: 3.0, unknown: 2.0, trades: 3 }));
-    assert_eq!(l[1], (1.01, Level { buy: 0.0, sell: 7.0, unknown: 0.0, trades: 1 }));
+    assert_eq!(l[0], (1.0, Level::of(5.0, 3.0, 2.0, 3)));
+    assert_eq!(l[1], (1.01, Level::of(0.0, 7.0, 0.0, 1)));
     assert_eq!((p.total_volume(), p.delta(), p.trades()), (17.0, -5.0, 4));
     assert_eq!((p.buy_volume(), p.sell_volume()), (5.0, 10.0));
     assert_eq!(p.level_at(1.0).unwrap().total(), 10.0);
@@ -244,11 +244,29 @@ fn node_params_are_checked() {
     }
 }
 
+/// The version 1 form (volumes as doubles), as the previous release wrote it.
+fn v1_bytes(p: &Profile) -> Vec<u8> {
+    let rows = p.rows();
+    let mut out = vec![1];
+    out.extend_from_slice(&p.tick_size().to_le_bytes());
+    out.extend_from_slice(&p.ticks_per_row().to_le_bytes());
+    out.extend_from_slice(&(rows.len() as u64).to_le_bytes());
+    for (r, l) in rows {
+        out.extend_from_slice(&r.to_le_bytes());
+        for v in [l.buy, l.sell, l.unknown] {
+            out.extend_from_slice(&v.to_le_bytes());
+        }
+        out.extend_from_slice(&l.trades.to_le_bytes());
+    }
+    out
+}
+
 #[test]
 fn bytes_round_trip_and_version_is_checked() {
     let mut p = bell();
     p.add(0.99, 3.0, Side::Buy).unwrap();
-    p.add(1.05, 2.0, Side::Sell).unwrap();
+    p.add(1.05, 0.1, Side::Sell).unwrap();
+    p.add(1.05, 0.2, Side::Sell).unwrap();
     let b = p.to_bytes();
     assert_eq!(b[0], Profile::VERSION);
     assert_eq!(Profile::from_bytes(&b).unwrap(), p);
@@ -261,29 +279,125 @@ fn bytes_round_trip_and_version_is_checked() {
     bad[0] = 9;
     assert_eq!(
         Profile::from_bytes(&bad).unwrap_err().to_string(),
-        "profile: unsupported version 9 (this build reads 1)"
+        "profile: unsupported version 9 (this build reads 1 to 2)"
     );
     assert!(Profile::from_bytes(&[]).is_err());
+    assert!(Profile::from_bytes(&b[..b.len() - 1]).unwrap_err().to_string().contains("input ends"));
+    let mut long = b.clone();
+    long.push(0);
+    assert!(Profile::from_bytes(&long).unwrap_err().to_string().contains("rows announced"));
+    // A row count far beyond the bytes is refused before anything is allocated for it.
+    let mut many = b.clone();
+    many[13..21].copy_from_slice(&u64::MAX.to_le_bytes());
+    assert!(Profile::from_bytes(&many).unwrap_err().to_string().contains("rows announced"));
+    // The first row's sell sum, zero, made negative zero: not canonical. The row (0.99) is its
+    // number and trade count, then buy 3 = 3 × 2^112 in three bytes, then sell.
+    let h = Profile::HEADER_LEN;
+    let mut sum = b.clone();
+    assert_eq!(&sum[h + 16..h + 20], &[1, 14, 3, 0]);
+    sum[h + 19] = 0x80;
+    assert!(Profile::from_bytes(&sum).unwrap_err().to_string().contains("row 99: exact sum: negative zero"));
+    assert_eq!(BarProfile::from_bytes(&sum).unwrap_err(), Profile::from_bytes(&sum).unwrap_err());
+    assert_eq!(BarProfile::from_bytes(&bad).unwrap_err(), Profile::from_bytes(&bad).unwrap_err());
+    let other_grid = BarProfile::from(&Profile::new(0.05, 1).unwrap());
+    assert!(BarProfile::from(&p).merge(&other_grid).unwrap_err().to_string().contains("different grids"));
+    // A bad grid.
+    let mut grid = b;
+    grid[1..9].copy_from_slice(&0.0f64.to_le_bytes());
+    assert!(Profile::from_bytes(&grid).unwrap_err().to_string().contains("tick_size"));
+}
+
+#[test]
+fn version_1_bytes_read_back_as_stored() {
+    // Volumes summed as doubles (0.1 + 0.2 at 1.05), as version 1 stored them.
+    let mut p = bell();
+    p.add(1.05, 0.1, Side::Sell).unwrap();
+    p.add(1.05, 0.2, Side::Sell).unwrap();
+    let b = v1_bytes(&p);
+    let old = Profile::from_bytes(&b).unwrap();
+    assert_eq!(old.levels(), p.levels(), "every stored double reads back as it was");
+    assert_ne!(old, p, "the exact 0.1 + 0.2 is not a double: what was stored is what is read");
+    assert_eq!(BarProfile::from_bytes(&b).unwrap(), BarProfile::from(&p));
+    // Written again it is version 2, the same profile.
+    assert_eq!(Profile::from_bytes(&old.to_bytes()).unwrap(), old);
+
+    let (h, r) = (Profile::HEADER_LEN, Profile::V1_ROW_LEN);
     assert!(Profile::from_bytes(&b[..b.len() - 1]).unwrap_err().to_string().contains("rows announced"));
     // Swap the first two rows: out of order.
     let mut swapped = b.clone();
-    let (h, r) = (Profile::HEADER_LEN, Profile::ROW_LEN);
     let first: Vec<u8> = swapped[h..h + r].to_vec();
     swapped.copy_within(h + r..h + 2 * r, h);
     swapped[h + r..h + 2 * r].copy_from_slice(&first);
     assert!(Profile::from_bytes(&swapped).unwrap_err().to_string().contains("ascending"));
     assert_eq!(BarProfile::from_bytes(&swapped).unwrap_err(), Profile::from_bytes(&swapped).unwrap_err());
-    assert_eq!(BarProfile::from_bytes(&bad).unwrap_err(), Profile::from_bytes(&bad).unwrap_err());
-    let other_grid = BarProfile::from(&Profile::new(0.05, 1).unwrap());
-    assert!(BarProfile::from(&p).merge(&other_grid).unwrap_err().to_string().contains("different grids"));
-    // A negative volume.
-    let mut neg = b.clone();
-    neg[h + 8..h + 16].copy_from_slice(&(-1.0f64).to_le_bytes());
-    assert!(Profile::from_bytes(&neg).unwrap_err().to_string().contains("finite and >= 0"));
-    // A bad grid.
-    let mut grid = b;
-    grid[1..9].copy_from_slice(&0.0f64.to_le_bytes());
-    assert!(Profile::from_bytes(&grid).unwrap_err().to_string().contains("tick_size"));
+    // A negative, a NaN and an out-of-range volume.
+    for v in [-1.0f64, f64::NAN, 1e30] {
+        let mut neg = b.clone();
+        neg[h + 8..h + 16].copy_from_slice(&v.to_le_bytes());
+        assert!(Profile::from_bytes(&neg).unwrap_err().to_string().contains("finite and >= 0"), "{v}");
+    }
+}
+
+#[test]
+fn sums_are_exact_and_out_of_range_is_refused() {
+    // 0.1 + 0.2 and 0.2 + 0.1 at one row: the same bits.
+    let a =
+        Profile::from_trades(0.01, 1, [(1.0, 0.1, Side::Buy), (1.0, 0.2, Side::Buy), (1.0, 0.3, Side::Sell)])
+            .unwrap();
+    let b =
+        Profile::from_trades(0.01, 1, [(1.0, 0.3, Side::Sell), (1.0, 0.2, Side::Buy), (1.0, 0.1, Side::Buy)])
+            .unwrap();
+    assert_eq!(a, b);
+    assert_eq!(a.to_bytes(), b.to_bytes());
+    assert_eq!((a.total_volume(), a.buy_volume(), a.sell_volume()), (0.6, 0.30000000000000004, 0.3));
+    let l = a.level_at(1.0).unwrap();
+    assert_eq!((l.total(), l.buy, l.sell), (0.6, 0.30000000000000004, 0.3));
+    assert_eq!(l.delta(), a.delta());
+    let mut p = Profile::new(0.01, 1).unwrap();
+    p.add(1.0, 5e23, Side::Buy).unwrap();
+    let e = p.add(2.0, 2e23, Side::Sell).unwrap_err();
+    assert!(matches!(e, ProfileError::SumOutOfRange { .. }), "{e}");
+    assert!(e.to_string().contains("2^79"), "{e}");
+    assert_eq!(p.row_count(), 1, "a refused trade adds nothing");
+    assert!(p.clone().merge(&p).is_err());
+}
+
+#[test]
+fn text_form_carries_the_exact_sums() {
+    let p = Profile::from_trades(
+        0.01,
+        1,
+        [(1.0, 0.1, Side::Buy), (1.0, 0.2, Side::Buy), (1.01, 2.0, Side::Sell)],
+    )
+    .unwrap();
+    let json = serde_json::to_string(&p).unwrap();
+    assert!(json.contains("\"buy\":0.30000000000000004"), "{json}");
+    assert!(json.contains("\"exact\":{\"buy\":\"0x0.4cccccccccccce\"}"), "{json}");
+    assert_eq!(json.matches("exact").count(), 1, "only the inexact sum is spelled out: {json}");
+    assert_eq!(serde_json::from_str::<Profile>(&json).unwrap(), p);
+    // The previous form (no exact part) reads as exact numbers.
+    let old = r#"{"tick_size":0.01,"ticks_per_row":1,"rows":[[100,{"buy":1.5,"sell":0.0,"unknown":0.0,"trades":2}]]}"#;
+    let q = serde_json::from_str::<Profile>(old).unwrap();
+    assert_eq!((q.total_volume(), q.trades()), (1.5, 2));
+    let wrong = json.replace("\"buy\":0.30000000000000004", "\"buy\":0.3");
+    let e = serde_json::from_str::<Profile>(&wrong).unwrap_err().to_string();
+    assert!(e.contains("row 100: buy 0.3 is not its exact value"), "{e}");
+}
+
+#[test]
+fn rebinning_is_exact() {
+    let trades =
+        [(1.0, 0.1, Side::Buy), (1.01, 0.2, Side::Buy), (1.02, 0.3, Side::Sell), (1.07, 1.5, Side::Unknown)];
+    let fine = Profile::from_trades(0.01, 1, trades).unwrap();
+    assert_eq!(fine.rebinned(5).unwrap(), Profile::from_trades(0.01, 5, trades).unwrap());
+    assert_eq!(fine.rebinned(1).unwrap(), fine);
+    assert!(fine.rebinned(0).is_err());
+    assert!(Profile::from_trades(0.01, 2, trades)
+        .unwrap()
+        .rebinned(5)
+        .unwrap_err()
+        .to_string()
+        .contains("multiple"));
 }
 
 /// Found by the `profile_binary` and `profile_text` fuzz targets: stored trade counts near
@@ -292,8 +406,8 @@ fn bytes_round_trip_and_version_is_checked() {
 #[test]
 fn decoded_trade_counts_saturate() {
     let p = bell();
-    let mut b = p.to_bytes();
-    let (h, r) = (Profile::HEADER_LEN, Profile::ROW_LEN);
+    let mut b = v1_bytes(&p);
+    let (h, r) = (Profile::HEADER_LEN, Profile::V1_ROW_LEN);
     for row in 0..p.row_count() {
         b[h + row * r + 32..h + row * r + 40].copy_from_slice(&i64::MAX.to_le_bytes());
     }
@@ -303,6 +417,7 @@ fn decoded_trade_counts_saturate() {
     big.add(1.0, 1.0, Side::Buy).unwrap();
     assert_eq!(big.trades(), i64::MAX);
     assert!(big.levels().iter().all(|(_, l)| l.trades == i64::MAX));
+    assert_eq!(Profile::from_bytes(&big.to_bytes()).unwrap().trades(), i64::MAX);
     let json = serde_json::to_string(&big).unwrap();
     assert_eq!(serde_json::from_str::<Profile>(&json).unwrap().trades(), i64::MAX);
 }
@@ -444,5 +559,44 @@ proptest! {
     ) {
         let p = Profile::new(tick, tpr).unwrap();
         prop_assert_eq!(p.row_of(p.row_price(row)), row);
+    }
+}
+
+/// Trades with decimal sizes (three decimals, as crypto venues print them) on a 0.01 grid.
+fn decimal_trade() -> impl Strategy<Value = (f64, f64, Side)> {
+    (100i64..140, 0u32..50_000, side()).prop_map(|(t, s, side)| (t as f64 / 100.0, s as f64 / 1000.0, side))
+}
+
+proptest! {
+    #[test]
+    fn any_order_and_grouping_gives_the_same_bits(
+        trades in prop::collection::vec(decimal_trade(), 0..80),
+        seed in any::<u64>(),
+        cuts in prop::collection::vec(any::<prop::sample::Index>(), 0..5),
+    ) {
+        let whole = build(&trades);
+        let mut v = trades.clone();
+        let mut s = seed;
+        for i in (1..v.len()).rev() {
+            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            v.swap(i, (s >> 33) as usize % (i + 1));
+        }
+        let mut bounds: Vec<usize> = cuts.iter().map(|c| c.index(v.len() + 1)).collect();
+        bounds.extend([0, v.len()]);
+        bounds.sort_unstable();
+        let mut merged = Profile::new(0.01, 1).unwrap();
+        for w in bounds.windows(2).rev() {
+            merged.merge(&build(&v[w[0]..w[1]])).unwrap();
+        }
+        prop_assert_eq!(&merged, &whole);
+        prop_assert_eq!(merged.to_bytes(), whole.to_bytes());
+        prop_assert_eq!(serde_json::to_string(&merged).unwrap(), serde_json::to_string(&whole).unwrap());
+        let readings = |p: &Profile| (p.total_volume().to_bits(), p.delta().to_bits(), p.poc(), p.value_area(0.7, VaMethod::Dalton));
+        prop_assert_eq!(readings(&merged), readings(&whole));
+        // The readings are the rounded exact sums of the sizes.
+        let exact = |f: &dyn Fn(&(f64, f64, Side)) -> bool| trades.iter().filter(|t| f(t)).fold(ExactSum::ZERO, |a, t| a.checked_add(ExactSum::from_f64(t.1).unwrap()).unwrap());
+        prop_assert_eq!(whole.total_volume(), exact(&|_| true).to_f64());
+        prop_assert_eq!(whole.buy_volume(), exact(&|t| t.2 == Side::Buy).to_f64());
+        prop_assert_eq!(BarProfile::from_bytes(&whole.to_bytes()).unwrap(), BarProfile::from(&whole));
     }
 }
