@@ -339,9 +339,13 @@ pub fn bar_from(o: &Map<String, Value>, symbol: Option<&str>, updated: bool) -> 
         None | Some(Value::Null) => None,
         Some(_) => Some(number(o, "vw")?),
     };
+    let t = time(o, "t")?;
+    if t.timestamp().rem_euclid(60) != 0 || t.timestamp_subsec_nanos() != 0 {
+        return Err(format!("bar time {t} is not the start of a minute"));
+    }
     Ok(Bar {
         symbol: symbol_of(o, symbol)?,
-        time: time(o, "t")?,
+        time: t,
         open,
         high,
         low,
@@ -507,6 +511,7 @@ mod tests {
             json!({"T":"t","S":"","x":"D","p":1,"s":1,"i":1,"t":"2021-02-22T15:51:44Z"}),
             json!({"T":"q","S":"A","bp":null,"bs":1,"ap":1,"as":1,"t":"2021-02-22T15:51:44Z"}),
             json!({"T":"b","S":"A","o":2,"h":1,"l":1,"c":1,"v":1,"t":"2021-02-22T15:51:00Z"}),
+            json!({"T":"b","S":"A","o":1,"h":1,"l":1,"c":1,"v":1,"t":"2021-02-22T15:51:30Z"}),
             json!({"T":"error","msg":"no code"}),
         ] {
             assert!(parse_stream_message(&broken).is_err(), "{broken}");

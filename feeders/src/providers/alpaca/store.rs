@@ -232,6 +232,13 @@ impl Store {
     }
 }
 
+/// Whether the database refused the data (a data exception or a violated constraint).
+fn refused(e: &anyhow::Error) -> bool {
+    e.downcast_ref::<tokio_postgres::Error>()
+        .and_then(|e| e.code())
+        .is_some_and(|c| c.code().starts_with("22") || c.code().starts_with("23"))
+}
+
 /// Vendor bars waiting to be written: bounded, since they only check the ticks; when the
 /// database is away for long the oldest are dropped (and counted in the log).
 const BAR_QUEUE: usize = 20_000;
@@ -262,6 +269,11 @@ pub fn spawn_bar_writer(url: String, shutdown: CancellationToken) -> mpsc::Sende
                 Ok(_) => {
                     batch.clear();
                     backoff.reset();
+                }
+                Err(e) if refused(&e) => {
+                    // The data itself was refused: retrying the same bars cannot help.
+                    tracing::warn!(error = %format!("{e:#}"), bars = batch.len(), "alpaca: vendor bars refused; dropped");
+                    batch.clear();
                 }
                 Err(e) => {
                     let wait = backoff.next_delay();
