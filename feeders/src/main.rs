@@ -3,12 +3,15 @@
 //! `tapeflow-feed demo` runs the synthetic market (no account needed); `run` feeds every
 //! active symbol of `tapeflow.symbols` from its provider; `backfill` loads a provider's history.
 
+mod import;
+
 use tapeflow_feeders::{backfill, demo_feed, routing};
 
 const USAGE: &str = "usage:
   tapeflow-feed demo                      the simulated market (no account needed)
   tapeflow-feed run                       every active symbol of tapeflow.symbols, from its provider
   tapeflow-feed backfill <provider> --symbols A,B --from <time> [--to <time>]
+  tapeflow-feed import [options] FILE...  trade and quote files (tapeflow-feed import --help)
 
 Configuration is by environment variables; see README.md.";
 
@@ -32,6 +35,7 @@ async fn main() -> anyhow::Result<()> {
             routing::run(routing::RunConfig::from_env()?).await
         }
         Some("backfill") => backfill::run(&args[1..]).await,
+        Some("import") => import::run(&args[1..]).await,
         _ => usage(),
     }
 }
