@@ -455,7 +455,7 @@ fn read_file(
             Row::Bad { line, error } => {
                 stats.bad += 1;
                 if stats.bad <= SHOWN_ERRORS {
-                    tracing::warn!("{shown}:{line}: {error} (line skipped)");
+                    eprintln!("warning: {shown}:{line}: {error} (line skipped)");
                 }
             }
             Row::Parsed(parsed) => {

@@ -305,6 +305,15 @@ impl FileParser {
             Format::Taq => Box::new(taq::Parser::new(header, opts)?),
             Format::Csv => Box::new(generic::Parser::new(header, opts)?),
         };
+        let names_symbols = match format {
+            Format::Binance => false,
+            Format::Taq => header.find_any(&["symbol", "sym_root"]).is_some(),
+            Format::Csv => opts.columns.as_ref().is_some_and(|c| c.pairs.iter().any(|(k, _)| k == "symbol")),
+            Format::Tardis | Format::Databento => true,
+        };
+        if !names_symbols && opts.symbol.is_none() {
+            return Err(format!("{} file without a symbol column: pass --symbol NAME", format.name()));
+        }
         let rename = opts.symbol.clone().map(|to| Rename { to, from: None });
         Ok(FileParser { format, inner, rename, ids: IdAssigner::default() })
     }
