@@ -4,6 +4,10 @@
 # test build into the same directories).
 #   extension.sh install   build (release) and install
 #   extension.sh restore   put the release build back (after cargo pgrx test)
+# Besides the build's own install script, the extension directory gets pg_extension/sql/: the
+# upgrade scripts (tapeflow--<old>--<new>.sql, which pgrx also copies) and the install scripts
+# of earlier releases (tapeflow--<old>.sql), so that a database can be created at an earlier
+# version and upgraded, as the upgrade tests do.
 # Files are replaced by rename, never overwritten in place: a running server maps the library,
 # and overwriting a mapped file crashes it. The project cluster is restarted to load the new one.
 set -euo pipefail
@@ -29,11 +33,17 @@ install_stash() {
 
 case "${1:-}" in
   install)
-    (cd "$ROOT/pg_extension" && cargo pgrx package --pg-config "$PG_CONFIG")
     PKG="${CARGO_TARGET_DIR:-$ROOT/target}/release/tapeflow-pg15"
+    # Fresh, so no script of an earlier build is taken for this one's.
+    rm -rf "$PKG"
+    (cd "$ROOT/pg_extension" && cargo pgrx package --pg-config "$PG_CONFIG")
     rm -rf "$STASH"; mkdir -p "$STASH"
     cp "$(find "$PKG" -name tapeflow.so)" "$STASH/"
     find "$PKG" \( -name 'tapeflow.control' -o -name 'tapeflow--*.sql' \) -exec cp {} "$STASH/" \;
+    for f in "$ROOT"/pg_extension/sql/tapeflow--*.sql; do
+      # Never replace the build's own script with a file of the same name.
+      [ -e "$STASH/$(basename "$f")" ] || cp "$f" "$STASH/"
+    done
     install_stash
     ;;
   restore)

@@ -131,7 +131,7 @@ CREATE AGGREGATE candle_agg(ts timestamptz, price double precision, size double 
     PARALLEL = SAFE
 );
 COMMENT ON AGGREGATE candle_agg(timestamptz, double precision, double precision, "char") IS
-'OHLCV summary of trades (time, price, size, aggressor side B/S/N). Rows with NULL time/price/size are skipped; NaN, infinite or non-positive prices and negative sizes raise an error. Read with open(), high(), low(), close(), volume(), buy_volume(), sell_volume(), trades(), vwap(), delta(); combine with rollup().';
+'OHLCV summary of trades (time, price, size, aggressor side B/S/N). Rows with NULL time/price/size are skipped; NaN, infinite or non-positive prices and negative sizes raise an error. Read with open(), high(), low(), close(), volume(), buy_volume(), sell_volume(), trades(), vwap(), delta(); combine with rollup(). Volumes and notional are exact sums, read as their correctly rounded doubles: the same bits in any plan or grouping.';
 CREATE AGGREGATE candle_agg(ts timestamptz, price double precision, size double precision) (
     SFUNC = candle_trans_noside, STYPE = internal, FINALFUNC = candle_final,
     COMBINEFUNC = candle_combine, SERIALFUNC = candle_serialize, DESERIALFUNC = candle_deserialize,
@@ -142,7 +142,7 @@ CREATE AGGREGATE rollup(candle) (
     COMBINEFUNC = candle_combine, SERIALFUNC = candle_serialize, DESERIALFUNC = candle_deserialize,
     PARALLEL = SAFE
 );
-COMMENT ON AGGREGATE rollup(candle) IS 'Re-aggregates candle summaries, e.g. one-minute candles into hours.';
+COMMENT ON AGGREGATE rollup(candle) IS 'Re-aggregates candle summaries, e.g. one-minute candles into hours; exactly, so any grouping gives the same candle.';
 "#,
     name = "candle_aggregates",
     requires = [
@@ -315,7 +315,7 @@ mod tests {
     fn parallel_plan_equals_serial() {
         Spi::run(
             "CREATE TABLE big AS SELECT timestamptz '2024-01-02 14:30+00' + (i * interval '10 ms') AS ts,
-                    100 + ((i::bigint * 7919) % 1000) / 100.0 AS price, (1 + i % 17)::float8 AS size,
+                    100 + ((i::bigint * 7919) % 1000) / 100.0 AS price, ((1 + i % 17) / 1000.0)::float8 AS size,
                     (CASE WHEN i % 3 = 0 THEN 'B' WHEN i % 3 = 1 THEN 'S' ELSE 'N' END)::\"char\" AS side
              FROM generate_series(1, 300000) i;
              ANALYZE big;",
