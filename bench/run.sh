@@ -9,18 +9,41 @@
 #   exec        tapeflow-exec (release, Alpaca broker against the fake Alpaca): signal insert →
 #               order accepted p50/p99, signals/s of a 1,000-signal burst, vs a bare LISTEN/NOTIFY
 #               round trip (tests/examples/exec_bench.rs; BENCH_EXEC_SIGNALS, BENCH_EXEC_INTERVAL_MS)
-# Usage: bench/run.sh [profile|accuracy|backtest|sse|exec ...]   (default: all). Needs `make db`.
+#   ingest      the tick write path vs a plain COPY of the same 1M TAQ-derived ticks, before and
+#               after sql/013_ingest.sql in one run (plain path; TimescaleDB too when installed),
+#               then tick -> SSE latency p50/p99 at 10,000 ticks/s (tests/examples/ingest_bench.rs;
+#               BENCH_INGEST_TICKS, BENCH_INGEST_BATCH, BENCH_LATENCY_RATE, BENCH_LATENCY_SECS)
+# Usage: bench/run.sh [profile|accuracy|backtest|sse|exec|ingest ...]   (default: all). Needs `make db`.
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$ROOT"
 ADMIN="$(bash scripts/cluster.sh url | sed 's|/[^/]*$|/postgres|')"
 DB=tapeflow_bench
 URL="$(bash scripts/cluster.sh url | sed "s|/[^/]*\$|/$DB|")"
-what=("$@"); [ ${#what[@]} -gt 0 ] || what=(profile accuracy backtest sse exec)
+what=("$@"); [ ${#what[@]} -gt 0 ] || what=(profile accuracy backtest sse exec ingest)
 
 fresh_db() {
   psql "$ADMIN" -Xq -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)" -c "CREATE DATABASE $DB"
   TAPEFLOW_TIMESCALEDB=off bash scripts/migrate.sh "$URL" >/dev/null
+}
+
+# A fresh database $1 with the migrations before version $2 only (the schema a benchmark starts
+# from); $3 = on|off, the TimescaleDB path. migrate.sh applies what is in the sql/ beside it.
+db_before() {
+  local url tmp f
+  url="$(bash scripts/cluster.sh url | sed "s|/[^/]*\$|/$1|")"
+  psql "$ADMIN" -Xq -c "DROP DATABASE IF EXISTS $1 WITH (FORCE)" -c "CREATE DATABASE $1" || return 1
+  tmp="$(mktemp -d)"; mkdir "$tmp/scripts" "$tmp/sql"
+  ln -s "$ROOT/scripts/migrate.sh" "$tmp/scripts/"
+  for f in "$ROOT"/sql/[0-9][0-9][0-9]_*.sql; do [[ "$(basename "$f")" < "$2" ]] && ln -s "$f" "$tmp/sql/"; done
+  TAPEFLOW_TIMESCALEDB="$3" bash "$tmp/scripts/migrate.sh" "$url" >/dev/null || { rm -rf "$tmp"; return 1; }
+  rm -rf "$tmp"
+  echo "$url"
+}
+
+timescaledb_preloaded() {
+  [ "$(psql "$ADMIN" -XtAc "SELECT EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb')
+        AND current_setting('shared_preload_libraries') LIKE '%timescaledb%'")" = t ]
 }
 
 for w in "${what[@]}"; do
@@ -36,6 +59,20 @@ for w in "${what[@]}"; do
       # Its own throw-away databases on the same cluster (tests' TestDb), dropped when it ends.
       cargo build -q --release --bin tapeflow-exec
       DATABASE_URL="$(bash scripts/cluster.sh url)" cargo run -q --release -p tapeflow-tests --example exec_bench ;;
+    ingest)
+      # Databases at the schema before 013; the benchmark migrates them itself, between its
+      # before and after runs. The web app's own throw-away database (tests' TestDb) is dropped
+      # when it ends.
+      cargo build -q --release --bin tapeflow-web
+      trades="$(mktemp)"
+      taq="${TAPEFLOW_SHARED_DATA:-$ROOT/../shared/data}/a_equities_taq/taq_XXX_trades_raw_2018-01-02_03.csv.gz"
+      if [ -f "$taq" ]; then gzip -dc "$taq" >"$trades"; else : >"$trades"; fi
+      plain="$(db_before "$DB" 013 off)"
+      ts=""; if timescaledb_preloaded; then ts="$(db_before "${DB}_ts" 013 on)"; fi
+      BENCH_INGEST_URL="$plain" BENCH_INGEST_TS_URL="$ts" BENCH_INGEST_TRADES="$([ -s "$trades" ] && echo "$trades")" \
+        DATABASE_URL="$(bash scripts/cluster.sh url)" cargo run -q --release -p tapeflow-tests --example ingest_bench
+      rm -f "$trades"
+      psql "$ADMIN" -Xq -c "SET client_min_messages = warning" -c "DROP DATABASE IF EXISTS ${DB}_ts WITH (FORCE)" ;;
     *) echo "unknown benchmark $w" >&2; exit 2 ;;
   esac
 done

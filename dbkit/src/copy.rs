@@ -1,14 +1,19 @@
 //! Batched, idempotent writes of ticks and quotes.
 //!
-//! Rows are streamed with binary COPY into a temporary staging table and then moved with
-//! `INSERT … ON CONFLICT DO NOTHING`: COPY is the fastest way in, and the conflict clause makes
-//! a replayed batch (after a crash or reconnect) a no-op instead of a duplicate or an error.
+//! Ticks are streamed with binary COPY straight into `tapeflow.ticks`: one statement, one
+//! implicit transaction, the table's own key refusing a trade it already holds. A batch holding
+//! such a trade (a replay after a crash or reconnect) fails as a whole on that key and is then
+//! written again through a staging table with `INSERT … ON CONFLICT DO NOTHING`, which skips
+//! what is stored and keeps the rest. New trades, the common case, thus cost one COPY; a replay
+//! costs a failed COPY more than before. Quotes always go through staging.
 
+use anyhow::Context;
 use chrono::{DateTime, Utc};
 use futures_util::pin_mut;
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
+use tokio_postgres::error::SqlState;
 use tokio_postgres::types::Type;
-use tokio_postgres::Client;
+use tokio_postgres::{Client, CopyInSink};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct TickRow {
@@ -38,30 +43,63 @@ pub struct QuoteRow {
 
 const TICK_COLUMNS: &str = "time, symbol, price, size, side, side_source, trade_id, exchange, conditions";
 
+const TICK_TYPES: [Type; 9] = [
+    Type::TIMESTAMPTZ,
+    Type::TEXT,
+    Type::FLOAT8,
+    Type::FLOAT8,
+    Type::CHAR,
+    Type::TEXT,
+    Type::TEXT,
+    Type::TEXT,
+    Type::TEXT_ARRAY,
+];
+
 /// Writes ticks in one transaction; returns how many were new (duplicates are skipped).
+///
+/// Either every new trade of the batch is stored or none is (an unknown symbol, a value out of
+/// range: the database's error is returned, with its SQLSTATE). Rows go in in the table key's
+/// order, `(symbol, time, trade_id)` compared as bytes, for two reasons: two writers of the same
+/// trades (a replay racing the original) then wait for each other on each trade instead of
+/// deadlocking, and consecutive rows land on the same index pages. A trade repeated within the
+/// batch is sent once, its first occurrence.
 pub async fn write_ticks(client: &mut Client, rows: &[TickRow]) -> anyhow::Result<u64> {
     if rows.is_empty() {
         return Ok(0);
     }
-    let tx = client.transaction().await?;
-    tx.batch_execute(
-        "SET LOCAL client_min_messages = warning;
-         CREATE TEMP TABLE IF NOT EXISTS staging_ticks (LIKE tapeflow.ticks INCLUDING DEFAULTS) ON COMMIT DELETE ROWS",
-    )
-    .await?;
-    let sink = tx.copy_in(&format!("COPY staging_ticks ({TICK_COLUMNS}) FROM STDIN BINARY")).await?;
-    let types = [
-        Type::TIMESTAMPTZ,
-        Type::TEXT,
-        Type::FLOAT8,
-        Type::FLOAT8,
-        Type::CHAR,
-        Type::TEXT,
-        Type::TEXT,
-        Type::TEXT,
-        Type::TEXT_ARRAY,
-    ];
-    let writer = BinaryCopyInWriter::new(sink, &types);
+    let batch = in_key_order(rows);
+    let sink = client
+        .copy_in(&format!("COPY tapeflow.ticks ({TICK_COLUMNS}) FROM STDIN BINARY"))
+        .await
+        .context("starting the COPY of ticks")?;
+    match copy_ticks(sink, &batch).await {
+        Ok(n) => Ok(n),
+        // Some trade is stored already: nothing of this COPY was, so merge the batch instead.
+        Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => merge_ticks(client, &batch).await,
+        Err(e) => Err(e).with_context(|| format!("writing {} ticks", batch.len())),
+    }
+}
+
+/// The rows sorted by the ticks' key, byte-wise, without repeats of a key.
+fn in_key_order(rows: &[TickRow]) -> Vec<&TickRow> {
+    let mut batch: Vec<&TickRow> = rows.iter().collect();
+    // Stable, so that of two rows with one key the earlier one is kept.
+    batch.sort_by(|a, b| {
+        (a.symbol.as_bytes(), a.time, a.trade_id.as_bytes()).cmp(&(
+            b.symbol.as_bytes(),
+            b.time,
+            b.trade_id.as_bytes(),
+        ))
+    });
+    batch.dedup_by(|later, earlier| {
+        later.symbol == earlier.symbol && later.time == earlier.time && later.trade_id == earlier.trade_id
+    });
+    batch
+}
+
+/// Streams the rows into `sink` (a COPY of [`TICK_COLUMNS`]) and finishes it.
+async fn copy_ticks(sink: CopyInSink<bytes::Bytes>, rows: &[&TickRow]) -> Result<u64, tokio_postgres::Error> {
+    let writer = BinaryCopyInWriter::new(sink, &TICK_TYPES);
     pin_mut!(writer);
     for r in rows {
         let side = r.side as i8;
@@ -80,19 +118,32 @@ pub async fn write_ticks(client: &mut Client, rows: &[TickRow]) -> anyhow::Resul
             ])
             .await?;
     }
-    writer.finish().await?;
-    // Sorted by time so the one-minute rollup sees each minute's trades together, and then by
-    // the rest of the key, so two writers of the same trades (a replay racing the original)
-    // wait for each other on the unique key instead of deadlocking.
+    writer.finish().await
+}
+
+/// The replay path: staging, then `INSERT … ON CONFLICT DO NOTHING` in the key order the COPY
+/// path uses (the C collation is byte order), so that a merging writer and a copying one also
+/// wait for each other instead of deadlocking.
+async fn merge_ticks(client: &mut Client, rows: &[&TickRow]) -> anyhow::Result<u64> {
+    let tx = client.transaction().await?;
+    tx.batch_execute(
+        "SET LOCAL client_min_messages = warning;
+         CREATE TEMP TABLE IF NOT EXISTS staging_ticks (LIKE tapeflow.ticks INCLUDING DEFAULTS) ON COMMIT DELETE ROWS",
+    )
+    .await
+    .context("creating the ticks' staging table")?;
+    let sink = tx.copy_in(&format!("COPY staging_ticks ({TICK_COLUMNS}) FROM STDIN BINARY")).await?;
+    copy_ticks(sink, rows).await.context("staging ticks")?;
     let inserted = tx
         .execute(
             &format!(
                 "INSERT INTO tapeflow.ticks ({TICK_COLUMNS}) SELECT {TICK_COLUMNS} FROM staging_ticks
-                 ORDER BY time, symbol, trade_id ON CONFLICT DO NOTHING"
+                 ORDER BY symbol COLLATE \"C\", time, trade_id COLLATE \"C\" ON CONFLICT DO NOTHING"
             ),
             &[],
         )
-        .await?;
+        .await
+        .with_context(|| format!("merging {} ticks", rows.len()))?;
     tx.commit().await?;
     Ok(inserted)
 }
@@ -136,4 +187,39 @@ pub async fn write_quotes(client: &mut Client, rows: &[QuoteRow]) -> anyhow::Res
         .await?;
     tx.commit().await?;
     Ok(inserted)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn tick(symbol: &str, second: i64, trade_id: &str, price: f64) -> TickRow {
+        TickRow {
+            time: Utc.timestamp_opt(1_700_000_000 + second, 0).unwrap(),
+            symbol: symbol.into(),
+            price,
+            size: 1.0,
+            side: b'N',
+            side_source: "none",
+            trade_id: trade_id.into(),
+            exchange: None,
+            conditions: None,
+        }
+    }
+
+    #[test]
+    fn key_order_is_symbol_time_trade_id_as_bytes_keeping_the_first_of_a_key() {
+        let rows = vec![
+            tick("b", 1, "1", 1.0),
+            tick("a", 2, "1", 2.0),
+            tick("a", 1, "2", 3.0),
+            tick("a", 1, "10", 4.0),
+            tick("B", 9, "1", 5.0),
+            tick("a", 2, "1", 6.0), // the same trade as the second row
+        ];
+        let order: Vec<f64> = in_key_order(&rows).iter().map(|r| r.price).collect();
+        // "B" < "a" < "b" byte-wise; "10" < "2".
+        assert_eq!(order, [5.0, 4.0, 3.0, 2.0, 1.0]);
+    }
 }

@@ -1,0 +1,594 @@
+//! `bench/run.sh ingest`: the tick write path against a plain COPY, before and after
+//! `sql/013_ingest.sql`, in one run; then tick → browser latency through the release
+//! `tapeflow-web`.
+//!
+//! The rows: `BENCH_INGEST_TICKS` (1,000,000) trades of `BENCH_INGEST_SYMBOLS` (10) symbols in
+//! `BENCH_INGEST_BATCH` (10,000)-row batches, in time order across symbols as a feed delivers
+//! them. With `BENCH_INGEST_TRADES` (a TAQ trades CSV, `DT,EX,SYMBOL,COND,SIZE,PRICE,CORR`)
+//! every symbol replays those real trades (times, sizes, venues, sale conditions; prices scaled
+//! to the symbol), shifted by two days per pass until it has its share; without it the trades
+//! are a seeded random walk.
+//!
+//! For each database given (`BENCH_INGEST_URL`: the plain-PostgreSQL path; `BENCH_INGEST_TS_URL`:
+//! TimescaleDB, when installed), migrated up to 012 by the caller:
+//!   1. baseline: the same batches COPYed into an unindexed table with the ticks' columns;
+//!   2. before: the old write path (COPY → staging → INSERT … ON CONFLICT) on the old schema;
+//!   3. the migrations from 013 on, applied over those stored ticks;
+//!   4. after: `tapeflow_db::copy::write_ticks` on the new schema, from empty tables;
+//!   5. a replay of the first batches (every trade stored already);
+//!   6. the baseline again.
+//!
+//! Each batch is one transaction. Times are wall-clock from the first batch to the last commit;
+//! the server backend's CPU time and the WAL written are shown beside them. The rollups of
+//! before and after must agree, and every tick must be stored once.
+//!
+//! Latency (`BENCH_LATENCY_RATE` ticks/s, 10,000, written every `BENCH_LATENCY_INTERVAL_MS`,
+//! 100, for `BENCH_LATENCY_SECS`, 30): a fresh database on the new schema, tapeflow-web and one
+//! logged-in `/events` client. Each batch announces the newest minute of each symbol; an event
+//! is matched to its batch by (symbol, minute, trade count). Measured on this process's
+//! monotonic clock from the moment `write_ticks` returned (the commit acknowledged) and from the
+//! moment it was called, to the moment the client parsed the event.
+
+use chrono::{DateTime, Duration as ChronoDuration, Utc};
+use futures_util::pin_mut;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tapeflow_db::copy::{write_ticks, TickRow};
+use tapeflow_tests::{add_user, free_port, login, repo_root, spawn_web, SseReader, TestDb};
+use tokio_postgres::binary_copy::BinaryCopyInWriter;
+use tokio_postgres::types::Type;
+use tokio_postgres::Client;
+
+fn env_usize(name: &str, default: usize) -> usize {
+    std::env::var(name).ok().and_then(|v| v.trim().parse().ok()).unwrap_or(default)
+}
+
+const SYMBOLS: [(&str, f64); 10] = [
+    ("AAPL", 185.0),
+    ("MSFT", 370.0),
+    ("NVDA", 480.0),
+    ("AMZN", 150.0),
+    ("GOOGL", 140.0),
+    ("META", 350.0),
+    ("TSLA", 240.0),
+    ("AMD", 140.0),
+    ("JPM", 170.0),
+    ("SPY", 470.0),
+];
+
+/// One trade of the source tape.
+struct Trade {
+    time: DateTime<Utc>,
+    exchange: String,
+    conditions: Option<Vec<String>>,
+    size: f64,
+    price: f64,
+}
+
+fn read_taq(path: &str) -> Vec<Trade> {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("read {path}: {e}"));
+    let mut out = Vec::new();
+    for line in text.lines().skip(1) {
+        let f: Vec<&str> = line.split(',').collect();
+        if f.len() < 6 {
+            continue;
+        }
+        let Ok(time) = DateTime::parse_from_rfc3339(f[0]) else { continue };
+        let (Ok(size), Ok(price)) = (f[4].parse::<f64>(), f[5].parse::<f64>()) else { continue };
+        // TAQ's sale condition field is up to four one-letter codes.
+        let codes: Vec<String> = f[3].chars().filter(|c| !c.is_whitespace()).map(String::from).collect();
+        out.push(Trade {
+            time: time.with_timezone(&Utc),
+            exchange: f[1].to_string(),
+            conditions: (!codes.is_empty()).then_some(codes),
+            size,
+            price,
+        });
+    }
+    assert!(!out.is_empty(), "no trades in {path}");
+    out
+}
+
+/// A seeded random walk, for when no real tape is given.
+fn synthetic(n: usize) -> Vec<Trade> {
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    let start = DateTime::parse_from_rfc3339("2024-03-04T14:30:00Z").unwrap().with_timezone(&Utc);
+    let (mut t, mut p) = (start, 100.0f64);
+    (0..n)
+        .map(|_| {
+            t += ChronoDuration::microseconds((next() % 400_000) as i64);
+            p = (p + ((next() % 5) as f64 - 2.0) * 0.01).max(1.0);
+            Trade {
+                time: t,
+                exchange: "Q".into(),
+                conditions: None,
+                size: (1 + next() % 300) as f64,
+                price: p,
+            }
+        })
+        .collect()
+}
+
+/// `n` ticks over `symbols` symbols from the tape, merged in time order as a feed delivers them.
+fn build_rows(tape: &[Trade], n: usize, symbols: usize) -> Vec<TickRow> {
+    let per_symbol = n / symbols;
+    let first = tape[0].price;
+    let mut rows = Vec::with_capacity(n);
+    for (k, (sym, base)) in SYMBOLS.iter().cycle().take(symbols).enumerate() {
+        let sym = if k < SYMBOLS.len() { sym.to_string() } else { format!("{sym}{k}") };
+        for j in 0..per_symbol {
+            let (pass, i) = (j / tape.len(), j % tape.len());
+            let t = &tape[i];
+            rows.push(TickRow {
+                // Each pass two days later; symbols a few milliseconds apart.
+                time: t.time
+                    + ChronoDuration::days(2 * pass as i64)
+                    + ChronoDuration::milliseconds(37 * k as i64),
+                symbol: sym.clone(),
+                price: (t.price * base / first * 100.0).round() / 100.0,
+                size: t.size,
+                side: b'N',
+                side_source: "none",
+                trade_id: (pass * 1_000_000 + i).to_string(),
+                exchange: Some(t.exchange.clone()),
+                conditions: t.conditions.clone(),
+            });
+        }
+    }
+    rows.sort_by(|a, b| (a.time, &a.symbol).cmp(&(b.time, &b.symbol)));
+    rows
+}
+
+const COLUMNS: &str = "time, symbol, price, size, side, side_source, trade_id, exchange, conditions";
+
+/// Binary COPY of `rows` with `statement` (a `COPY … FROM STDIN BINARY` of [`COLUMNS`]).
+async fn copy_rows(c: &Client, statement: &str, rows: &[TickRow]) -> u64 {
+    let sink = c.copy_in(statement).await.unwrap();
+    let types = [
+        Type::TIMESTAMPTZ,
+        Type::TEXT,
+        Type::FLOAT8,
+        Type::FLOAT8,
+        Type::CHAR,
+        Type::TEXT,
+        Type::TEXT,
+        Type::TEXT,
+        Type::TEXT_ARRAY,
+    ];
+    let writer = BinaryCopyInWriter::new(sink, &types);
+    pin_mut!(writer);
+    for r in rows {
+        let side = r.side as i8;
+        writer
+            .as_mut()
+            .write(&[
+                &r.time,
+                &r.symbol,
+                &r.price,
+                &r.size,
+                &side,
+                &r.side_source,
+                &r.trade_id,
+                &r.exchange,
+                &r.conditions,
+            ])
+            .await
+            .unwrap();
+    }
+    writer.finish().await.unwrap()
+}
+
+/// The write path before 013 (`write_ticks` as it was): staging, then the ordered upsert, in
+/// one transaction.
+async fn old_write_ticks(c: &Client, rows: &[TickRow]) -> u64 {
+    c.batch_execute("BEGIN").await.unwrap();
+    c.batch_execute(
+        "SET LOCAL client_min_messages = warning;
+         CREATE TEMP TABLE IF NOT EXISTS staging_ticks (LIKE tapeflow.ticks INCLUDING DEFAULTS) ON COMMIT DELETE ROWS",
+    )
+    .await
+    .unwrap();
+    copy_rows(c, &format!("COPY staging_ticks ({COLUMNS}) FROM STDIN BINARY"), rows).await;
+    let n = c
+        .execute(
+            &format!(
+                "INSERT INTO tapeflow.ticks ({COLUMNS}) SELECT {COLUMNS} FROM staging_ticks
+                 ORDER BY time, symbol, trade_id ON CONFLICT DO NOTHING"
+            ),
+            &[],
+        )
+        .await
+        .unwrap();
+    c.batch_execute("COMMIT").await.unwrap();
+    n
+}
+
+/// How a phase writes its batches.
+#[derive(Clone, Copy)]
+enum Path {
+    /// COPY into `bench_copy`, an unindexed table with the ticks' columns.
+    PlainCopy,
+    /// The old write path.
+    Before,
+    /// `tapeflow_db::copy::write_ticks`.
+    After,
+}
+
+/// What one phase took.
+struct Phase {
+    wall: Duration,
+    cpu: Option<f64>,
+    wal_mb: f64,
+    stored: u64,
+}
+
+/// CPU seconds the backend `pid` has used (Linux; None elsewhere or when unreadable).
+fn backend_cpu(pid: i32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    Some(ticks / 100.0)
+}
+
+async fn one<T: for<'a> tokio_postgres::types::FromSql<'a>>(c: &Client, sql: &str) -> T {
+    c.query_one(sql, &[]).await.unwrap_or_else(|e| panic!("{sql}: {e}")).get(0)
+}
+
+/// Writes every batch along `path`, after a checkpoint so that each phase starts alike.
+async fn phase(c: &mut Client, batches: &[&[TickRow]], path: Path) -> Phase {
+    c.batch_execute("CHECKPOINT").await.unwrap();
+    let pid: i32 = one(c, "SELECT pg_backend_pid()").await;
+    let lsn: String = one(c, "SELECT pg_current_wal_lsn()::text").await;
+    let cpu0 = backend_cpu(pid);
+    let copy = format!("COPY bench_copy ({COLUMNS}) FROM STDIN BINARY");
+    let start = Instant::now();
+    let mut stored = 0;
+    for b in batches {
+        stored += match path {
+            Path::PlainCopy => copy_rows(c, &copy, b).await,
+            Path::Before => old_write_ticks(c, b).await,
+            Path::After => write_ticks(c, b).await.unwrap(),
+        };
+    }
+    let wall = start.elapsed();
+    let cpu = cpu0.zip(backend_cpu(pid)).map(|(a, b)| b - a);
+    let wal: f64 = c
+        .query_one("SELECT (pg_current_wal_lsn() - $1::text::pg_lsn)::float8", &[&lsn])
+        .await
+        .unwrap()
+        .get(0);
+    Phase { wall, cpu, wal_mb: wal / 1e6, stored }
+}
+
+fn show(what: &str, p: &Phase, n: usize, baseline: Option<Duration>) {
+    let rate = n as f64 / p.wall.as_secs_f64();
+    let cpu = p.cpu.map(|c| format!("{c:.2}")).unwrap_or_else(|| "-".into());
+    let ratio =
+        baseline.map(|b| format!("{:.2}x", b.as_secs_f64() / p.wall.as_secs_f64())).unwrap_or_default();
+    println!(
+        "  {what:<44} {:>8.2} {:>8} {:>10.0} {:>8.0} {:>9}",
+        p.wall.as_secs_f64(),
+        cpu,
+        rate,
+        p.wal_mb,
+        ratio
+    );
+}
+
+/// The rollups in a form two runs can compare (VWAP rounded: its float sum depends on the order
+/// trades were added in).
+const BARS: &str = "SELECT symbol, bucket, tapeflow.open(candle) o, tapeflow.high(candle) h, tapeflow.low(candle) l,
+        tapeflow.close(candle) c, tapeflow.volume(candle) v, tapeflow.buy_volume(candle) bv,
+        tapeflow.sell_volume(candle) sv, tapeflow.trades(candle) n, round(tapeflow.vwap(candle)::numeric, 6) vwap,
+        profile::text AS profile
+    FROM tapeflow.bars_1m";
+
+async fn ingest(label: &str, url: &str, timescaledb: bool, rows: &[TickRow], batch: usize) {
+    let n = rows.len();
+    let batches: Vec<&[TickRow]> = rows.chunks(batch).collect();
+    let mut c = tapeflow_db::connect(url, Duration::from_secs(10)).await.unwrap();
+    let old_schema: bool = one(
+        &c,
+        "SELECT to_regclass('tapeflow.bars_1m') IS NOT NULL
+            AND NOT EXISTS (SELECT 1 FROM tapeflow.schema_migrations WHERE version >= '013')
+            AND EXISTS (SELECT 1 FROM pg_constraint WHERE conrelid = 'tapeflow.ticks'::regclass AND contype = 'f')",
+    )
+    .await;
+    assert!(old_schema, "{label}: the database must be migrated up to 012 exactly (bench/run.sh does that)");
+    let symbols: Vec<String> = {
+        let mut s: Vec<String> = rows.iter().map(|r| r.symbol.clone()).collect();
+        s.sort();
+        s.dedup();
+        s
+    };
+    c.execute(
+        "INSERT INTO tapeflow.symbols (symbol, tick_size) SELECT unnest($1::text[]), 0.01 ON CONFLICT DO NOTHING",
+        &[&symbols],
+    )
+    .await
+    .unwrap();
+    c.batch_execute("DROP TABLE IF EXISTS bench_copy; CREATE TABLE bench_copy (LIKE tapeflow.ticks)")
+        .await
+        .unwrap();
+
+    println!();
+    println!(
+        "{label}: {n} ticks of {} symbols in {}-row batches, one transaction each",
+        symbols.len(),
+        batch
+    );
+    println!(
+        "  {:<44} {:>8} {:>8} {:>10} {:>8} {:>9}",
+        "", "wall s", "cpu s", "ticks/s", "WAL MB", "vs COPY"
+    );
+
+    let base1 = phase(&mut c, &batches, Path::PlainCopy).await;
+    assert_eq!(base1.stored as usize, n);
+    show("plain COPY into an unindexed table", &base1, n, None);
+
+    let before = phase(&mut c, &batches, Path::Before).await;
+    assert_eq!(before.stored as usize, n, "the old path stored every tick once");
+    show("before (schema up to 012, staging + upsert)", &before, n, Some(base1.wall));
+    if !timescaledb {
+        c.batch_execute(&format!(
+            "DROP TABLE IF EXISTS bench_bars_before; CREATE TABLE bench_bars_before AS {BARS}"
+        ))
+        .await
+        .unwrap();
+    }
+
+    // The migration itself, over the stored ticks.
+    let started = Instant::now();
+    let status = std::process::Command::new("bash")
+        .arg(repo_root().join("scripts/migrate.sh"))
+        .arg(url)
+        .env("TAPEFLOW_TIMESCALEDB", if timescaledb { "on" } else { "off" })
+        .stdout(std::process::Stdio::null())
+        .status()
+        .expect("run migrate.sh");
+    assert!(status.success(), "migrations from 013 on failed");
+    let migrated = started.elapsed();
+    let kept: i64 = one(&c, "SELECT count(*) FROM tapeflow.ticks").await;
+    assert_eq!(kept as usize, n, "the migration kept every tick");
+    let indexes: Vec<String> = c
+        .query("SELECT indexdef FROM pg_indexes WHERE schemaname = 'tapeflow' AND tablename = 'ticks' ORDER BY 1", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    println!("  migration 013 over the {n} stored ticks: {:.2} s", migrated.as_secs_f64());
+    for i in &indexes {
+        println!("    {i}");
+    }
+
+    c.batch_execute(if timescaledb {
+        "TRUNCATE tapeflow.ticks"
+    } else {
+        "TRUNCATE tapeflow.ticks, tapeflow.bars_1m"
+    })
+    .await
+    .unwrap();
+    let after = phase(&mut c, &batches, Path::After).await;
+    assert_eq!(after.stored as usize, n, "the new path stored every tick once");
+    show("after (013: COPY into ticks, one key)", &after, n, Some(base1.wall));
+
+    let replayed: Vec<&[TickRow]> = batches.iter().take(10).copied().collect();
+    let replay = phase(&mut c, &replayed, Path::After).await;
+    assert_eq!(replay.stored, 0, "a replay stores nothing");
+
+    c.batch_execute("TRUNCATE bench_copy").await.unwrap();
+    let base2 = phase(&mut c, &batches, Path::PlainCopy).await;
+    show("plain COPY again", &base2, n, None);
+    let base = (base1.wall + base2.wall) / 2;
+    println!(
+        "  replay of {} batches already stored: {:.1} ms per batch (nothing stored)",
+        replayed.len(),
+        replay.wall.as_secs_f64() * 1e3 / replayed.len() as f64
+    );
+
+    let stored: i64 = one(&c, "SELECT count(*) FROM tapeflow.ticks").await;
+    assert_eq!(stored as usize, n);
+    if !timescaledb {
+        let rolled: i64 = one(&c, "SELECT sum(tapeflow.trades(candle))::bigint FROM tapeflow.bars_1m").await;
+        assert_eq!(rolled as usize, n, "the rollups count every tick once");
+        let differ: i64 = one(
+            &c,
+            &format!(
+                "SELECT count(*) FROM ((TABLE bench_bars_before EXCEPT {BARS}) UNION ALL ({BARS} EXCEPT TABLE bench_bars_before)) d"
+            ),
+        )
+        .await;
+        assert_eq!(differ, 0, "the rollups of before and after differ");
+        println!(
+            "  rollups: the same {} minutes before and after",
+            one::<i64>(&c, "SELECT count(*) FROM tapeflow.bars_1m").await
+        );
+    }
+    println!(
+        "  {label}: before {:.2}x, after {:.2}x the plain COPY (mean of the two COPY runs, {:.2} s); after is {:.1}x faster than before; goal 0.5x: {}",
+        base.as_secs_f64() / before.wall.as_secs_f64(),
+        base.as_secs_f64() / after.wall.as_secs_f64(),
+        base.as_secs_f64(),
+        before.wall.as_secs_f64() / after.wall.as_secs_f64(),
+        if base.as_secs_f64() / after.wall.as_secs_f64() >= 0.5 { "met" } else { "not met" }
+    );
+    c.batch_execute("DROP TABLE bench_copy; DROP TABLE IF EXISTS bench_bars_before").await.unwrap();
+}
+
+/// Nearest-rank percentile of sorted values.
+fn pct(sorted: &[f64], q: f64) -> f64 {
+    let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
+    sorted[rank - 1]
+}
+
+/// An announcement's identity: symbol, minute (µs since the epoch), trade count.
+type Key = (String, i64, i64);
+
+async fn latency(timescaledb: bool, tape: &[Trade]) {
+    let rate = env_usize("BENCH_LATENCY_RATE", 10_000);
+    let interval = Duration::from_millis(env_usize("BENCH_LATENCY_INTERVAL_MS", 100) as u64);
+    let secs = env_usize("BENCH_LATENCY_SECS", 30);
+    let per_batch = (rate as f64 * interval.as_secs_f64()).round() as usize;
+    let batches = (secs as f64 / interval.as_secs_f64()).round() as usize;
+    let symbols: Vec<&str> = SYMBOLS.iter().map(|(s, _)| *s).collect();
+
+    let db = TestDb::create("ingestlat", timescaledb).await;
+    let mut c = db.client().await;
+    c.execute(
+        "INSERT INTO tapeflow.symbols (symbol, tick_size) SELECT unnest($1::text[]), 0.01",
+        &[&symbols],
+    )
+    .await
+    .unwrap();
+    add_user(&db, "bench", "viewer", "bench-password");
+    let (_web, base) = spawn_web(&db, free_port(), &[("RUST_LOG", "warn".into())]).await;
+    let http = login(&base, "bench", "bench-password").await;
+    let mut sse = SseReader::connect_with(&http, &format!("{base}/events")).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    // Which batch each announcement belongs to, and when that batch was written.
+    let expected: Arc<Mutex<HashMap<Key, usize>>> = Arc::default();
+    let mut written: Vec<Option<(Instant, Instant)>> = vec![None; batches];
+    let reader = {
+        let expected = expected.clone();
+        tokio::spawn(async move {
+            let mut got: Vec<(Key, Instant)> = Vec::new();
+            while let Some((event, data)) = sse.next(Duration::from_secs(5)).await {
+                let at = Instant::now();
+                if event != "candle" {
+                    continue;
+                }
+                let v: serde_json::Value = serde_json::from_str(&data).unwrap();
+                let bucket =
+                    DateTime::parse_from_rfc3339(v["bucket"].as_str().unwrap()).unwrap().timestamp_micros();
+                let key = (v["symbol"].as_str().unwrap().to_string(), bucket, v["trades"].as_i64().unwrap());
+                got.push((key, at));
+                if got.len() == expected.lock().unwrap().len() && got.len() >= batches * 10 {
+                    break;
+                }
+            }
+            got
+        })
+    };
+
+    let mut counts: HashMap<(String, i64), i64> = HashMap::new();
+    let mut tick = tokio::time::interval(interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let started = Instant::now();
+    for k in 0..batches {
+        tick.tick().await;
+        let now = Utc::now();
+        let step = interval.as_micros() as i64 / per_batch as i64;
+        let rows: Vec<TickRow> = (0..per_batch)
+            .map(|i| {
+                let t = &tape[(k * per_batch + i) % tape.len()];
+                let (sym, base) = SYMBOLS[i % SYMBOLS.len()];
+                TickRow {
+                    time: now - ChronoDuration::microseconds(step * (per_batch - i) as i64),
+                    symbol: sym.into(),
+                    price: (t.price * base / tape[0].price * 100.0).round() / 100.0,
+                    size: t.size,
+                    side: b'N',
+                    side_source: "none",
+                    trade_id: format!("live-{k}-{i}"),
+                    exchange: Some(t.exchange.clone()),
+                    conditions: t.conditions.clone(),
+                }
+            })
+            .collect();
+        {
+            let mut newest: HashMap<&str, i64> = HashMap::new();
+            for r in &rows {
+                let minute = r.time.timestamp_micros().div_euclid(60_000_000) * 60_000_000;
+                *counts.entry((r.symbol.clone(), minute)).or_default() += 1;
+                let e = newest.entry(r.symbol.as_str()).or_insert(minute);
+                *e = (*e).max(minute);
+            }
+            let mut exp = expected.lock().unwrap();
+            for (sym, minute) in newest {
+                exp.insert((sym.to_string(), minute, counts[&(sym.to_string(), minute)]), k);
+            }
+        }
+        let called = Instant::now();
+        write_ticks(&mut c, &rows).await.unwrap();
+        written[k] = Some((called, Instant::now()));
+    }
+    let elapsed = started.elapsed();
+    let got = reader.await.unwrap();
+
+    let expected = expected.lock().unwrap();
+    let (mut from_commit, mut from_call) = (Vec::new(), Vec::new());
+    for (key, at) in &got {
+        if let Some(&k) = expected.get(key) {
+            let (called, committed) = written[k].unwrap();
+            from_commit.push(at.saturating_duration_since(committed).as_secs_f64() * 1e3);
+            from_call.push((*at - called).as_secs_f64() * 1e3);
+        }
+    }
+    let missing = expected.len() - from_commit.len();
+    from_commit.sort_by(|a, b| a.total_cmp(b));
+    from_call.sort_by(|a, b| a.total_cmp(b));
+    assert!(!from_commit.is_empty(), "no announcement reached the client");
+    println!();
+    println!(
+        "tick -> browser ({}): {} ticks/s for {:.1} s ({} batches of {per_batch}, one every {} ms), {} announcements, {missing} missing",
+        if timescaledb { "TimescaleDB" } else { "plain PostgreSQL" },
+        (batches * per_batch) as f64 / elapsed.as_secs_f64(),
+        elapsed.as_secs_f64(),
+        batches,
+        interval.as_millis(),
+        from_commit.len()
+    );
+    println!(
+        "  commit acknowledged -> SSE event parsed:  p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms (goal p99 < 50 ms: {})",
+        pct(&from_commit, 0.5),
+        pct(&from_commit, 0.99),
+        from_commit.last().unwrap(),
+        if pct(&from_commit, 0.99) < 50.0 { "met" } else { "not met" }
+    );
+    println!(
+        "  write_ticks called   -> SSE event parsed:  p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+        pct(&from_call, 0.5),
+        pct(&from_call, 0.99),
+        from_call.last().unwrap()
+    );
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let n = env_usize("BENCH_INGEST_TICKS", 1_000_000);
+    let symbols = env_usize("BENCH_INGEST_SYMBOLS", 10);
+    let batch = env_usize("BENCH_INGEST_BATCH", 10_000);
+    let tape = match std::env::var("BENCH_INGEST_TRADES") {
+        Ok(path) if !path.is_empty() => {
+            let t = read_taq(&path);
+            println!("rows: {} real TAQ trades replayed per symbol ({path})", t.len());
+            t
+        }
+        _ => {
+            println!("rows: a seeded random walk (no BENCH_INGEST_TRADES given)");
+            synthetic(n / symbols)
+        }
+    };
+    let rows = build_rows(&tape, n, symbols);
+
+    let plain = std::env::var("BENCH_INGEST_URL").expect("BENCH_INGEST_URL: a database migrated up to 012");
+    ingest("plain PostgreSQL", &plain, false, &rows, batch).await;
+    match std::env::var("BENCH_INGEST_TS_URL") {
+        Ok(url) if !url.is_empty() => ingest("TimescaleDB", &url, true, &rows, batch).await,
+        _ => println!("\nTimescaleDB: skipped (not installed or not preloaded in the cluster)"),
+    }
+    drop(rows);
+    latency(false, &tape).await;
+    if std::env::var("BENCH_INGEST_TS_URL").is_ok_and(|u| !u.is_empty()) {
+        latency(true, &tape).await;
+    }
+}
