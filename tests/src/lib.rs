@@ -3,6 +3,7 @@
 
 pub mod fake_alpaca;
 pub mod fake_alpaca_data;
+pub mod fake_alphavantage;
 pub mod fake_ig;
 pub mod ground_truth;
 pub mod private_cluster;
