@@ -13,6 +13,7 @@ pub mod candle;
 pub mod classify;
 pub mod flow;
 pub mod live;
+mod polymarket;
 pub mod profile;
 mod scheduler;
 pub mod state;
