@@ -629,17 +629,16 @@ async fn history(
     if feed != shared.opts.feed {
         return api_error(StatusCode::FORBIDDEN, "subscription does not permit querying recent SIP data");
     }
-    let parse_time = |key: &str| -> Result<Option<DateTime<Utc>>, Response> {
+    // The name of a time parameter that does not parse.
+    let parse_time = |key: &'static str| -> Result<Option<DateTime<Utc>>, &'static str> {
         match q.get(key) {
             None => Ok(None),
-            Some(s) => DateTime::parse_from_rfc3339(s)
-                .map(|t| Some(t.with_timezone(&Utc)))
-                .map_err(|_| api_error(StatusCode::BAD_REQUEST, &format!("invalid {key}"))),
+            Some(s) => DateTime::parse_from_rfc3339(s).map(|t| Some(t.with_timezone(&Utc))).map_err(|_| key),
         }
     };
     let (start, end) = match (parse_time("start"), parse_time("end")) {
         (Ok(s), Ok(e)) => (s, e),
-        (Err(r), _) | (_, Err(r)) => return r,
+        (Err(k), _) | (_, Err(k)) => return api_error(StatusCode::BAD_REQUEST, &format!("invalid {k}")),
     };
     let Some(symbols) = q.get("symbols").filter(|s| !s.is_empty()) else {
         return api_error(StatusCode::BAD_REQUEST, "missing symbols");

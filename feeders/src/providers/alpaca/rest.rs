@@ -426,6 +426,9 @@ pub async fn backfill_command(
     from: DateTime<Utc>,
     to: DateTime<Utc>,
 ) -> anyhow::Result<()> {
+    // To the microsecond, as stored: a rerun with the same arguments finds its rows.
+    let micros = |t: DateTime<Utc>| DateTime::from_timestamp_micros(t.timestamp_micros()).unwrap_or(t);
+    let (from, to) = (micros(from), micros(to));
     let status = ctx.status.connection(NAME, "backfill");
     status.set_state(FeedState::Backfilling);
     status.set_symbols(instruments.len());

@@ -61,13 +61,21 @@ impl Store {
         }
     }
 
-    /// The time of the newest stored trade of `symbol`.
-    pub async fn newest_tick(&mut self, symbol: &str) -> anyhow::Result<Option<DateTime<Utc>>> {
+    /// The time of the newest stored trade of `symbol` before `before`.
+    pub async fn newest_tick(
+        &mut self,
+        symbol: &str,
+        before: DateTime<Utc>,
+    ) -> anyhow::Result<Option<DateTime<Utc>>> {
         let symbol = symbol.to_string();
         self.with(move |c| {
             Box::pin(async move {
-                let row =
-                    c.query_one("SELECT max(time) FROM tapeflow.ticks WHERE symbol = $1", &[&symbol]).await?;
+                let row = c
+                    .query_one(
+                        "SELECT max(time) FROM tapeflow.ticks WHERE symbol = $1 AND time < $2",
+                        &[&symbol, &before],
+                    )
+                    .await?;
                 Ok(row.get(0))
             })
         })

@@ -63,6 +63,15 @@ enum SessionEnd {
 /// What survives from one session to the next.
 struct Coverage {
     covered: HashMap<String, DateTime<Utc>>,
+    /// The earliest live trade of each symbol this process streamed: the newest stored trade
+    /// *before* it is where the previous run (or the symbol's previous activation) stopped.
+    live_since: LiveSince,
+}
+
+type LiveSince = Arc<std::sync::Mutex<HashMap<String, DateTime<Utc>>>>;
+
+fn live_since_of(live: &LiveSince, symbol: &str) -> Option<DateTime<Utc>> {
+    live.lock().unwrap_or_else(|p| p.into_inner()).get(symbol).copied()
 }
 
 pub async fn run(
@@ -73,9 +82,10 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let status = ctx.status.connection(NAME, "stream");
     let (gap_tx, gap_rx) = mpsc::unbounded_channel();
-    let worker = tokio::spawn(gap_worker(rest, ctx.clone(), gap_rx));
+    let live_since: LiveSince = Default::default();
+    let worker = tokio::spawn(gap_worker(rest, ctx.clone(), gap_rx, live_since.clone()));
     let bars = cfg.bars.then(|| store::spawn_bar_writer(ctx.database_url.clone(), ctx.shutdown.clone()));
-    let mut coverage = Coverage { covered: HashMap::new() };
+    let mut coverage = Coverage { covered: HashMap::new(), live_since };
     let mut backoff = Backoff::new(cfg.reconnect_min, cfg.reconnect_max);
     let mut limit_backoff = Backoff::new(cfg.limit_min, cfg.limit_max);
     let mut first = true;
@@ -339,6 +349,11 @@ async fn session(
                     }
                     // A symbol added again later starts from its newest stored trade.
                     coverage.covered.retain(|s, _| refs.values().any(|i| &i.symbol == s));
+                    coverage
+                        .live_since
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .retain(|s, _| refs.values().any(|i| &i.symbol == s));
                 }
                 if !added.is_empty() {
                     tracing::info!(provider = NAME, symbols = ?added, "alpaca stream: subscribing");
@@ -408,6 +423,11 @@ async fn session(
                     let (side, source) = classifier.classify(&inst.symbol, t.price, None);
                     let c = coverage.covered.entry(inst.symbol.clone()).or_insert(t.time);
                     *c = (*c).max(t.time);
+                    {
+                        let mut live = coverage.live_since.lock().unwrap_or_else(|p| p.into_inner());
+                        let first = live.entry(inst.symbol.clone()).or_insert(t.time);
+                        *first = (*first).min(t.time);
+                    }
                     let row = rest::tick_row(&inst.symbol, &t, side, source.as_str());
                     if ctx.sink.send(Record::Tick(row)).await.is_err() {
                         return SessionEnd::Shutdown;
@@ -491,7 +511,12 @@ async fn session(
 
 /// Loads the queued gaps one after another (so a burst of reconnects does not multiply the
 /// REST load), each recorded in `tapeflow.backfill_progress` so that a restart finishes it.
-async fn gap_worker(rest: Rest, ctx: FeedCtx, mut jobs: mpsc::UnboundedReceiver<GapJob>) {
+async fn gap_worker(
+    rest: Rest,
+    ctx: FeedCtx,
+    mut jobs: mpsc::UnboundedReceiver<GapJob>,
+    live_since: LiveSince,
+) {
     let status = ctx.status.connection(NAME, "backfill");
     status.set_state(FeedState::Connected);
     let cfg = rest.cfg().clone();
@@ -512,6 +537,7 @@ async fn gap_worker(rest: Rest, ctx: FeedCtx, mut jobs: mpsc::UnboundedReceiver<
                 }
             }
         };
+        tracing::debug!(provider = NAME, symbol = %job.symbol, from = ?job.from, to = %job.to, "alpaca: gap job");
         // The history lags the stream a little: wait before reading the newest part.
         let lag = chrono::Duration::from_std(cfg.gap_delay).unwrap_or_default();
         let wait = (job.to + lag - Utc::now()).to_std().unwrap_or_default();
@@ -525,8 +551,11 @@ async fn gap_worker(rest: Rest, ctx: FeedCtx, mut jobs: mpsc::UnboundedReceiver<
             GapFrom::At(t) => t,
             GapFrom::NewestStored => {
                 let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(30));
+                // Not the newest stored trade now: this process's own live trades are stored
+                // meanwhile, and the gap lies before them.
+                let before = live_since_of(&live_since, &job.symbol).map_or(job.to, |t| t.min(job.to));
                 let newest = loop {
-                    match store.newest_tick(&job.symbol).await {
+                    match store.newest_tick(&job.symbol, before).await {
                         Ok(t) => break t,
                         Err(e) => {
                             let wait = backoff.next_delay();
@@ -576,6 +605,7 @@ async fn gap_worker(rest: Rest, ctx: FeedCtx, mut jobs: mpsc::UnboundedReceiver<
         } else {
             from
         };
+        tracing::debug!(provider = NAME, symbol = %job.symbol, %from, "alpaca: gap start resolved");
         if from >= job.to {
             if let Some(id) = resume_id {
                 let _ = store.finish(id, 0).await;
