@@ -236,15 +236,28 @@ impl Inner {
         (!left.is_zero()).then(|| (left, why.clone()))
     }
 
+    /// Whether a session is open (its tokens not known to be refused).
+    pub async fn has_session(&self) -> bool {
+        self.session.lock().await.current.is_some()
+    }
+
     /// The current session, logging in when there is none or it is due for renewal.
     pub async fn session(&self) -> Result<Arc<IgSession>, RestError> {
         let mut slot = self.session.lock().await;
-        if let Some(s) = &slot.current {
-            if s.obtained.elapsed() < self.cfg.renew_every {
-                return Ok(s.clone());
-            }
+        let current = slot.current.clone();
+        match current {
+            Some(s) if s.obtained.elapsed() < self.cfg.renew_every => Ok(s),
+            // Due for renewal: the tokens still work for hours, so a renewal that fails for
+            // a passing reason keeps them; a refusal is reported.
+            Some(s) => match self.login_locked(&mut slot).await {
+                Err(e) if e.kind != Failure::Refused => {
+                    tracing::warn!(error = %e, "IG session renewal failed; the current tokens stay in use");
+                    Ok(s)
+                }
+                r => r,
+            },
+            None => self.login_locked(&mut slot).await,
         }
-        self.login_locked(&mut slot).await
     }
 
     /// Logs in again now (renewal), replacing the current session.

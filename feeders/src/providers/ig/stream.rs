@@ -171,7 +171,12 @@ impl Feed {
                 self.status.set_state(FeedState::Stopped);
                 return Ok(());
             }
-            if let Some((left, why)) = self.inner.refusal() {
+            let refusal = match self.inner.refusal() {
+                // A failed renewal leaves the session in use: no need to wait then.
+                Some(r) if !self.inner.has_session().await => Some(r),
+                _ => None,
+            };
+            if let Some((left, why)) = refusal {
                 // A refused login is not retried before its cooldown: IG suspends accounts
                 // after repeated failed logins.
                 self.status.set_state(FeedState::Failed);
@@ -467,11 +472,14 @@ impl Feed {
                 _ = tokio::time::sleep_until(renew_at), if renewal.is_none() => {
                     // Renewed in the background so that reading goes on; the new tokens serve
                     // the next session and REST calls.
-                    let inner = self.inner.clone();
+                    let (inner, status) = (self.inner.clone(), self.status.clone());
                     renewal = Some(tokio::spawn(async move {
                         match inner.renew().await {
                             Ok(s) => tracing::info!(generation = s.generation, "IG session renewed"),
-                            Err(e) => tracing::warn!(error = %e, "IG session renewal failed; the current tokens stay in use"),
+                            Err(e) => {
+                                tracing::warn!(error = %e, "IG session renewal failed; the current tokens stay in use");
+                                status.error(format!("session renewal failed: {e}"));
+                            }
                         }
                     }));
                 }
