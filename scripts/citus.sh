@@ -4,7 +4,10 @@
 # directories (this repository neither builds nor downloads it; see README "Scale-out").
 #   citus.sh start    create (first time) and start the three nodes, register the workers,
 #                     create the tapeflow database with the citus extension on each
-#   citus.sh stop     stop them
+#   citus.sh announcer  (after migrating) start the coordinator's announcer in the background:
+#                     a session running CALL tapeflow.citus_announcer(), which sends the candle
+#                     announcements the tick shards queue (sql/020_citus.sql); restarted if dead
+#   citus.sh stop     stop the announcer and the nodes
 #   citus.sh url      the coordinator's libpq URL (what feeders, web and psql use)
 #   citus.sh status   exit 0 when all three are running
 #   citus.sh available  exit 0 when Citus is installed
@@ -62,6 +65,7 @@ CONF
 running_node() { as_pg "$PGBIN/pg_ctl" -D "$HOME_DIR/${NODES[$1]}" status >/dev/null 2>&1; }
 
 start() {
+  local created=""
   available || { echo "Citus is not installed for $("$PGBIN/pg_config" --version)" >&2; exit 1; }
   mkdir -p "$HOME_DIR/logs" "$RUN"
   if [ "$(id -u)" = "0" ]; then chown -R postgres:postgres "$HOME_DIR"; fi
@@ -72,6 +76,7 @@ start() {
     fi
     if ! psql_node "$i" -d postgres -tAc "SELECT 1 FROM pg_database WHERE datname = '$DB'" | grep -q 1; then
       psql_node "$i" -d postgres -c "CREATE DATABASE $DB"
+      [ "$i" = 0 ] && created=1
     fi
     psql_node "$i" -d "$DB" -c "CREATE EXTENSION IF NOT EXISTS citus"
   done
@@ -80,10 +85,34 @@ start() {
     psql_node 0 -d "$DB" -tAc "SELECT 1 FROM pg_dist_node WHERE nodeport = $(port_of "$i")" | grep -q 1 \
       || psql_node 0 -d "$DB" -c "SELECT citus_add_node('127.0.0.1', $(port_of "$i"))" >/dev/null
   done
+  # The scheduler attaches to its database when the server starts: now that it exists.
+  if [ -n "${created:-}" ]; then
+    as_pg "$PGBIN/pg_ctl" -D "$HOME_DIR/${NODES[0]}" -w -t 60 restart -m fast -l "$HOME_DIR/logs/${NODES[0]}.log" >/dev/null
+  fi
   echo "==> Citus coordinator at $(url), workers on ports $(port_of 1) and $(port_of 2)"
 }
 
+announcer_pid() { cat "$RUN/announcer.pid" 2>/dev/null || true; }
+
+announcer() {
+  local pid
+  pid="$(announcer_pid)"
+  if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then return 0; fi
+  psql_node 0 -d "$DB" -tAc "SELECT to_regprocedure('tapeflow.citus_announcer(interval)') IS NOT NULL" | grep -q t \
+    || { echo "tapeflow.citus_announcer() is missing: migrate the coordinator first" >&2; exit 1; }
+  # Its own session, detached; it logs nothing unless it fails.
+  setsid "$PGBIN/psql" -X -q -h 127.0.0.1 -p "$(port_of 0)" -U postgres -d "$DB" \
+    -c "SET application_name = 'tapeflow_citus_announcer'" -c "CALL tapeflow.citus_announcer()" \
+    </dev/null >>"$HOME_DIR/logs/announcer.log" 2>&1 &
+  echo $! >"$RUN/announcer.pid"
+  echo "==> announcer running (pid $!)"
+}
+
 stop() {
+  local pid
+  pid="$(announcer_pid)"
+  if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then kill "$pid"; fi
+  rm -f "$RUN/announcer.pid"
   for i in 2 1 0; do
     if [ -f "$HOME_DIR/${NODES[$i]}/PG_VERSION" ] && running_node "$i"; then
       as_pg "$PGBIN/pg_ctl" -D "$HOME_DIR/${NODES[$i]}" -w -m fast stop >/dev/null
@@ -99,5 +128,6 @@ case "${1:-}" in
   url) url ;;
   status) status ;;
   available) available ;;
-  *) echo "usage: $0 start|stop|url|status|available" >&2; exit 2 ;;
+  announcer) announcer ;;
+  *) echo "usage: $0 start|stop|url|status|available|announcer" >&2; exit 2 ;;
 esac

@@ -158,7 +158,7 @@ END $$;
 -- The coordinator's announcer: sends what the tick shards queued, every `poll`, until the
 -- session ends (scripts/citus.sh runs it; CALL tapeflow.citus_announcer() by hand otherwise).
 -- One transaction per round, so a notification leaves as soon as its round commits.
-CREATE OR REPLACE PROCEDURE tapeflow.citus_announcer(poll interval DEFAULT '100 milliseconds')
+CREATE OR REPLACE PROCEDURE tapeflow.citus_announcer(poll interval DEFAULT '200 milliseconds')
 LANGUAGE plpgsql AS $$
 BEGIN
     IF NOT citus_is_coordinator() THEN
@@ -177,6 +177,9 @@ CREATE OR REPLACE FUNCTION tapeflow.citus_apply() RETURNS boolean LANGUAGE plpgs
 DECLARE
     t text;
     shard text;
+    f record;
+    body text;
+    def text;
 BEGIN
     IF NOT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'citus') THEN
         RETURN false;
@@ -251,6 +254,45 @@ BEGIN
     LOOP
         EXECUTE format('ALTER TABLE %s DISABLE TRIGGER USER', t);
         EXECUTE format('ALTER TABLE %s ENABLE TRIGGER USER', shard);
+    END LOOP;
+    -- SQL-language functions querying distributed tables: Citus cannot plan their statements
+    -- (it does not see an SQL function's parameters). The same statement as PL/pgSQL, whose
+    -- parameters it sees, with column names taking precedence over parameter names as in SQL
+    -- functions.
+    FOR f IN
+        SELECT p.oid, p.proretset, p.prorettype, p.prosrc FROM pg_proc p
+        WHERE p.pronamespace = 'tapeflow'::regnamespace
+          AND p.prolang = (SELECT oid FROM pg_language WHERE lanname = 'sql') AND p.prosqlbody IS NULL
+          AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_proc'::regclass AND d.objid = p.oid AND d.deptype = 'e')
+          AND p.prosrc ~ 'tapeflow\.(ticks|quotes|bars_1m|bars_1m_imported|minute_bars)\M'
+    LOOP
+        body := regexp_replace(f.prosrc, ';\s*$', '');
+        IF position(';' IN body) > 0 THEN
+            RAISE EXCEPTION 'tapeflow.citus_apply: % has several statements; write it in PL/pgSQL', f.oid::regprocedure;
+        END IF;
+        body := CASE WHEN f.proretset
+            THEN format(E'\n#variable_conflict use_column\nBEGIN\n    RETURN QUERY %s;\nEND\n', body)
+            ELSE format(E'\n#variable_conflict use_column\nDECLARE\n    r %s;\nBEGIN\n    FOR r IN %s\n    LOOP\n        RETURN r;\n    END LOOP;\n    RETURN NULL;\nEND\n',
+                        format_type(f.prorettype, NULL), body) END;
+        def := pg_get_functiondef(f.oid);
+        def := regexp_replace(def, '\n LANGUAGE sql\n', E'\n LANGUAGE plpgsql\n');
+        def := replace(def, f.prosrc, body);
+        EXECUTE def;
+    END LOOP;
+    -- Functions that read reference tables only (a symbol's calendar, say) may be pushed to a
+    -- worker inside a query on a shard, where Citus refuses the nested read unless told that
+    -- it is safe; it is, as every node holds a whole copy of a reference table.
+    FOR f IN
+        SELECT p.oid FROM pg_proc p
+        WHERE p.pronamespace = 'tapeflow'::regnamespace AND p.prokind = 'f'
+          AND p.prolang IN (SELECT oid FROM pg_language WHERE lanname IN ('sql', 'plpgsql'))
+          AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_proc'::regclass AND d.objid = p.oid AND d.deptype = 'e')
+          AND p.prosrc ~ 'tapeflow\.(symbols|strategy_configs|risk_limits)\M'
+          AND p.prosrc !~ 'tapeflow\.(ticks|quotes|bars_1m|bars_1m_imported|minute_bars|candle_announcements)\M'
+          AND p.prorettype <> 'trigger'::regtype
+          AND NOT coalesce('citus.allow_nested_distributed_execution=on' = ANY (p.proconfig), false)
+    LOOP
+        EXECUTE format('ALTER FUNCTION %s SET citus.allow_nested_distributed_execution = on', f.oid::regprocedure);
     END LOOP;
     RETURN true;
 END $$;

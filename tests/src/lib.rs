@@ -1,6 +1,7 @@
 //! Integration-test harness: a throw-away database on the project cluster with the schema
 //! migrated, the project's real binaries started as child processes, and free ports.
 
+pub mod citus_cluster;
 pub mod fake_alpaca;
 pub mod fake_alpaca_data;
 pub mod fake_alphavantage;
