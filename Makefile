@@ -50,5 +50,14 @@ test: extension binaries
 bench: db
 	@bash bench/run.sh
 
+# A local Citus cluster (coordinator on 5440, workers on 5441-5442) when Citus is installed.
+.PHONY: citus citus-stop
+citus: extension
+	@bash scripts/citus.sh start
+	@bash scripts/migrate.sh "$$(bash scripts/citus.sh url)"
+	@bash scripts/citus.sh announcer
+citus-stop:
+	@bash scripts/citus.sh stop
+
 # Every fuzz target, 1,000,000 inputs each (FUZZ_CASES=n for another count); prints the count and time per target.
 fuzz: ; TAPEFLOW_FUZZ_CASES=$${FUZZ_CASES:-1000000} cargo test --release -p tapeflow-analytics -p tapeflow-executor --test fuzz_decoders --test fuzz_params --test fuzz_alpaca -- --nocapture --test-threads=2

@@ -13,7 +13,10 @@
 #               after sql/013_ingest.sql in one run (plain path; TimescaleDB too when installed),
 #               then tick -> SSE latency p50/p99 at 10,000 ticks/s (tests/examples/ingest_bench.rs;
 #               BENCH_INGEST_TICKS, BENCH_INGEST_BATCH, BENCH_LATENCY_RATE, BENCH_LATENCY_SECS)
-# Usage: bench/run.sh [profile|accuracy|backtest|sse|exec|ingest ...]   (default: all). Needs `make db`.
+#   citus       the same ticks (BENCH_TICKS, default 10M) written and profiled per symbol and
+#               across symbols on one server and on the local Citus cluster (make citus), same
+#               run; the answers' digests must agree (bench/citus.sql). Skipped without Citus.
+# Usage: bench/run.sh [profile|accuracy|backtest|sse|exec|ingest|citus ...]   (default: all). Needs `make db`.
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$ROOT"
@@ -73,6 +76,21 @@ for w in "${what[@]}"; do
         DATABASE_URL="$(bash scripts/cluster.sh url)" cargo run -q --release -p tapeflow-tests --example ingest_bench
       rm -f "$trades"
       psql "$ADMIN" -Xq -c "SET client_min_messages = warning" -c "DROP DATABASE IF EXISTS ${DB}_ts WITH (FORCE)" ;;
+    citus)
+      if ! bash scripts/citus.sh available; then echo "citus: skipped, Citus is not installed"; continue; fi
+      fresh_db
+      echo "==> one server"
+      psql "$URL" -X -v ticks="${BENCH_TICKS:-10000000}" -c "SET bench.ticks = ${BENCH_TICKS:-10000000}" -f bench/citus.sql
+      # A database of its own on the local cluster (started if need be), dropped on every node after.
+      TAPEFLOW_DB=$DB bash scripts/citus.sh start >/dev/null
+      curl_="$(TAPEFLOW_DB=$DB bash scripts/citus.sh url)"
+      bash scripts/migrate.sh "$curl_" >/dev/null 2>&1
+      echo "==> Citus: coordinator + 2 workers"
+      psql "$curl_" -X -v ticks="${BENCH_TICKS:-10000000}" -c "SET bench.ticks = ${BENCH_TICKS:-10000000}" -f bench/citus.sql
+      for p in 0 1 2; do
+        psql "postgresql://postgres@127.0.0.1:$((${TAPEFLOW_CITUS_PORT:-5440} + p))/postgres" -Xq \
+          -c "SET client_min_messages = warning" -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)"
+      done ;;
     *) echo "unknown benchmark $w" >&2; exit 2 ;;
   esac
 done
