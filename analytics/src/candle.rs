@@ -195,10 +195,55 @@ impl Candle {
     }
 
     /// Adds one trade.
+    /// Adds one trade: the same as merging [`Candle::from_trade`], in place (the aggregates
+    /// call this once per row). `Err` (and the candle unchanged) for a refused trade or a sum
+    /// that would leave the exact range.
     pub fn add(&mut self, time: Micros, price: f64, size: f64, side: Side) -> Result<(), TradeError> {
-        let other = Candle::from_trade(time, price, size, side)?;
-        self.merge(&other)
-            .map_err(|_| TradeError::OutOfRange { what: "candle volume or notional with size", value: size })
+        validate_trade(price, size)?;
+        let out_of_range = |what, value| move |_| TradeError::OutOfRange { what, value };
+        let exact_size = ExactSum::from_f64(size).map_err(out_of_range("size", size))?;
+        let exact_notional = ExactSum::from_f64(price * size)
+            .map_err(out_of_range("notional (price × size)", price * size))?;
+        let volume = self
+            .sums
+            .volume
+            .checked_add(exact_size)
+            .map_err(out_of_range("candle volume with size", size))?;
+        let notional = self
+            .sums
+            .notional
+            .checked_add(exact_notional)
+            .map_err(out_of_range("candle notional with size", size))?;
+        self.sums.volume = volume;
+        self.sums.notional = notional;
+        self.volume = volume.to_f64();
+        self.notional = notional.to_f64();
+        match side {
+            Side::Buy => {
+                self.sums.buy.add_in_range(exact_size);
+                self.buy_volume = self.sums.buy.to_f64();
+            }
+            Side::Sell => {
+                self.sums.sell.add_in_range(exact_size);
+                self.sell_volume = self.sums.sell.to_f64();
+            }
+            Side::Unknown => {}
+        }
+        // As `merge` with a one-trade candle whose open, high, low and close are `price`.
+        if (time, price) < (self.open_time, self.open) {
+            (self.open, self.open_time) = (price, time);
+        }
+        if (time, price) > (self.close_time, self.close) {
+            (self.close, self.close_time) = (price, time);
+        }
+        if price > self.high || (price == self.high && time < self.high_time) {
+            (self.high, self.high_time) = (price, time);
+        }
+        if price < self.low || (price == self.low && time < self.low_time) {
+            (self.low, self.low_time) = (price, time);
+        }
+        self.trades = self.trades.saturating_add(1);
+        Ok(())
     }
 
     /// Merges another candle covering any (possibly overlapping) span of time.
@@ -227,7 +272,20 @@ impl Candle {
         }
         // Counts from decoded values can be anything up to i64::MAX: saturate, never overflow.
         self.trades = self.trades.saturating_add(o.trades);
-        self.round_sums();
+        // Only the sums that changed need rounding again (a one-sided candle leaves the other side).
+        let changed = |s: ExactSum| !s.is_zero();
+        if changed(o.sums.volume) {
+            self.volume = self.sums.volume.to_f64();
+        }
+        if changed(o.sums.buy) {
+            self.buy_volume = self.sums.buy.to_f64();
+        }
+        if changed(o.sums.sell) {
+            self.sell_volume = self.sums.sell.to_f64();
+        }
+        if changed(o.sums.notional) {
+            self.notional = self.sums.notional.to_f64();
+        }
         Ok(())
     }
 
@@ -732,6 +790,12 @@ mod tests {
             let bits = |c: &Candle| [c.volume, c.buy_volume, c.sell_volume, c.notional, c.delta()].map(f64::to_bits);
             prop_assert_eq!(bits(&other), bits(&whole));
             prop_assert_eq!(other.to_bytes(), whole.to_bytes());
+            // Adding trade by trade in place is the same as merging one-trade candles.
+            let mut added = Candle::from_trade(trades[0].0, trades[0].1, trades[0].2, trades[0].3).unwrap();
+            for &(t, p, s, side) in &trades[1..] {
+                added.add(t, p, s, side).unwrap();
+            }
+            prop_assert_eq!(added, whole);
             prop_assert_eq!(serde_json::to_string(&other).unwrap(), serde_json::to_string(&whole).unwrap());
         }
 

@@ -63,10 +63,26 @@ impl ExactSum {
 
     /// The exact value of `x` (rounded to 2^−112 when `|x| < 2^−60`); `Err` when `x` is not
     /// finite or `|x| >= 2^79`.
+    #[inline]
     pub fn from_f64(x: f64) -> Result<ExactSum, SumOverflow> {
         let bits = x.to_bits();
         let biased = ((bits >> 52) & 0x7ff) as i32;
         let fraction = bits & ((1u64 << 52) - 1);
+        // A normal double of 2^-60 <= |x| < 2^79 (every real size and notional) is its 53-bit
+        // mantissa shifted left by 0 to 138 bits: into the low two words up to 75, else into
+        // the high two.
+        let shift = biased - 1075 + FRACTION_BITS as i32;
+        if (0..=138).contains(&shift) {
+            let m = u128::from(fraction | (1 << 52));
+            let s = if shift <= 75 {
+                let v = m << shift;
+                ExactSum { lo: v as u64, mid: (v >> 64) as u64, hi: 0 }
+            } else {
+                let v = m << (shift - 64);
+                ExactSum { lo: 0, mid: v as u64, hi: (v >> 64) as i64 }
+            };
+            return Ok(if x.is_sign_negative() { s.neg_unchecked() } else { s });
+        }
         if biased == 0x7ff {
             return Err(SumOverflow);
         }
@@ -100,22 +116,30 @@ impl ExactSum {
     }
 
     /// The correctly rounded double (round to nearest, ties to even) of the exact value.
+    #[inline]
     pub fn to_f64(self) -> f64 {
         let negative = self.hi < 0;
-        let m = if negative { self.neg_unchecked().magnitude() } else { self.magnitude() };
-        let bits = m.bit_len();
-        let value = if bits <= 128 {
-            // Integer to float conversion rounds to nearest, ties to even; scaling by a power
-            // of two is exact (the result is far from the subnormal range).
-            m.low_u128() as f64 * pow2(-(FRACTION_BITS as i32))
+        let U192([lo, mid, hi]) = if negative { self.neg_unchecked().magnitude() } else { self.magnitude() };
+        // The top 63 bits of the magnitude and the power of two they count in, with every bit
+        // below them folded into the lowest one (a sticky bit): converting those bits rounds to
+        // nearest, ties to even, as the whole number would, since the round bit is far above the
+        // sticky one. 63 bits, so the conversion is of a non-negative i64 (one instruction);
+        // scaling by a power of two is exact (nothing here is subnormal). `w` is the magnitude's
+        // top 128 bits shifted up to bit 127; `below` says whether a lower word is nonzero.
+        let top63 =
+            |w: u128, below: bool| (w >> 65) as u64 | u64::from(w as u64 != 0 || (w >> 64) & 1 != 0 || below);
+        let (top, scale) = if hi != 0 {
+            let lz = hi.leading_zeros();
+            (top63(((u128::from(hi) << 64) | u128::from(mid)) << lz, lo != 0), 129 - lz as i32)
+        } else if mid != 0 {
+            let lz = mid.leading_zeros();
+            (top63(((u128::from(mid) << 64) | u128::from(lo)) << lz, false), 65 - lz as i32)
+        } else if lo >> 63 != 0 {
+            (lo >> 1 | lo & 1, 1)
         } else {
-            // Keep the top 128 bits and fold every bit below them into the lowest one (a
-            // sticky bit): the conversion then rounds as it would the whole number.
-            let k = bits - 128;
-            let top = m.shr(k).low_u128();
-            let sticky = m.low_bits_nonzero(k);
-            (top | u128::from(sticky)) as f64 * pow2(k as i32 - FRACTION_BITS as i32)
+            (lo, 0)
         };
+        let value = top as i64 as f64 * pow2(scale - FRACTION_BITS as i32);
         if negative {
             -value
         } else {
@@ -124,6 +148,7 @@ impl ExactSum {
     }
 
     /// `self + other`, exactly; `Err` beyond the range.
+    #[inline]
     pub fn checked_add(self, o: ExactSum) -> Result<ExactSum, SumOverflow> {
         let (sum, overflow) = self.overflowing_add(o);
         // The one 192-bit value outside the range is −2^191.
@@ -148,6 +173,7 @@ impl ExactSum {
 
     /// Adds `o`, where the caller has already checked that the result is in range (a larger
     /// sum of the same terms was added with [`ExactSum::checked_add`]).
+    #[inline]
     pub fn add_in_range(&mut self, o: ExactSum) {
         let (sum, overflow) = self.overflowing_add(o);
         debug_assert!(!overflow, "exact sum out of range");
@@ -155,6 +181,7 @@ impl ExactSum {
     }
 
     /// `self − o` where the result is known to be in range (both terms are parts of one sum).
+    #[inline]
     pub fn sub_in_range(self, o: ExactSum) -> ExactSum {
         let (sum, overflow) = self.overflowing_add(o.neg_unchecked());
         debug_assert!(!overflow, "exact difference out of range");
@@ -165,6 +192,7 @@ impl ExactSum {
         self == ExactSum::ZERO
     }
 
+    #[inline]
     pub fn is_negative(self) -> bool {
         self.hi < 0
     }
@@ -174,6 +202,7 @@ impl ExactSum {
         ExactSum::from_f64(self.to_f64()) == Ok(self)
     }
 
+    #[inline]
     fn overflowing_add(self, o: ExactSum) -> (ExactSum, bool) {
         let (lo, c0) = self.lo.overflowing_add(o.lo);
         let (mid, c1) = self.mid.overflowing_add(o.mid);
@@ -184,6 +213,7 @@ impl ExactSum {
         (ExactSum { lo, mid, hi }, o1 != o2)
     }
 
+    #[inline]
     fn neg_unchecked(self) -> ExactSum {
         let (lo, c0) = (!self.lo).overflowing_add(1);
         let (mid, c1) = (!self.mid).overflowing_add(u64::from(c0));
@@ -353,15 +383,6 @@ impl U192 {
         self
     }
 
-    fn bit_len(self) -> u32 {
-        for i in (0..3).rev() {
-            if self.0[i] != 0 {
-                return 64 * i as u32 + 64 - self.0[i].leading_zeros();
-            }
-        }
-        0
-    }
-
     fn shl(self, n: u32) -> U192 {
         debug_assert!(n < 192);
         let (words, bits) = ((n / 64) as usize, n % 64);
@@ -388,19 +409,6 @@ impl U192 {
             }
         }
         U192(out)
-    }
-
-    /// True when any of the lowest `n` bits is set.
-    fn low_bits_nonzero(self, n: u32) -> bool {
-        (0..3).any(|i| {
-            let start = 64 * i as u32;
-            if n <= start {
-                return false;
-            }
-            let keep = (n - start).min(64);
-            let mask = if keep == 64 { u64::MAX } else { (1u64 << keep) - 1 };
-            self.0[i] & mask != 0
-        })
     }
 
     fn to_le_bytes(self) -> [u8; 24] {

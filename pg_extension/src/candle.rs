@@ -37,8 +37,11 @@ pub fn side_arg(side: Option<i8>) -> Side {
 type State = Option<C>;
 
 fn add_trade(state: &mut State, time: Micros, price: f64, size: f64, side: Side) {
-    let c = C::from_trade(time, price, size, side).unwrap_or_else(|e| error!("candle_agg: {e}"));
-    *state = merge(state.take(), Some(&c), "candle_agg");
+    match state {
+        Some(c) => c.add(time, price, size, side),
+        None => C::from_trade(time, price, size, side).map(|c| *state = Some(c)),
+    }
+    .unwrap_or_else(|e| error!("candle_agg: {e}"));
 }
 
 /// `a` merged with `b`; a sum leaving the exact range is an error naming `what`.
