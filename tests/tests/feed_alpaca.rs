@@ -486,3 +486,33 @@ async fn backfill_loads_a_window_with_pagination_and_resumes_where_it_stopped() 
     assert!(exit_ok(run(&[])).await);
     assert_eq!(fake.requests().len(), before);
 }
+
+/// The history load's rate: `cargo test -p tapeflow-tests --test feed_alpaca -- --ignored --nocapture`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore]
+async fn backfill_throughput() {
+    let (db, c) = setup(&["AAPL"]).await;
+    let fake = FakeAlpacaData::start(FakeDataOptions::default()).await;
+    let from = chrono::Utc::now() - chrono::Duration::seconds(1);
+    let n = 50_000;
+    fake.script("AAPL", n, 150.0);
+    let to = chrono::Utc::now() + chrono::Duration::seconds(1);
+    let (f, t) = (from.to_rfc3339(), to.to_rfc3339());
+    let args = ["backfill", "alpaca", "--symbols", "AAPL", "--from", f.as_str(), "--to", t.as_str()];
+    let start = Instant::now();
+    assert!(
+        exit_ok(Proc::spawn(
+            "tapeflow-feed",
+            &args,
+            &feed_env(&db.url, &fake, &[("TAPEFLOW_ALPACA_PAGE_LIMIT", "10000")])
+        ))
+        .await
+    );
+    let secs = start.elapsed().as_secs_f64();
+    assert_eq!(count(&c, "SELECT count(*) FROM tapeflow.ticks").await, n as i64);
+    assert_eq!(count(&c, "SELECT count(*) FROM tapeflow.quotes").await, n as i64);
+    println!(
+        "backfill: {n} trades and {n} quotes in {secs:.2} s ({:.0} trades/s with their quotes)",
+        n as f64 / secs
+    );
+}
