@@ -56,3 +56,45 @@ COMMENT ON AGGREGATE candle_agg(timestamptz, double precision, double precision,
 COMMENT ON AGGREGATE rollup(candle) IS 'Re-aggregates candle summaries, e.g. one-minute candles into hours; exactly, so any grouping gives the same candle.';
 COMMENT ON AGGREGATE profile_agg(double precision, double precision, "char", double precision) IS
 'Volume profile of trades: rows are exact tick bins (row = round(price / tick_size) / ticks_per_row), volume split into buy/sell/unknown by side B/S/N. tick_size must be > 0 and the same on every row. Read with poc(), value_area(), levels(), lvns(), hvns(), total_volume(), delta(); combine with rollup() or profile_merge(). Volumes are exact sums, read as their correctly rounded doubles: the same bits in any plan or grouping.';
+
+-- Polymarket arbitrage over the current books (pg_extension/src/polymarket.rs).
+CREATE FUNCTION "arbitrage"(
+	"condition_id" TEXT,
+	"min_edge" NUMERIC DEFAULT NULL,
+	"min_size" NUMERIC DEFAULT NULL,
+	"max_size" NUMERIC DEFAULT NULL
+) RETURNS TABLE (
+	"kind" TEXT,
+	"market_key" TEXT,
+	"condition_id" TEXT,
+	"size" NUMERIC,
+	"edge" NUMERIC,
+	"profit" NUMERIC,
+	"notional" NUMERIC,
+	"fees" NUMERIC,
+	"legs" jsonb
+)
+STABLE
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'arbitrage_wrapper';
+
+CREATE FUNCTION "arbitrage_scan"(
+	"markets" TEXT[] DEFAULT NULL,
+	"min_edge" NUMERIC DEFAULT NULL,
+	"min_size" NUMERIC DEFAULT NULL,
+	"max_size" NUMERIC DEFAULT NULL
+) RETURNS TABLE (
+	"kind" TEXT,
+	"market_key" TEXT,
+	"condition_id" TEXT,
+	"size" NUMERIC,
+	"edge" NUMERIC,
+	"profit" NUMERIC,
+	"notional" NUMERIC,
+	"fees" NUMERIC,
+	"legs" jsonb
+)
+STABLE
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'arbitrage_scan_wrapper';
+
