@@ -283,3 +283,94 @@ LEFT JOIN tapeflow.arbitrage_trades p ON p.opportunity_id = o.id AND p.mode = 'p
 LEFT JOIN tapeflow.arbitrage_trades l ON l.opportunity_id = o.id AND l.mode = 'live'
 GROUP BY 1, o.market_key, o.kind;
 COMMENT ON VIEW tapeflow.arbitrage_report IS 'Per day and market: opportunities, detected profit, paper trades, fill rate, paper P&L after fees, leg-risk losses, live trades and P&L.';
+
+-- Keeps tapeflow.arbitrage_opportunities current for `markets` (condition ids) and their
+-- neg-risk groups, from tapeflow.arbitrage_scan over the watched ones among them: a new
+-- opportunity opens a row, one still offered updates its row (size, edge, profit, fees, legs,
+-- last_seen), one no longer offered is closed (closed_at). Each opening, change of size, edge or
+-- profit, and closing is announced on tapeflow_arbitrage as json {event: opened|updated|closed,
+-- id, kind, market_key, condition_id, size, edge, profit, fees}; read the row for its legs.
+-- Returns the number of announcements.
+CREATE OR REPLACE FUNCTION tapeflow.arbitrage_refresh(markets text[]) RETURNS integer
+LANGUAGE plpgsql AS $$
+DECLARE
+    keys text[];
+    watched_markets text[];
+    n integer;
+BEGIN
+    SELECT array_agg(DISTINCT k) INTO keys FROM (
+        SELECT unnest(markets) AS k
+        UNION
+        SELECT neg_risk_market_id FROM tapeflow.polymarket_markets
+        WHERE condition_id = ANY (markets) AND neg_risk AND neg_risk_market_id IS NOT NULL) s
+    WHERE k IS NOT NULL;
+    SELECT coalesce(array_agg(condition_id), '{}') INTO watched_markets FROM tapeflow.polymarket_markets
+    WHERE condition_id = ANY (markets) AND watched;
+    WITH found AS (
+        SELECT * FROM tapeflow.arbitrage_scan(watched_markets)
+    ), prev AS (
+        SELECT id, size, edge, profit FROM tapeflow.arbitrage_opportunities
+        WHERE closed_at IS NULL AND market_key = ANY (keys)
+    ), upserted AS (
+        INSERT INTO tapeflow.arbitrage_opportunities AS o
+            (kind, market_key, condition_id, size, edge, profit, notional, fees, legs, max_profit)
+        SELECT kind, market_key, condition_id, size, edge, profit, notional, fees, legs, profit FROM found
+        ON CONFLICT (market_key, kind) WHERE closed_at IS NULL DO UPDATE
+            SET size = EXCLUDED.size, edge = EXCLUDED.edge, profit = EXCLUDED.profit,
+                notional = EXCLUDED.notional, fees = EXCLUDED.fees, legs = EXCLUDED.legs,
+                last_seen = now(), updates = o.updates + 1,
+                max_profit = greatest(o.max_profit, EXCLUDED.profit)
+        RETURNING o.*
+    ), closed AS (
+        UPDATE tapeflow.arbitrage_opportunities o SET closed_at = greatest(now(), o.first_seen)
+        FROM prev p
+        WHERE o.id = p.id
+          AND NOT EXISTS (SELECT 1 FROM found f WHERE f.market_key = o.market_key AND f.kind = o.kind)
+        RETURNING o.*
+    ), events AS (
+        SELECT CASE WHEN p.id IS NULL THEN 'opened' ELSE 'updated' END AS event, u.*
+        FROM upserted u LEFT JOIN prev p ON p.id = u.id
+        WHERE p.id IS NULL OR (p.size, p.edge, p.profit) IS DISTINCT FROM (u.size, u.edge, u.profit)
+        UNION ALL
+        SELECT 'closed', c.* FROM closed c
+    )
+    SELECT count(pg_notify('tapeflow_arbitrage', json_build_object(
+               'event', e.event, 'id', e.id, 'kind', e.kind, 'market_key', e.market_key,
+               'condition_id', e.condition_id, 'size', e.size, 'edge', e.edge, 'profit', e.profit,
+               'fees', e.fees)::text))
+    INTO n FROM events e;
+    RETURN n;
+END $$;
+COMMENT ON FUNCTION tapeflow.arbitrage_refresh(text[]) IS 'Opens, updates and closes tapeflow.arbitrage_opportunities of the given markets (and their neg-risk groups) from their current books; announces each change on tapeflow_arbitrage. Called by the triggers on polymarket_books and polymarket_markets.';
+
+-- Book writes (and market changes: closing, resolution, fees, watching) refresh the
+-- opportunities of the markets they touch, once per statement.
+CREATE OR REPLACE FUNCTION tapeflow.polymarket_changed() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+    markets text[];
+BEGIN
+    IF NOT coalesce((SELECT enabled FROM tapeflow.arbitrage_settings), false) THEN
+        RETURN NULL;
+    END IF;
+    IF TG_OP = 'DELETE' THEN
+        SELECT array_agg(DISTINCT condition_id) INTO markets FROM old_rows;
+    ELSE
+        SELECT array_agg(DISTINCT condition_id) INTO markets FROM new_rows;
+    END IF;
+    IF markets IS NOT NULL THEN
+        PERFORM tapeflow.arbitrage_refresh(markets);
+    END IF;
+    RETURN NULL;
+END $$;
+DROP TRIGGER IF EXISTS polymarket_books_inserted ON tapeflow.polymarket_books;
+CREATE TRIGGER polymarket_books_inserted AFTER INSERT ON tapeflow.polymarket_books
+    REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION tapeflow.polymarket_changed();
+DROP TRIGGER IF EXISTS polymarket_books_updated ON tapeflow.polymarket_books;
+CREATE TRIGGER polymarket_books_updated AFTER UPDATE ON tapeflow.polymarket_books
+    REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION tapeflow.polymarket_changed();
+DROP TRIGGER IF EXISTS polymarket_books_deleted ON tapeflow.polymarket_books;
+CREATE TRIGGER polymarket_books_deleted AFTER DELETE ON tapeflow.polymarket_books
+    REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION tapeflow.polymarket_changed();
+DROP TRIGGER IF EXISTS polymarket_markets_updated ON tapeflow.polymarket_markets;
+CREATE TRIGGER polymarket_markets_updated AFTER UPDATE ON tapeflow.polymarket_markets
+    REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION tapeflow.polymarket_changed();
