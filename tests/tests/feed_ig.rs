@@ -19,6 +19,9 @@ const GOLD: &str = "CS.D.CFDGOLD.CFDGC.IP";
 const STATUS: &str = "SELECT provider || '/' || connection || ' ' || state || ' ' || coalesce(last_error, '') \
                       || ' parse_errors=' || parse_errors || ' reconnects=' || reconnects FROM tapeflow.feed_status";
 
+/// A stored tick: symbol, time, price, size, side, side source, conditions.
+type Tick = (String, DateTime<Utc>, f64, f64, String, String, Option<Vec<String>>);
+
 async fn count(c: &tokio_postgres::Client, sql: &str) -> i64 {
     c.query_one(sql, &[]).await.unwrap().get(0)
 }
@@ -184,7 +187,7 @@ async fn quotes_and_ticks_are_stored_at_their_times_with_honest_sides() {
         )
         .await
         .unwrap();
-    let got: Vec<(String, DateTime<Utc>, f64, f64, String, String, Option<Vec<String>>)> = rows
+    let got: Vec<Tick> = rows
         .iter()
         .map(|r| {
             assert_eq!(r.get::<_, String>(6), "IG");
