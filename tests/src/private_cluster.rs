@@ -37,6 +37,12 @@ fn as_pg(program: &Path) -> Command {
     }
 }
 
+fn command(program: impl AsRef<std::ffi::OsStr>, args: &[&std::ffi::OsStr]) -> Command {
+    let mut c = Command::new(program);
+    c.args(args);
+    c
+}
+
 fn run(mut cmd: Command, what: &str) {
     let out = cmd.stdin(Stdio::null()).output().unwrap_or_else(|e| panic!("{what}: {e}"));
     assert!(
@@ -45,6 +51,31 @@ fn run(mut cmd: Command, what: &str) {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+fn chown_to_postgres(path: &Path) {
+    if is_root() {
+        run(command("chown", &["postgres:postgres".as_ref(), path.as_os_str()]), "chown");
+    }
+}
+
+/// A file in a cluster's directory naming the test process that owns it.
+const OWNER: &str = "private-cluster.owner";
+
+/// Stops and removes the clusters of test processes that are gone (killed before they could
+/// drop theirs), so that no server outlives its test for long.
+fn sweep_abandoned() {
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else { return };
+    for dir in entries.flatten().map(|e| e.path()) {
+        let Ok(owner) = std::fs::read_to_string(dir.join(OWNER)) else { continue };
+        let alive = owner.trim().parse::<u32>().is_ok_and(|pid| Path::new(&format!("/proc/{pid}")).exists());
+        if !alive {
+            let mut c = as_pg(&pg_bin().join("pg_ctl"));
+            c.arg("-D").arg(dir.join("data")).args(["-w", "-m", "immediate", "stop"]);
+            let _ = c.stdout(Stdio::null()).stderr(Stdio::null()).status();
+            let _ = std::fs::remove_dir_all(&dir);
+        }
+    }
 }
 
 pub struct PrivateCluster {
@@ -57,20 +88,13 @@ pub struct PrivateCluster {
 impl PrivateCluster {
     /// Creates, starts and migrates a cluster; `label` names its directory.
     pub fn start(label: &str) -> PrivateCluster {
+        sweep_abandoned();
         let n = CLUSTERS.fetch_add(1, Ordering::SeqCst);
         let dir = std::env::temp_dir().join(format!("tapeflow-{label}-{}-{n}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("create the cluster directory");
-        if is_root() {
-            run(
-                {
-                    let mut c = Command::new("chown");
-                    c.arg("postgres:postgres").arg(&dir);
-                    c
-                },
-                "chown the cluster directory",
-            );
-        }
+        chown_to_postgres(&dir);
+        std::fs::write(dir.join(OWNER), std::process::id().to_string()).expect("write the owner file");
         // Not the names of TestDb's databases, so that nothing aimed at those lands here.
         let db = format!("pc_{label}_{}_{n}", std::process::id());
         let cluster = PrivateCluster { dir, port: free_port(), db };
@@ -95,38 +119,22 @@ impl PrivateCluster {
         );
         let auto_conf = cluster.data().join("postgresql.auto.conf");
         std::fs::write(&auto_conf, conf).expect("write postgresql.auto.conf");
-        if is_root() {
-            // The server rewrites it on ALTER SYSTEM.
-            run(
-                {
-                    let mut c = Command::new("chown");
-                    c.arg("postgres:postgres").arg(&auto_conf);
-                    c
-                },
-                "chown postgresql.auto.conf",
-            );
-        }
+        // The server rewrites it on ALTER SYSTEM.
+        chown_to_postgres(&auto_conf);
         cluster.start_server();
         let admin = format!("postgresql://postgres@127.0.0.1:{}/postgres", cluster.port);
+        let create = format!("CREATE DATABASE {}", cluster.db);
         run(
-            {
-                let mut c = Command::new("psql");
-                c.arg(&admin).args(["-X", "-q", "-c", &format!("CREATE DATABASE {}", cluster.db)]);
-                c
-            },
+            command("psql", &[admin.as_ref(), "-X".as_ref(), "-q".as_ref(), "-c".as_ref(), create.as_ref()]),
             "CREATE DATABASE",
         );
-        run(
-            {
-                let mut c = Command::new("bash");
-                c.arg(repo_root().join("scripts/migrate.sh"))
-                    .arg(cluster.url())
-                    .env("TAPEFLOW_TIMESCALEDB", "off")
-                    .stdout(Stdio::null());
-                c
-            },
-            "migrate.sh",
-        );
+        let mut migrate =
+            command("bash", &[repo_root().join("scripts/migrate.sh").as_os_str(), cluster.url().as_ref()]);
+        migrate.env("TAPEFLOW_TIMESCALEDB", "off").stdout(Stdio::null());
+        run(migrate, "migrate.sh");
+        // The scheduler connects to its database when the server starts: now that it exists.
+        cluster.stop_fast();
+        cluster.start_server();
         cluster
     }
 
@@ -160,6 +168,12 @@ impl PrivateCluster {
         let mut c = as_pg(&pg_bin().join("pg_ctl"));
         c.arg("-D").arg(self.data()).args(["-w", "-t", "60", "start", "-l"]).arg(self.log());
         run(c, "pg_ctl start");
+    }
+
+    fn stop_fast(&self) {
+        let mut c = as_pg(&pg_bin().join("pg_ctl"));
+        c.arg("-D").arg(self.data()).args(["-w", "-m", "fast", "stop"]);
+        run(c, "pg_ctl stop");
     }
 
     /// `pg_ctl stop -m immediate`: every server process quits at once, as in a crash; what was

@@ -29,29 +29,42 @@ pub enum Fault {
     Blackhole,
 }
 
-/// The proxy; dropping it resets every connection.
+/// The proxy; dropping it closes every connection. It runs on a thread of its own, so it
+/// relays while the test's runtime is blocked (a test waiting for a child process).
 pub struct TcpProxy {
     pub port: u16,
-    fault: watch::Sender<Fault>,
+    fault: Option<watch::Sender<Fault>>,
     opened: Arc<AtomicUsize>,
-    accept: tokio::task::JoinHandle<()>,
+    thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl TcpProxy {
-    /// Listens on a free port of 127.0.0.1, relaying to `127.0.0.1:upstream_port`.
+    /// Listens on a free port of 127.0.0.1, relaying to `127.0.0.1:upstream_port`. (Async
+    /// for the callers' convenience; the proxy does not run on their runtime.)
     pub async fn start(upstream_port: u16) -> TcpProxy {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind the proxy");
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind the proxy");
+        listener.set_nonblocking(true).expect("non-blocking listener");
         let port = listener.local_addr().expect("proxy address").port();
         let upstream: SocketAddr = ([127, 0, 0, 1], upstream_port).into();
         let (fault, rx) = watch::channel(Fault::None);
         let opened = Arc::new(AtomicUsize::new(0));
-        let accept = tokio::spawn(accept_loop(listener, port, upstream, rx, opened.clone()));
-        TcpProxy { port, fault, opened, accept }
+        let counter = opened.clone();
+        let thread = std::thread::spawn(move || {
+            let rt =
+                tokio::runtime::Builder::new_current_thread().enable_all().build().expect("proxy runtime");
+            rt.block_on(async move {
+                let listener = TcpListener::from_std(listener).expect("proxy listener");
+                accept_loop(listener, port, upstream, rx, counter).await;
+            });
+        });
+        TcpProxy { port, fault: Some(fault), opened, thread: Some(thread) }
     }
 
     /// Applies `fault` to every connection, open and new.
     pub fn set(&self, fault: Fault) {
-        self.fault.send_replace(fault);
+        if let Some(f) = &self.fault {
+            f.send_replace(fault);
+        }
     }
 
     /// Connections relayed to the server so far (a reconnect adds one).
@@ -62,8 +75,11 @@ impl TcpProxy {
 
 impl Drop for TcpProxy {
     fn drop(&mut self) {
-        // Connections see the sender go and reset.
-        self.accept.abort();
+        // The accept loop ends when the sender goes, and with it the runtime and every relay.
+        self.fault.take();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
     }
 }
 
