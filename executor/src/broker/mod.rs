@@ -7,6 +7,7 @@
 //! id ([`BrokerError::Duplicate`]) tells the executor the order already exists.
 
 pub mod alpaca;
+pub mod polymarket;
 pub mod sim;
 
 use async_trait::async_trait;
