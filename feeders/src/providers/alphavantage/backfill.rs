@@ -2,29 +2,26 @@
 //! (`month=YYYY-MM`, `outputsize=full`, `extended_hours=true`), oldest month first, with a
 //! progress bar.
 //!
-//! Resume: bars are written idempotently, so re-running a window never stores anything twice;
-//! what resuming saves is requests (the free tier allows 25 a day). A month is skipped when its
-//! bars are already complete in `tapeflow.bars_1m_imported`, judged from the stored bars alone:
-//! - something is stored after the month (the writer is one queue, written in order, and months
-//!   are sent oldest first, so an interrupted run's last month has nothing after it), and
-//! - the stored days cover the month: the first within 3 days of its start, the last within 3
-//!   days of its end, no two consecutive days more than 4 days apart (a weekend with a holiday
-//!   beside it is 4), which tells a month written by the live feed's last days or by a run over
-//!   another window from a complete one.
-//!
-//! So the last month of a window is always asked again (one request per symbol) and a month
-//! with a long closure is asked again harmlessly.
+//! Resume: each symbol's load is a row of `tapeflow.backfill_progress` (provider
+//! `alphavantage`, kind `range`). After a month's bars are sent, the writer is flushed (every
+//! bar confirmed stored) and only then does `done_until` move to the month's end, so a run
+//! that stopped (a crash, a kill, a lost database) resumes after the last confirmed month when
+//! the same command is run again. A month inside what any earlier load of the symbol confirmed
+//! is not asked again, so a re-run of a finished window makes no request at all (the free tier
+//! allows 25 a day), and bars, written idempotently, are never stored twice. The month still
+//! going on when the run started counts as done only up to its newest bar: a re-run asks for
+//! it again.
 
 use super::answer::{Answer, Refusal};
 use super::client::{FetchError, Query, Size};
 use super::stream::{report_bad, send_bars};
 use super::{fatal_text, AlphaVantage, NAME};
+use crate::progress::Progress;
 use crate::provider::{FeedCtx, Instrument};
 use crate::status::{ConnStatus, FeedState};
 use anyhow::Context;
 use chrono::{DateTime, Datelike, Duration as Days, NaiveDate, TimeZone, Utc};
 use chrono_tz::Tz;
-use indicatif::{ProgressBar, ProgressStyle};
 use std::time::Duration;
 use tapeflow_db::backoff::Backoff;
 use tokio::time::Instant;
@@ -82,35 +79,97 @@ pub fn months(from: DateTime<Utc>, to: DateTime<Utc>, zone: Tz) -> Vec<Month> {
     out
 }
 
-/// Whether the stored bars of `symbol` in [from, to) are complete (see the module's comment).
-async fn complete(
-    db: &Client,
-    symbol: &str,
-    from: DateTime<Utc>,
-    to: DateTime<Utc>,
-    zone: &str,
-) -> anyhow::Result<bool> {
-    let row = db
-        .query_one(
-            "WITH d AS (SELECT DISTINCT (bucket AT TIME ZONE $4)::date AS day FROM tapeflow.bars_1m_imported
-                        WHERE symbol = $1 AND bucket >= $2 AND bucket < $3),
-                  g AS (SELECT day, day - lag(day) OVER (ORDER BY day) AS gap FROM d)
-             SELECT count(*) > 0
-                    AND min(day) - ($2 AT TIME ZONE $4)::date <= 3
-                    AND (($3 - interval '1 microsecond') AT TIME ZONE $4)::date - max(day) <= 3
-                    AND coalesce(max(gap), 0) <= 4
-                    AND EXISTS (SELECT 1 FROM tapeflow.bars_1m_imported WHERE symbol = $1 AND bucket >= $3)
-             FROM g",
-            &[&symbol, &from, &to, &zone],
-        )
-        .await
-        .with_context(|| format!("reading the stored bars of {symbol}"))?;
-    Ok(row.get(0))
+/// The provider's rows of `tapeflow.backfill_progress`.
+struct Loads {
+    db: Client,
+}
+
+impl Loads {
+    /// Spans of the symbol's history that earlier loads confirmed stored.
+    async fn confirmed(&self, symbol: &str) -> anyhow::Result<Vec<(DateTime<Utc>, DateTime<Utc>)>> {
+        let rows = self
+            .db
+            .query(
+                "SELECT range_from, CASE WHEN finished_at IS NOT NULL THEN range_to ELSE done_until END
+                 FROM tapeflow.backfill_progress
+                 WHERE provider = $1 AND symbol = $2 AND kind = 'range' AND (finished_at IS NOT NULL OR done_until IS NOT NULL)",
+                &[&NAME, &symbol],
+            )
+            .await?;
+        Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+    }
+
+    /// The unfinished load of exactly this range (an interrupted run), or a new one.
+    async fn open(
+        &self,
+        symbol: &str,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> anyhow::Result<(i64, DateTime<Utc>)> {
+        let open = self
+            .db
+            .query_opt(
+                "SELECT id, coalesce(done_until, range_from) FROM tapeflow.backfill_progress
+                 WHERE provider = $1 AND symbol = $2 AND kind = 'range' AND finished_at IS NULL
+                   AND range_from = $3 AND range_to = $4
+                 ORDER BY id DESC LIMIT 1",
+                &[&NAME, &symbol, &from, &to],
+            )
+            .await?;
+        if let Some(r) = open {
+            return Ok((r.get(0), r.get(1)));
+        }
+        let r = self
+            .db
+            .query_one(
+                "INSERT INTO tapeflow.backfill_progress (provider, symbol, kind, range_from, range_to)
+                 VALUES ($1, $2, 'range', $3, $4) RETURNING id",
+                &[&NAME, &symbol, &from, &to],
+            )
+            .await?;
+        Ok((r.get(0), from))
+    }
+
+    async fn checkpoint(&self, id: i64, until: DateTime<Utc>, bars: u64) -> anyhow::Result<()> {
+        self.db
+            .execute(
+                "UPDATE tapeflow.backfill_progress SET done_until = greatest(done_until, $2), trades = trades + $3,
+                     updated_at = now(), last_error = NULL WHERE id = $1",
+                &[&id, &until, &(bars as i64)],
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn finish(&self, id: i64) -> anyhow::Result<()> {
+        self.db
+            .execute(
+                "UPDATE tapeflow.backfill_progress SET done_until = range_to, finished_at = now(), updated_at = now(),
+                     last_error = NULL WHERE id = $1",
+                &[&id],
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn failed(&self, id: i64, error: &str) -> anyhow::Result<()> {
+        self.db
+            .execute(
+                "UPDATE tapeflow.backfill_progress SET last_error = $2, updated_at = now() WHERE id = $1",
+                &[&id, &error],
+            )
+            .await?;
+        Ok(())
+    }
 }
 
 /// How one month ended.
 enum Outcome {
-    Done,
+    /// Stored (the writer confirmed it): how many bars, and the end of the newest.
+    Done {
+        bars: u64,
+        newest_end: Option<DateTime<Utc>>,
+    },
     /// Refused as an invalid call.
     Refused(String),
     /// Could not be read after every attempt.
@@ -129,47 +188,76 @@ pub(super) async fn run(
     st.set_state(FeedState::Backfilling);
     st.set_symbols(instruments.len());
     let db = tapeflow_db::connect(&ctx.database_url, Duration::from_secs(10)).await?;
-    let now = Utc::now();
+    let loads = Loads { db };
+    let started = Utc::now();
     let plan: Vec<(Instrument, Tz, Vec<Month>)> = instruments
         .into_iter()
         .map(|i| {
             // Months are the series' own (New York for US listings); the symbol's zone says which.
             let zone = i.timezone.parse::<Tz>().unwrap_or(chrono_tz::America::New_York);
-            let ms = months(from, to, zone).into_iter().filter(|m| m.start <= now).collect();
+            let ms = months(from, to, zone).into_iter().filter(|m| m.start <= started).collect();
             (i, zone, ms)
         })
         .collect();
     let total: usize = plan.iter().map(|(_, _, m)| m.len()).sum();
-    let bar = progress(total as u64);
-    let (mut fetched, mut skipped) = (0usize, 0usize);
+    let progress = Progress::new("alphavantage backfill", total as u64, "months");
+    let (mut fetched, mut skipped, mut written) = (0usize, 0usize, 0u64);
     let mut problems = Vec::new();
     for (inst, zone, months) in plan {
+        let confirmed = loads.confirmed(&inst.symbol).await.context("reading tapeflow.backfill_progress")?;
+        let (id, resume) =
+            loads.open(&inst.symbol, from, to).await.context("writing tapeflow.backfill_progress")?;
+        if resume > from {
+            tracing::info!(provider = NAME, symbol = %inst.symbol, resume_at = %resume, "resuming an interrupted load");
+        }
+        // Everything before `frontier` is confirmed stored; it moves only over months in order.
+        let mut frontier = resume;
+        let mut contiguous = true;
         let mut known = false; // the service has answered this symbol with data
         let mut left = months.len() as u64;
         for m in months {
             let (a, b) = (m.start.max(from), m.end.min(to));
-            bar.set_message(format!("{} {}", inst.symbol, m.label()));
-            if complete(&db, &inst.symbol, a, b, zone.name()).await? {
+            progress.set_message(format!("{} {}", inst.symbol, m.label()));
+            if b <= frontier || confirmed.iter().any(|(s, e)| *s <= a && *e >= b) {
                 tracing::info!(provider = NAME, symbol = %inst.symbol, month = %m.label(), "already stored; skipped");
                 skipped += 1;
                 left -= 1;
-                bar.inc(1);
+                progress.inc(1);
+                if contiguous {
+                    frontier = frontier.max(b);
+                }
                 continue;
             }
-            let outcome = month(p, &ctx, &st, &bar, &inst, zone, &m, from, to).await?;
+            let outcome = month(p, &ctx, &st, &progress, &inst, zone, &m, from, to).await?;
             left -= 1;
-            bar.inc(1);
+            progress.inc(1);
             match outcome {
-                Outcome::Done => {
+                Outcome::Done { bars, newest_end } => {
                     fetched += 1;
+                    written += bars;
                     known = true;
+                    // A month that was still going on is done up to its newest bar only.
+                    let until = if b <= started { Some(b) } else { newest_end.map(|t| t.min(b)) };
+                    if let (true, Some(until)) = (contiguous, until) {
+                        frontier = frontier.max(until);
+                        if let Err(e) = loads.checkpoint(id, frontier, bars).await {
+                            tracing::warn!(provider = NAME, error = %e, "resume point not recorded");
+                        }
+                    }
+                    contiguous &= b <= started;
                 }
                 Outcome::Stopped => {
-                    bar.abandon_with_message("stopped");
+                    progress.finish("stopped; run the same command again to resume");
                     return Ok(());
                 }
-                Outcome::Failed(e) => problems.push(format!("{} {}: {e}", inst.symbol, m.label())),
+                Outcome::Failed(e) => {
+                    contiguous = false;
+                    let msg = format!("{} {}: {e}", inst.symbol, m.label());
+                    let _ = loads.failed(id, &msg).await;
+                    problems.push(msg);
+                }
                 Outcome::Refused(text) => {
+                    contiguous = false;
                     // A month before the listing is refused too: the latest bars tell an unknown
                     // symbol from a missing month, for one more request.
                     if !known && !probe(p, &ctx, &inst, zone).await? {
@@ -179,20 +267,27 @@ pub(super) async fn run(
                         );
                         tracing::error!(provider = NAME, symbol = %inst.symbol, answer = %text, "unknown symbol; its other months are skipped");
                         st.error(&msg);
+                        let _ = loads.failed(id, &msg).await;
                         problems.push(msg);
-                        bar.inc(left);
+                        progress.inc(left);
                         break;
                     }
                     known = true;
                     tracing::warn!(provider = NAME, symbol = %inst.symbol, month = %m.label(), answer = %text, "month refused");
-                    problems.push(format!("{} {}: refused: {text}", inst.symbol, m.label()));
+                    let msg = format!("{} {}: refused: {text}", inst.symbol, m.label());
+                    let _ = loads.failed(id, &msg).await;
+                    problems.push(msg);
                 }
             }
         }
+        if contiguous && frontier >= to {
+            if let Err(e) = loads.finish(id).await {
+                tracing::warn!(provider = NAME, error = %e, "the finished load is not recorded");
+            }
+        }
     }
-    bar.finish_with_message(format!("{fetched} months fetched, {skipped} already stored"));
-    tracing::info!(provider = NAME, fetched, skipped, problems = problems.len(), "backfill done");
-    st.set_state(FeedState::Stopped);
+    progress.finish(format!("{fetched} months fetched ({written} bars), {skipped} already stored"));
+    st.set_state(if problems.is_empty() { FeedState::Stopped } else { FeedState::Failed });
     anyhow::ensure!(problems.is_empty(), "backfill incomplete:\n  {}", problems.join("\n  "));
     Ok(())
 }
@@ -203,7 +298,7 @@ async fn month(
     p: &AlphaVantage,
     ctx: &FeedCtx,
     st: &ConnStatus,
-    bar: &ProgressBar,
+    progress: &Progress,
     inst: &Instrument,
     zone: Tz,
     m: &Month,
@@ -239,16 +334,23 @@ async fn month(
                     series.bars.into_iter().filter(|b| b.bucket >= from && b.bucket < to).collect();
                 st.message(bars.last().map(|b| b.bucket + chrono::Duration::minutes(1)));
                 tracing::info!(provider = NAME, symbol = %inst.symbol, month = %label, bars = bars.len(), "month fetched");
+                let (n, newest_end) =
+                    (bars.len() as u64, bars.last().map(|b| b.bucket + chrono::Duration::minutes(1)));
                 if !send_bars(ctx, &inst.symbol, bars).await? {
                     return Ok(Outcome::Stopped);
                 }
-                return Ok(Outcome::Done);
+                // Stored, not only queued, before the resume point may pass this month.
+                tokio::select! {
+                    _ = ctx.shutdown.cancelled() => return Ok(Outcome::Stopped),
+                    r = ctx.sink.flush() => r.map_err(|_| anyhow::anyhow!("the feed writer stopped"))?,
+                }
+                return Ok(Outcome::Done { bars: n, newest_end });
             }
             Ok(Answer::Refused(Refusal::Throttled(text))) => {
                 let wait = throttle.next_delay();
                 st.set_state(FeedState::Throttled);
                 st.error(format!("throttled: {text}"));
-                bar.set_message(format!(
+                progress.set_message(format!(
                     "{} {label}: throttled, waiting {:.0} s",
                     inst.symbol,
                     wait.as_secs_f64()
@@ -263,7 +365,7 @@ async fn month(
                 let msg = fatal_text(&r).expect("the other refusals are handled above");
                 st.set_state(FeedState::Failed);
                 st.error(&msg);
-                bar.abandon_with_message("refused");
+                progress.finish("stopped: refused");
                 anyhow::bail!(msg);
             }
             Err(FetchError::Transport(e)) => {
@@ -314,19 +416,6 @@ async fn probe(p: &AlphaVantage, ctx: &FeedCtx, inst: &Instrument, zone: Tz) -> 
             _ => return Ok(true),
         }
     }
-}
-
-/// The progress bar on stderr (drawn only on a terminal; the log has a line per month).
-fn progress(total: u64) -> ProgressBar {
-    let bar = ProgressBar::new(total);
-    bar.set_style(
-        ProgressStyle::with_template(
-            "alphavantage [{bar:30}] {pos}/{len} months  {msg}  ({elapsed}, about {eta} left)",
-        )
-        .expect("a valid template")
-        .progress_chars("=> "),
-    );
-    bar
 }
 
 #[cfg(test)]

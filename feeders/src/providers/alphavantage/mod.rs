@@ -78,7 +78,7 @@ impl std::fmt::Debug for Config {
 
 fn secs(name: &str, default: f64) -> anyhow::Result<Duration> {
     let v: f64 = env_parse(name)?.unwrap_or(default);
-    anyhow::ensure!(v.is_finite() && v > 0.0, "{name}={v} must be a positive number of seconds");
+    anyhow::ensure!(v.is_finite() && v > 0.0 && v < 1e9, "{name}={v} must be a positive number of seconds");
     Ok(Duration::from_secs_f64(v))
 }
 
@@ -90,7 +90,10 @@ impl Config {
             )
         })?;
         let rpm: f64 = env_parse("TAPEFLOW_ALPHAVANTAGE_RPM")?.unwrap_or(DEFAULT_RPM);
-        anyhow::ensure!(rpm.is_finite() && rpm > 0.0, "TAPEFLOW_ALPHAVANTAGE_RPM={rpm} must be positive");
+        anyhow::ensure!(
+            rpm.is_finite() && rpm >= 0.01,
+            "TAPEFLOW_ALPHAVANTAGE_RPM={rpm} must be at least 0.01 (a request every 100 minutes)"
+        );
         let entitlement = env_string("TAPEFLOW_ALPHAVANTAGE_ENTITLEMENT");
         if let Some(e) = &entitlement {
             anyhow::ensure!(
