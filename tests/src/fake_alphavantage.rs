@@ -84,11 +84,14 @@ struct Data {
     invalid_call: String,
 }
 
+/// A queued fault: (symbol, month, fault), None matching any.
+type Queued = (Option<String>, Option<String>, Fault);
+
 struct Shared {
     key: String,
     labels: Mutex<Labels>,
     known: Mutex<HashSet<String>>,
-    faults: Mutex<VecDeque<(Option<String>, Fault)>>,
+    faults: Mutex<VecDeque<Queued>>,
     requests: Mutex<Vec<Request>>,
     data: Data,
 }
@@ -200,7 +203,12 @@ impl FakeAlphaVantage {
 
     /// The next request (for `symbol`, or any when None) gets `fault`; faults queue in order.
     pub fn push_fault(&self, symbol: Option<&str>, fault: Fault) {
-        lock(&self.shared.faults).push_back((symbol.map(str::to_string), fault));
+        lock(&self.shared.faults).push_back((symbol.map(str::to_string), None, fault));
+    }
+
+    /// The next request for `month` (`YYYY-MM`) gets `fault`.
+    pub fn push_month_fault(&self, month: &str, fault: Fault) {
+        lock(&self.shared.faults).push_back((None, Some(month.to_string()), fault));
     }
 
     pub fn faults_left(&self) -> usize {
@@ -321,8 +329,11 @@ async fn query(State(sh): State<Arc<Shared>>, Query(q): Query<HashMap<String, St
     let key_ok = get("apikey").as_deref() == Some(sh.key.as_str());
     let fault = if key_ok {
         let mut faults = lock(&sh.faults);
-        let i = faults.iter().position(|(s, _)| s.as_ref().is_none_or(|s| s == &symbol));
-        i.and_then(|i| faults.remove(i)).map(|f| f.1)
+        let month = get("month");
+        let i = faults.iter().position(|(s, m, _)| {
+            s.as_ref().is_none_or(|s| s == &symbol) && m.as_ref().is_none_or(|m| Some(m) == month.as_ref())
+        });
+        i.and_then(|i| faults.remove(i)).map(|f| f.2)
     } else {
         None
     };

@@ -474,9 +474,9 @@ fn months_expected(
 }
 
 #[tokio::test]
-async fn backfill_walks_months_across_daylight_saving_exactly_and_resumes_without_rewriting() {
-    let (db, c) = database("av_backfill", &[("AAPL", "AAPL")]).await;
-    let fake = FakeAlphaVantage::start(KEY, &["AAPL"], Labels::Start).await;
+async fn backfill_walks_months_across_daylight_saving_exactly_and_resumes_where_it_was_killed() {
+    let (db, c) = database("av_backfill", &[("AAPL", "AAPL"), ("MSFT", "MSFT")]).await;
+    let fake = FakeAlphaVantage::start(KEY, &["AAPL", "MSFT"], Labels::Start).await;
     fake.push_fault(None, Fault::ThrottleNote);
     let env = feed_env(&db, &fake, KEY, &[]);
     let (from, to) = (utc("2024-02-20T00:00:00Z"), utc("2024-04-05T00:00:00Z"));
@@ -505,23 +505,61 @@ async fn backfill_walks_months_across_daylight_saving_exactly_and_resumes_withou
         );
     }
 
-    // A re-run asks only for the last month (nothing stored after it) and writes nothing.
-    let out = backfill(&env, &args).await;
-    assert!(out.status.success(), "{}", stderr(&out));
-    assert_eq!(bars_written(&out), 0);
-    assert_eq!(months_asked(&fake.requests()[reqs.len()..], "AAPL"), ["2024-04"]);
+    // The load is recorded finished: a re-run, or any window inside it, asks for nothing and
+    // writes nothing.
+    let (finished, done_until): (bool, DateTime<Utc>) = {
+        let r = c
+            .query_one(
+                "SELECT finished_at IS NOT NULL, done_until FROM tapeflow.backfill_progress
+                 WHERE provider = 'alphavantage' AND symbol = 'AAPL' AND range_from = $1 AND range_to = $2",
+                &[&from, &to],
+            )
+            .await
+            .unwrap();
+        (r.get(0), r.get(1))
+    };
+    assert!(finished && done_until == to);
+    for args in [&args[..], &["--symbols", "AAPL", "--from", "2024-03-01", "--to", "2024-03-20"]] {
+        let out = backfill(&env, args).await;
+        assert!(out.status.success(), "{}", stderr(&out));
+        assert_eq!(bars_written(&out), 0);
+    }
+    assert_eq!(fake.requests().len(), reqs.len(), "a loaded window was asked for again");
 
-    // A run stopped in mid-March leaves March partly stored and April not at all: the resume
-    // skips February and restores the rest.
-    let deleted =
-        c.execute("DELETE FROM tapeflow.bars_1m_imported WHERE bucket >= '2024-03-15'", &[]).await.unwrap();
-    assert!(deleted > 5000);
+    // A run killed while it waits for March: February is confirmed stored (its resume point
+    // passed it), March and April are not; the same command again asks for those two only.
+    fake.push_month_fault("2024-03", Fault::Stall(Duration::from_secs(120)));
+    let msft = ["--symbols", "MSFT", "--from", "2024-02-20", "--to", "2024-04-05"];
+    let mut cmd = tokio::process::Command::new(binary("tapeflow-feed"));
+    cmd.args(["backfill", "alphavantage"]).args(msft).stdout(Stdio::null()).stderr(Stdio::null());
+    for (k, v) in &env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().unwrap();
+    let start = Instant::now();
+    while !fake.requests().iter().any(|r| r.symbol == "MSFT" && r.month.as_deref() == Some("2024-03")) {
+        assert!(start.elapsed() < Duration::from_secs(60), "March was never asked for");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    child.kill().await.unwrap();
+    let feb_end = utc("2024-03-01T05:00:00Z"); // midnight EST
+    let r = c
+        .query_one(
+            "SELECT finished_at IS NULL, done_until FROM tapeflow.backfill_progress WHERE provider = 'alphavantage' AND symbol = 'MSFT'",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!((r.get::<_, bool>(0), r.get::<_, Option<DateTime<Utc>>>(1)), (true, Some(feb_end)));
+    let want_msft = months_expected(&fake, &["2024-02", "2024-03", "2024-04"], from, to);
+    let february: Stored = want_msft.range(..feb_end).map(|(t, v)| (*t, *v)).collect();
+    assert_same(&stored(&c, "MSFT").await, &february, "MSFT when killed");
     let asked = fake.requests().len();
-    let out = backfill(&env, &args).await;
+    let out = backfill(&env, &msft).await;
     assert!(out.status.success(), "{}", stderr(&out));
-    assert_eq!(bars_written(&out), deleted);
-    assert_eq!(months_asked(&fake.requests()[asked..], "AAPL"), ["2024-03", "2024-04"]);
-    assert_same(&stored(&c, "AAPL").await, &want, "resumed backfill");
+    assert_eq!(months_asked(&fake.requests()[asked..], "MSFT"), ["2024-03", "2024-04"]);
+    assert_eq!(bars_written(&out), (want_msft.len() - february.len()) as u64);
+    assert_same(&stored(&c, "MSFT").await, &want_msft, "MSFT resumed");
 
     // candles() and a backtest run on the imported bars.
     let (n, volume): (i64, f64) = {
