@@ -34,6 +34,9 @@ struct Market {
     seconds_left: Option<i64>,
     /// Active, not closed, accepting orders.
     tradable: bool,
+    closed: bool,
+    /// The winning token of a resolved market.
+    winner: Option<String>,
     /// One of the markets asked for (the others are loaded as members of their groups).
     asked: bool,
     tokens: Vec<Token>,
@@ -125,7 +128,7 @@ fn load(markets: Option<Vec<String>>) -> Vec<Market> {
                      SELECT condition_id, true AS asked FROM base
                      UNION ALL
                      SELECT m.condition_id, false FROM tapeflow.polymarket_markets m
-                     WHERE m.neg_risk AND NOT m.closed
+                     WHERE m.neg_risk
                        AND m.neg_risk_market_id IN (SELECT neg_risk_market_id FROM base WHERE neg_risk)
                        AND m.condition_id NOT IN (SELECT condition_id FROM base))
                  SELECT m.condition_id, CASE WHEN m.neg_risk THEN m.neg_risk_market_id END, m.neg_risk_augmented,
@@ -134,7 +137,8 @@ fn load(markets: Option<Vec<String>>) -> Vec<Market> {
                         m.active AND NOT m.closed AND m.accepting_orders, w.asked,
                         t.token_id, t.outcome, t.outcome_index,
                         array_to_string(b.bid_prices, ' '), array_to_string(b.bid_sizes, ' '),
-                        array_to_string(b.ask_prices, ' '), array_to_string(b.ask_sizes, ' ')
+                        array_to_string(b.ask_prices, ' '), array_to_string(b.ask_sizes, ' '),
+                        m.closed, m.winning_token_id
                  FROM wanted w
                  JOIN tapeflow.polymarket_markets m USING (condition_id)
                  JOIN tapeflow.polymarket_tokens t USING (condition_id)
@@ -168,6 +172,8 @@ fn load(markets: Option<Vec<String>>) -> Vec<Market> {
                     seconds_left: r.get(7).ok().flatten(),
                     tradable: r.get(8).ok().flatten().unwrap_or(false),
                     asked: r.get(9).ok().flatten().unwrap_or(false),
+                    closed: r.get(17).ok().flatten().unwrap_or(false),
+                    winner: r.get(18).ok().flatten(),
                     tokens: Vec::new(),
                     condition_id,
                 });
@@ -247,17 +253,25 @@ fn opportunities(markets: &[Market], base: &Params) -> Vec<Row> {
         }
     }
 
-    // Neg-risk groups: every open market of the group must be tradable, none augmented, and
-    // each must have its YES token (outcome 0); otherwise buying every YES is not riskless.
+    // Neg-risk groups: exactly one market of the event resolves YES. A member resolved NO
+    // (closed, another token won) drops out; a member closed without a result, resolved YES,
+    // untradable or augmented (the event may gain outcomes) makes buying every YES unsafe.
     let mut groups: BTreeMap<&str, Vec<&Market>> = BTreeMap::new();
     for m in markets {
         if let Some(g) = &m.group {
             groups.entry(g.as_str()).or_default().push(m);
         }
     }
-    for (group, members) in groups {
+    for (group, all) in groups {
+        if !all.iter().any(|m| m.asked) {
+            continue;
+        }
+        let yes_token =
+            |m: &Market| m.tokens.iter().find(|t| t.outcome_index == 0).map(|t| t.token_id.clone());
+        let resolved_no =
+            |m: &Market| m.closed && m.winner.as_ref().is_some_and(|w| Some(w.clone()) != yes_token(m));
+        let members: Vec<&Market> = all.iter().copied().filter(|m| !resolved_no(m)).collect();
         if members.len() < 2
-            || !members.iter().any(|m| m.asked)
             || members.iter().any(|m| m.augmented || !m.tradable)
             || members.iter().any(|m| arbitrage::resolves_too_soon(base, m.seconds_left))
         {
