@@ -130,19 +130,43 @@ fn load(markets: Option<Vec<String>>) -> Vec<Market> {
                      SELECT m.condition_id, false FROM tapeflow.polymarket_markets m
                      WHERE m.neg_risk
                        AND m.neg_risk_market_id IN (SELECT neg_risk_market_id FROM base WHERE neg_risk)
-                       AND m.condition_id NOT IN (SELECT condition_id FROM base))
+                       AND m.condition_id NOT IN (SELECT condition_id FROM base)),
+                 -- Exact pruning: profit per pair falls as the books are walked, so buying both
+                 -- pays only if the best asks sum below 1, selling both only if the best bids
+                 -- sum above 1, buying every YES only if the best YES asks do. The levels of
+                 -- other books are not read.
+                 flags AS (
+                     SELECT t.condition_id,
+                            count(b.best_ask) = 2 AND sum(b.best_ask) < 1 AS buy,
+                            count(b.best_bid) = 2 AND sum(b.best_bid) > 1 AS sell,
+                            min(b.best_ask) FILTER (WHERE t.outcome_index = 0) AS yes_ask
+                     FROM wanted w
+                     JOIN tapeflow.polymarket_tokens t USING (condition_id)
+                     LEFT JOIN tapeflow.polymarket_books b USING (token_id)
+                     GROUP BY t.condition_id),
+                 groups AS (
+                     SELECT m.neg_risk_market_id, coalesce(sum(f.yes_ask), 0) < 1 AS buy_all
+                     FROM wanted w
+                     JOIN tapeflow.polymarket_markets m USING (condition_id)
+                     JOIN flags f USING (condition_id)
+                     WHERE m.neg_risk AND NOT (m.closed AND m.winning_token_id IS NOT NULL)
+                     GROUP BY m.neg_risk_market_id)
                  SELECT m.condition_id, CASE WHEN m.neg_risk THEN m.neg_risk_market_id END, m.neg_risk_augmented,
                         m.fee_rate::text, m.fee_exponent, m.min_order_size::text,
                         floor(extract(epoch FROM m.end_date - now()))::bigint,
                         m.active AND NOT m.closed AND m.accepting_orders, w.asked,
                         t.token_id, t.outcome, t.outcome_index,
-                        array_to_string(b.bid_prices, ' '), array_to_string(b.bid_sizes, ' '),
-                        array_to_string(b.ask_prices, ' '), array_to_string(b.ask_sizes, ' '),
+                        CASE WHEN f.sell THEN array_to_string(b.bid_prices, ' ') END,
+                        CASE WHEN f.sell THEN array_to_string(b.bid_sizes, ' ') END,
+                        CASE WHEN f.buy OR (t.outcome_index = 0 AND g.buy_all) THEN array_to_string(b.ask_prices, ' ') END,
+                        CASE WHEN f.buy OR (t.outcome_index = 0 AND g.buy_all) THEN array_to_string(b.ask_sizes, ' ') END,
                         m.closed, m.winning_token_id
                  FROM wanted w
                  JOIN tapeflow.polymarket_markets m USING (condition_id)
                  JOIN tapeflow.polymarket_tokens t USING (condition_id)
                  LEFT JOIN tapeflow.polymarket_books b USING (token_id)
+                 LEFT JOIN flags f USING (condition_id)
+                 LEFT JOIN groups g ON g.neg_risk_market_id = m.neg_risk_market_id AND m.neg_risk
                  ORDER BY m.condition_id, t.outcome_index",
                 None,
                 &[markets.into()],
