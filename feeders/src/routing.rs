@@ -110,6 +110,7 @@ pub async fn run(cfg: RunConfig) -> anyhow::Result<()> {
             _ = shutdown.cancelled() => break,
             _ = reload.tick() => {}
             ev = events.recv() => match ev {
+                Some(ListenEvent::Disconnected) => continue,
                 Some(ListenEvent::Connected | ListenEvent::Notification { .. }) => {}
                 None => {}
             },
@@ -168,6 +169,10 @@ async fn load_routes(client: &Client) -> anyhow::Result<BTreeMap<String, Vec<Ins
             timezone: r.get(4),
             asset_class: r.get(5),
         });
+    }
+    // A provider that discovers its own symbols runs before it has any: it is what adds them.
+    for name in providers::discovering() {
+        out.entry(name.to_string()).or_default();
     }
     Ok(out)
 }
