@@ -6,7 +6,7 @@
 use futures_util::StreamExt;
 use std::time::Duration;
 use tokio::sync::mpsc;
-use tokio_postgres::{AsyncMessage, NoTls};
+use tokio_postgres::AsyncMessage;
 
 #[derive(Debug, Clone)]
 pub enum ListenEvent {
@@ -16,6 +16,8 @@ pub enum ListenEvent {
         channel: String,
         payload: String,
     },
+    /// The connection was lost; a reconnect is under way (and `Connected` follows it).
+    Disconnected,
 }
 
 /// Listens on `channels` in a background task, reconnecting with backoff; events arrive on
@@ -29,6 +31,9 @@ pub fn listen(url: String, channels: Vec<String>) -> mpsc::Receiver<ListenEvent>
                 Ok(()) => return, // receiver dropped
                 Err(e) => {
                     tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "LISTEN connection lost");
+                    if tx.send(ListenEvent::Disconnected).await.is_err() {
+                        return;
+                    }
                     tokio::time::sleep(delay).await;
                     delay = (delay * 2).min(Duration::from_secs(5));
                 }
@@ -42,7 +47,7 @@ pub fn listen(url: String, channels: Vec<String>) -> mpsc::Receiver<ListenEvent>
 }
 
 async fn run_once(url: &str, channels: &[String], tx: &mpsc::Sender<ListenEvent>) -> anyhow::Result<()> {
-    let (client, mut connection) = tokio_postgres::connect(url, NoTls).await?;
+    let (client, mut connection) = crate::connect_once(url).await?;
     let (msg_tx, mut msg_rx) = mpsc::unbounded_channel();
     let driver = tokio::spawn(async move {
         let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));

@@ -109,6 +109,7 @@ impl<B: Broker> Executor<B> {
                 _ = &mut shutdown => break,
                 ev = listen.recv() => match ev {
                     Some(ListenEvent::Connected) => self.work().await,
+                    Some(ListenEvent::Disconnected) => Ok(()),
                     Some(ListenEvent::Notification { channel, .. }) if channel == "tapeflow_risk" => self.enforce_kill_switch().await,
                     Some(ListenEvent::Notification { .. }) => {
                         // One pass serves every notification already queued (a burst of

@@ -13,7 +13,7 @@ use chrono::{DateTime, Utc};
 use futures_util::StreamExt;
 use serde::Deserialize;
 use serde_json::{json, Value};
-use tokio_postgres::{AsyncMessage, NoTls};
+use tokio_postgres::AsyncMessage;
 
 const RUN_FIELDS: &str =
     "r.id, r.name, r.symbols, r.\"from\", r.\"to\", r.params, r.status, r.error, r.progress, r.bars,
@@ -134,7 +134,7 @@ pub async fn start(
 async fn execute(state: AppState, id: i64) {
     let hub = state.hub.clone();
     let result = async {
-        let (client, mut connection) = tokio_postgres::connect(&state.database_url, NoTls).await?;
+        let (client, mut connection) = tapeflow_db::connect_once(&state.database_url).await?;
         if let Some(threads) = state.limits.backtest_threads {
             client.batch_execute(&format!("SET tapeflow.backtest_threads = {threads}")).await?;
         }

@@ -61,6 +61,11 @@ impl Hub {
                     ListenEvent::Notification { channel, payload } => {
                         Message { event: event_name(&channel).to_string(), data: payload }
                     }
+                    // Until it is back, /healthz says so; browsers get the resync after it.
+                    ListenEvent::Disconnected => {
+                        listening.store(false, Ordering::SeqCst);
+                        continue;
+                    }
                 };
                 // No subscribers is fine: nobody is watching.
                 let _ = tx.send(msg);
