@@ -165,7 +165,7 @@ fn load(markets: Option<Vec<String>>) -> Vec<Market> {
                  JOIN tapeflow.polymarket_markets m USING (condition_id)
                  JOIN tapeflow.polymarket_tokens t USING (condition_id)
                  LEFT JOIN tapeflow.polymarket_books b USING (token_id)
-                 LEFT JOIN flags f USING (condition_id)
+                 LEFT JOIN flags f ON f.condition_id = m.condition_id
                  LEFT JOIN groups g ON g.neg_risk_market_id = m.neg_risk_market_id AND m.neg_risk
                  ORDER BY m.condition_id, t.outcome_index",
                 None,
