@@ -6,6 +6,7 @@ pub mod fake_alpaca;
 pub mod fake_alpaca_data;
 pub mod fake_alphavantage;
 pub mod fake_ig;
+pub mod fake_polymarket;
 pub mod ground_truth;
 pub mod private_cluster;
 pub mod tcp_proxy;
