@@ -148,15 +148,18 @@ BEGIN
                   FROM new_rows n JOIN tapeflow.symbols s ON s.symbol = n.symbol
                   GROUP BY 1, 2) g;
             END IF;
+        -- The announcement reads the candle only, and takes typed rows: an anonymous record
+        -- would be converted to tapeflow.bars_1m through its text form, profile included.
         WITH up AS (
             INSERT INTO tapeflow.bars_1m AS b (symbol, bucket, candle, profile)
             SELECT * FROM unnest(syms, buckets, candles, profiles) ORDER BY 1, 2
             ON CONFLICT (symbol, bucket) DO UPDATE
                 SET candle = tapeflow.candle_merge(b.candle, EXCLUDED.candle),
                     profile = tapeflow.profile_merge(b.profile, EXCLUDED.profile)
-            RETURNING b.*
+            RETURNING b.symbol, b.bucket, b.candle
         )
-        SELECT array_agg(up) INTO changed FROM up;
+        SELECT array_agg(ROW(up.symbol, up.bucket, up.candle, NULL::tapeflow.profile)::tapeflow.bars_1m)
+          INTO changed FROM up;
     ELSE
         -- As in 002_candles: each symbol's newest changed minute from the trades stored before
         -- this statement plus this statement's own (taken from the transition table).
