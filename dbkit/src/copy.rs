@@ -75,8 +75,21 @@ pub async fn write_ticks(client: &mut Client, rows: &[TickRow]) -> anyhow::Resul
     match copy_ticks(sink, &batch).await {
         Ok(n) => Ok(n),
         // Some trade is stored already: nothing of this COPY was, so merge the batch instead.
-        Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => merge_ticks(client, &batch).await,
+        Err(e) if is_duplicate_key(&e) => merge_ticks(client, &batch).await,
         Err(e) => Err(e).with_context(|| format!("writing {} ticks", batch.len())),
+    }
+}
+
+/// Whether a COPY failed on a trade already stored. On one server that is SQLSTATE 23505; a
+/// Citus coordinator relays a shard's unique violation during COPY as XX000 with the same
+/// message, so that is recognised by its text.
+fn is_duplicate_key(e: &tokio_postgres::Error) -> bool {
+    match e.code() {
+        Some(c) if c == &SqlState::UNIQUE_VIOLATION => true,
+        Some(c) if c == &SqlState::INTERNAL_ERROR => e
+            .as_db_error()
+            .is_some_and(|d| d.message().contains("duplicate key value violates unique constraint")),
+        _ => false,
     }
 }
 
