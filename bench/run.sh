@@ -16,7 +16,12 @@
 #   citus       the same ticks (BENCH_TICKS, default 10M) written and profiled per symbol and
 #               across symbols on one server and on the local Citus cluster (make citus), same
 #               run; the answers' digests must agree (bench/citus.sql). Skipped without Citus.
-# Usage: bench/run.sh [profile|accuracy|backtest|sse|exec|ingest|citus ...]   (default: all). Needs `make db`.
+#   arbitrage   Polymarket: tapeflow.arbitrage_scan() markets/s over 5,000 synthetic markets with
+#               20 levels a side beside plain SQL reading the same books (bench/arbitrage.sql;
+#               BENCH_MARKETS), then book update -> opportunity announced on tapeflow_arbitrage
+#               p50/p99 beside the write alone and a bare NOTIFY (tests/examples/arbitrage_bench.rs;
+#               BENCH_ARB_UPDATES)
+# Usage: bench/run.sh [profile|accuracy|backtest|sse|exec|ingest|citus|arbitrage ...]   (default: all). Needs `make db`.
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$ROOT"
@@ -91,6 +96,10 @@ for w in "${what[@]}"; do
         psql "postgresql://postgres@127.0.0.1:$((${TAPEFLOW_CITUS_PORT:-5440} + p))/postgres" -Xq \
           -c "SET client_min_messages = warning" -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)"
       done ;;
+    arbitrage)
+      fresh_db
+      psql "$URL" -X -v markets="${BENCH_MARKETS:-5000}" -f bench/arbitrage.sql
+      BENCH_ARB_URL="$URL" cargo run -q --release -p tapeflow-tests --example arbitrage_bench ;;
     *) echo "unknown benchmark $w" >&2; exit 2 ;;
   esac
 done
