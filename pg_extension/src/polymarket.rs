@@ -324,10 +324,10 @@ fn opportunities(markets: &[Market], base: &Params) -> Vec<Row> {
 /// the number of levels taken).
 /// `min_edge`, `min_size` and `max_size` default to tapeflow.arbitrage_settings; the market's
 /// min_order_size applies as well. A closed market, or one resolving sooner than the settings'
-/// min_time_to_resolution, has none. Errors: unknown condition id, negative parameters.
+/// min_time_to_resolution, has none. Errors: a NULL or unknown condition id, negative parameters.
 #[pg_extern(stable)]
 fn arbitrage(
-    condition_id: &str,
+    condition_id: Option<&str>,
     min_edge: default!(Option<AnyNumeric>, "NULL"),
     min_size: default!(Option<AnyNumeric>, "NULL"),
     max_size: default!(Option<AnyNumeric>, "NULL"),
@@ -345,6 +345,9 @@ fn arbitrage(
         name!(legs, JsonB),
     ),
 > {
+    let Some(condition_id) = condition_id else {
+        error!("tapeflow.arbitrage: condition_id must not be NULL")
+    };
     let p = params(min_edge, min_size, max_size);
     let markets = load(Some(vec![condition_id.to_string()]));
     if !markets.iter().any(|m| m.asked) {

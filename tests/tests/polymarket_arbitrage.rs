@@ -359,6 +359,8 @@ async fn sell_both_neg_risk_and_the_scan() {
     // Errors: an unknown market, a negative parameter.
     let e = c.query("SELECT * FROM tapeflow.arbitrage('0xnope')", &[]).await.unwrap_err();
     assert!(format!("{e:?}").contains("unknown Polymarket market 0xnope"), "{e:?}");
+    let e = c.query("SELECT * FROM tapeflow.arbitrage(NULL)", &[]).await.unwrap_err();
+    assert!(format!("{e:?}").contains("condition_id must not be NULL"), "{e:?}");
     let e = c.query("SELECT * FROM tapeflow.arbitrage_scan(min_edge => -0.01)", &[]).await.unwrap_err();
     assert!(format!("{e:?}").contains("min_edge must not be negative"), "{e:?}");
     // A book the table refuses: asks not best-first.
