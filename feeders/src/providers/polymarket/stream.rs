@@ -18,8 +18,9 @@
 //!
 //! Trades: `last_trade_price` carries no trade id, so the id is made of its timestamp, taker
 //! side, price and size (and the transaction hash when sent), with an occurrence count for
-//! identical trades within one session: a message seen again (a replay after a reconnect) gets
-//! the same id and time, so the writer stores it once. Trades made while disconnected are not
+//! identical trades between two snapshots of the token: a message sent again after a
+//! (re)subscription (a replay after a reconnect or a re-snapshot) gets the same id and time, so
+//! the writer stores it once. Trades made while disconnected are not
 //! recovered: the market channel offers no replay.
 
 use super::frames::{self, BookMsg, LastTrade, MarketEvent, NewMarket, PriceChangeMsg, TakerSide};
@@ -619,6 +620,9 @@ impl<'a> Session<'a> {
         tok.resubscribe_at = None;
         tok.suspect_since = None;
         tok.failures = 0;
+        // A (re)subscription may send the last trade again: counted afresh, it gets its id again.
+        tok.trade_ms = i64::MIN;
+        tok.trade_seen.clear();
         self.snapshots = true;
         let row = book_row(&b.asset_id, tok);
         let _ = self.shard.db.send(DbOp::Book(row));
