@@ -23,10 +23,18 @@ pub enum Fault {
     AfterRecord,
     /// A fill arrived from the broker and is not recorded.
     OnFill,
+    /// Arbitrage: the trade and its legs are recorded (signed), nothing is sent.
+    ArbAfterRecord,
+    /// Arbitrage: the venue answered one leg; nothing is recorded, the other may be in flight.
+    ArbAfterLeg1,
+    /// Arbitrage: every leg was answered; no answer is recorded.
+    ArbAfterSend,
+    /// Arbitrage: the answers are recorded; the fills are not.
+    ArbBeforeFills,
 }
 
 impl Fault {
-    fn parse(s: &str) -> anyhow::Result<Option<Fault>> {
+    pub fn parse(s: &str) -> anyhow::Result<Option<Fault>> {
         Ok(Some(match s {
             "" | "none" => return Ok(None),
             "after_claim" => Fault::AfterClaim,
@@ -34,8 +42,12 @@ impl Fault {
             "after_send" => Fault::AfterSend,
             "after_record" => Fault::AfterRecord,
             "on_fill" => Fault::OnFill,
+            "arb_after_record" => Fault::ArbAfterRecord,
+            "arb_after_leg1" => Fault::ArbAfterLeg1,
+            "arb_after_send" => Fault::ArbAfterSend,
+            "arb_before_fills" => Fault::ArbBeforeFills,
             other => anyhow::bail!(
-                "TAPEFLOW_EXEC_FAULT: unknown fault point {other:?} (after_claim, before_send, after_send, after_record, on_fill)"
+                "TAPEFLOW_EXEC_FAULT: unknown fault point {other:?} (after_claim, before_send, after_send, after_record, on_fill, arb_after_record, arb_after_leg1, arb_after_send, arb_before_fills)"
             ),
         }))
     }
@@ -117,5 +129,6 @@ mod tests {
         assert_eq!(Fault::parse("").unwrap(), None);
         assert_eq!(Fault::parse("after_send").unwrap(), Some(Fault::AfterSend));
         assert!(Fault::parse("later").unwrap_err().to_string().contains("later"));
+        assert_eq!(Fault::parse("arb_after_leg1").unwrap(), Some(Fault::ArbAfterLeg1));
     }
 }

@@ -5,6 +5,7 @@ pub mod citus_cluster;
 pub mod fake_alpaca;
 pub mod fake_alpaca_data;
 pub mod fake_alphavantage;
+pub mod fake_clob;
 pub mod fake_ig;
 pub mod fake_polymarket;
 pub mod ground_truth;

@@ -3,5 +3,7 @@
 //! (`crate::arbitrage`), which trades on paper unless live trading is configured explicitly.
 
 pub mod auth;
+pub mod clob;
+pub mod paper;
 pub mod rounding;
 pub mod sign;
