@@ -229,20 +229,36 @@ fn rows(
 
 /// Writes events, reconnecting and retrying (writes are idempotent) until they are stored
 /// or shutdown is requested. Quotes of a retried batch may repeat; trades never do.
+/// `events` are all of the market's events before `complete_until`: once they are stored, the
+/// symbols' watermark (`tapeflow.feed_watermarks`) moves there, and the scheduler evaluates
+/// their bars up to it.
 async fn write_events(
     client: &mut Client,
     config: &DemoConfig,
     market: &DemoMarket,
     events: &[DemoEvent],
+    complete_until: UnixMicros,
     infer: Option<&mut IngestClassifier>,
     stop: &tokio::sync::watch::Receiver<bool>,
 ) -> anyhow::Result<u64> {
     let (ticks, quotes) = rows(market, events, config.quotes, infer);
+    let symbols: Vec<&str> = market.symbols().iter().map(|s| s.symbol.as_str()).collect();
+    let until = to_utc(complete_until);
     let mut delay = Duration::from_millis(200);
     loop {
         let result = async {
             let n = write_ticks(client, &ticks).await?;
             write_quotes(client, &quotes).await?;
+            // After the ticks' commit: the watermark never claims a trade not yet visible.
+            client
+                .execute(
+                    "INSERT INTO tapeflow.feed_watermarks AS w (symbol, complete_until)
+                     SELECT unnest($1::text[]), $2
+                     ON CONFLICT (symbol) DO UPDATE SET complete_until = EXCLUDED.complete_until, updated_at = now()",
+                    &[&symbols, &until],
+                )
+                .await
+                .context("moving the demo symbols' watermark")?;
             anyhow::Ok(n)
         }
         .await;
@@ -305,8 +321,8 @@ pub async fn run(config: DemoConfig) -> anyhow::Result<()> {
         while cursor < backfill_end && !*stop.borrow() {
             let next = (cursor + 3_600_000_000).min(backfill_end);
             let events = events_between(&mut market, cursor, next);
-            written +=
-                write_events(&mut client, &config, &market, &events, classifier.as_mut(), &stop).await?;
+            written += write_events(&mut client, &config, &market, &events, next, classifier.as_mut(), &stop)
+                .await?;
             cursor = next;
             tracing::info!(upto = %to_utc(cursor), trades = written, "backfill progress");
         }
@@ -326,7 +342,7 @@ pub async fn run(config: DemoConfig) -> anyhow::Result<()> {
         }
         let now = now_us();
         let events = events_between(&mut market, cursor, now);
-        write_events(&mut client, &config, &market, &events, classifier.as_mut(), &stop).await?;
+        write_events(&mut client, &config, &market, &events, now, classifier.as_mut(), &stop).await?;
         cursor = now;
     }
     tracing::info!("demo feed stopped");

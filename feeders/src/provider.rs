@@ -35,6 +35,14 @@ pub enum Record {
     /// Not data: acknowledged by the writer once everything queued before it is written
     /// (see [`Sink::flush`]).
     Flush(crate::sink::FlushAck),
+    /// The provider's claim that every trade of `symbol` before `complete_until` has been sent
+    /// (`tapeflow.feed_watermarks`): the writer stores it after the records queued before it,
+    /// and the scheduler holds the symbol's bars until it passes them. Sent again while
+    /// nothing changes, so that it stays fresh (`risk_limits.bar_max_wait`).
+    Watermark {
+        symbol: String,
+        complete_until: DateTime<Utc>,
+    },
 }
 
 /// What a running provider gets: where to put records, where to report health, when to stop.

@@ -246,11 +246,16 @@ impl Db {
     async fn write_part(&mut self, part: &[Record]) -> Result<(u64, u64, u64), WriteError> {
         let (mut ticks, mut quotes, mut bars) =
             (Vec::<TickRow>::new(), Vec::<QuoteRow>::new(), Vec::<BarRow>::new());
+        // The newest watermark of each symbol in the part: a later one replaces an earlier.
+        let mut marks = std::collections::BTreeMap::new();
         for r in part {
             match r {
                 Record::Tick(t) => ticks.push(t.clone()),
                 Record::Quote(q) => quotes.push(q.clone()),
                 Record::Bar(b) => bars.push(b.clone()),
+                Record::Watermark { symbol, complete_until } => {
+                    marks.insert(symbol.as_str(), *complete_until);
+                }
                 Record::Flush(_) => {}
             }
         }
@@ -258,6 +263,22 @@ impl Db {
         let t = tapeflow_db::copy::write_ticks(client, &ticks).await.map_err(WriteError::from)?;
         let q = tapeflow_db::copy::write_quotes(client, &quotes).await.map_err(WriteError::from)?;
         let b = tapeflow_db::bars::write_bars(client, &bars).await.map_err(WriteError::from)?;
+        if !marks.is_empty() {
+            // Only once the rows sent before them are committed (above). A refused row earlier
+            // in the part fails the part first, so no watermark passes a row not stored; a
+            // symbol no longer registered is skipped, not refused.
+            let (symbols, times): (Vec<&str>, Vec<chrono::DateTime<chrono::Utc>>) = marks.into_iter().unzip();
+            client
+                .execute(
+                    "INSERT INTO tapeflow.feed_watermarks AS w (symbol, complete_until)
+                     SELECT m.symbol, m.complete_until FROM unnest($1::text[], $2::timestamptz[]) AS m (symbol, complete_until)
+                     WHERE EXISTS (SELECT 1 FROM tapeflow.symbols s WHERE s.symbol = m.symbol)
+                     ON CONFLICT (symbol) DO UPDATE SET complete_until = EXCLUDED.complete_until, updated_at = now()",
+                    &[&symbols, &times],
+                )
+                .await
+                .map_err(|e| WriteError::from(anyhow::Error::from(e)))?;
+        }
         Ok((t, q, b))
     }
 

@@ -14,6 +14,7 @@ use pgrx::prelude::*;
 use pgrx::JsonB;
 use rust_decimal::prelude::FromPrimitive;
 use rust_decimal::Decimal;
+use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
 use tapeflow_analytics::engine::BarOutput;
 use tapeflow_analytics::sizing::{position_size, SizeInputs};
@@ -57,10 +58,13 @@ fn configs() -> Vec<Config> {
     })
 }
 
-/// What a cycle reads once from `tapeflow.risk_limits`.
+/// What a cycle reads once from `tapeflow.risk_limits` and `tapeflow.feed_watermarks`.
 struct Limits {
-    /// Bars starting before this minute are closed.
+    /// By the wall clock, bars starting before this minute are closed.
     horizon: TimestampWithTimeZone,
+    /// Symbols with a fresh watermark: their bars are closed before this minute instead (never
+    /// later than `horizon`), so that a bar waits for the trades its feed has yet to store.
+    watermarked: HashMap<String, TimestampWithTimeZone>,
     ttl_us: i64,
     /// Sizes entry signals (`account_equity`, `max_order_notional`).
     equity: Decimal,
@@ -92,11 +96,35 @@ fn limits(at: TimestampWithTimeZone) -> Limits {
     let money = |name: &str, text: &str| {
         text.parse::<Decimal>().unwrap_or_else(|e| error!("risk_limits.{name} = {text}: {e}"))
     };
+    // A watermark not refreshed within bar_max_wait is its gone feeder's: ignored, so the
+    // symbol's bars close by the wall clock as they do without one.
+    let watermarked = Spi::connect(|c| {
+        c.select(
+            "SELECT w.symbol, least(tapeflow.minute($1 - r.bar_grace), tapeflow.minute(w.complete_until))
+             FROM tapeflow.feed_watermarks w, tapeflow.risk_limits r
+             WHERE w.updated_at >= $1 - r.bar_max_wait",
+            None,
+            &[at.into()],
+        )
+        .unwrap_or_else(|e| error!("reading feed_watermarks: {e}"))
+        .filter_map(|r| {
+            Some((r.get::<String>(1).ok().flatten()?, r.get::<TimestampWithTimeZone>(2).ok().flatten()?))
+        })
+        .collect()
+    });
     Limits {
         horizon,
+        watermarked,
         ttl_us: ttl_us.unwrap_or(2 * MINUTE_US),
         equity: money("account_equity", &equity),
         max_notional: money("max_order_notional", &max_notional),
+    }
+}
+
+impl Limits {
+    /// The symbol's bars starting before this minute are closed.
+    fn horizon_of(&self, symbol: &str) -> TimestampWithTimeZone {
+        self.watermarked.get(symbol).copied().unwrap_or(self.horizon)
     }
 }
 
@@ -206,8 +234,10 @@ fn record(
     });
     let inserted = Spi::get_one_with_args::<bool>(
         "INSERT INTO tapeflow.market_state_log (symbol, strategy, bar, state, confidence, aggression, direction,
-             momentum_pct, atr, buy_pressure, sell_pressure, delta, cvd, poc, vah, val, lvn, lvn_distance_pct, signal)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)
+             momentum_pct, atr, buy_pressure, sell_pressure, delta, cvd, poc, vah, val, lvn, lvn_distance_pct, signal,
+             evaluated_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19,
+                 clock_timestamp())
          ON CONFLICT DO NOTHING RETURNING true",
         &[
             cfg.symbol.as_str().into(),
@@ -310,8 +340,13 @@ fn record(
 }
 
 /// One scheduler cycle at time `at`: expires stale signals, then for each enabled strategy
-/// config evaluates the one-minute bars closed since the last cycle (a bar is closed once
-/// its minute ended `risk_limits.bar_grace` ago, whether or not a later tick arrived).
+/// config evaluates the one-minute bars closed since the last cycle. A bar is closed once its
+/// minute ended `risk_limits.bar_grace` ago, whether or not a later tick arrived; when its
+/// symbol has a fresh watermark (`tapeflow.feed_watermarks` updated within
+/// `risk_limits.bar_max_wait`), also not before the watermark's `complete_until` has passed
+/// its end, so that a feed catching up after an outage has stored all of its trades. A stale
+/// watermark (its feeder gone) or none (imported data, feeds that do not report one) leaves
+/// the wall-clock rule alone.
 /// Returns per config the bars evaluated and signals written, and the error when its
 /// evaluation failed. A failing config is rolled back (nothing of it is written), its error
 /// recorded in `strategy_configs.last_error` / `last_error_at` (cleared by its next success)
@@ -380,7 +415,7 @@ fn set_error(cfg: &Config, error: Option<&str>) {
 fn evaluate(cfg: &Config, at: TimestampWithTimeZone, limits: &Limits) -> (i32, i32) {
     let params = engine_params(&cfg.params);
     let risk_pct = params.strategy.risk_per_trade_pct;
-    let horizon = limits.horizon;
+    let horizon = limits.horizon_of(&cfg.symbol);
     let last = Spi::get_one_with_args::<TimestampWithTimeZone>(
         "SELECT max(bar) FROM tapeflow.market_state_log WHERE symbol = $1 AND strategy = $2",
         &[cfg.symbol.as_str().into(), cfg.strategy.as_str().into()],

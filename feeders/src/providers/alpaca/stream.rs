@@ -44,7 +44,80 @@ struct GapJob {
     provider_ref: String,
     from: GapFrom,
     to: DateTime<Utc>,
+    /// The watermark hold the job releases when it is over (loads an earlier run left
+    /// unfinished hold nothing).
+    hold: Option<u64>,
 }
+
+/// Pending gap loads per symbol, each holding the symbol's watermark at its start (None: the
+/// start is not known yet, and no watermark is sent) until the load is over.
+#[derive(Clone, Default)]
+struct Holds(Arc<std::sync::Mutex<(u64, HoldMap)>>);
+
+/// Per symbol, the pending gaps by hold id and their starts.
+type HoldMap = HashMap<String, BTreeMap<u64, Option<DateTime<Utc>>>>;
+
+impl Holds {
+    fn add(&self, symbol: &str, start: Option<DateTime<Utc>>) -> u64 {
+        let mut g = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        g.0 += 1;
+        let id = g.0;
+        g.1.entry(symbol.to_string()).or_default().insert(id, start);
+        id
+    }
+
+    fn set_start(&self, symbol: &str, id: u64, start: DateTime<Utc>) {
+        let mut g = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(h) = g.1.get_mut(symbol).and_then(|m| m.get_mut(&id)) {
+            *h = Some(start);
+        }
+    }
+
+    fn release(&self, symbol: &str, id: u64) {
+        let mut g = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(m) = g.1.get_mut(symbol) {
+            m.remove(&id);
+            if m.is_empty() {
+                g.1.remove(symbol);
+            }
+        }
+    }
+
+    /// The symbol's watermark given what the stream has delivered up to `streamed`: the
+    /// earliest pending gap start if that is before it; None while a gap's start is unknown.
+    fn watermark(&self, symbol: &str, streamed: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        let g = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(m) = g.1.get(symbol) else { return Some(streamed) };
+        m.values().try_fold(streamed, |w, h| h.map(|h| w.min(h)))
+    }
+}
+
+/// Releases a gap job's hold however the job ends.
+struct HoldGuard<'a> {
+    holds: &'a Holds,
+    symbol: String,
+    id: Option<u64>,
+}
+
+impl HoldGuard<'_> {
+    fn set_start(&self, start: DateTime<Utc>) {
+        if let Some(id) = self.id {
+            self.holds.set_start(&self.symbol, id, start);
+        }
+    }
+}
+
+impl Drop for HoldGuard<'_> {
+    fn drop(&mut self) {
+        if let Some(id) = self.id {
+            self.holds.release(&self.symbol, id);
+        }
+    }
+}
+
+/// How far behind the time the stream was last heard from its watermark stays: trades reach
+/// the stream about in time order, a little late at most.
+const WATERMARK_MARGIN: chrono::TimeDelta = chrono::TimeDelta::seconds(1);
 
 /// How a session ended.
 enum SessionEnd {
@@ -66,6 +139,9 @@ struct Coverage {
     /// The earliest live trade of each symbol this process streamed: the newest stored trade
     /// *before* it is where the previous run (or the symbol's previous activation) stopped.
     live_since: LiveSince,
+    holds: Holds,
+    /// The newest trade or quote time received per symbol.
+    seen: HashMap<String, DateTime<Utc>>,
 }
 
 type LiveSince = Arc<std::sync::Mutex<HashMap<String, DateTime<Utc>>>>;
@@ -83,9 +159,10 @@ pub async fn run(
     let status = ctx.status.connection(NAME, "stream");
     let (gap_tx, gap_rx) = mpsc::unbounded_channel();
     let live_since: LiveSince = Default::default();
-    let worker = tokio::spawn(gap_worker(rest, ctx.clone(), gap_rx, live_since.clone()));
+    let holds = Holds::default();
+    let worker = tokio::spawn(gap_worker(rest, ctx.clone(), gap_rx, live_since.clone(), holds.clone()));
     let bars = cfg.bars.then(|| store::spawn_bar_writer(ctx.database_url.clone(), ctx.shutdown.clone()));
-    let mut coverage = Coverage { covered: HashMap::new(), live_since };
+    let mut coverage = Coverage { covered: HashMap::new(), live_since, holds, seen: HashMap::new() };
     let mut backoff = Backoff::new(cfg.reconnect_min, cfg.reconnect_max);
     let mut limit_backoff = Backoff::new(cfg.limit_min, cfg.limit_max);
     let mut first = true;
@@ -325,6 +402,11 @@ async fn session(
     ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     ping.tick().await;
     let mut last_heard = Instant::now();
+    let mut last_heard_at = Utc::now();
+    // Each second: the watermarks of the confirmed symbols, and a ping if the stream is quiet,
+    // so that its answer shows the connection alive and the watermark moves on.
+    let mut heartbeat = tokio::time::interval(Duration::from_secs(1));
+    heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let msg = tokio::select! {
             m = ws.next() => m,
@@ -365,6 +447,23 @@ async fn session(
                 status.set_symbols(confirmed.len());
                 continue;
             }
+            _ = heartbeat.tick(), if subscribed => {
+                let streamed = last_heard_at - WATERMARK_MARGIN;
+                for inst in confirmed.iter().filter_map(|r| refs.get(r)) {
+                    let streamed = coverage.seen.get(&inst.symbol).map_or(streamed, |t| streamed.max(*t));
+                    let Some(complete_until) = coverage.holds.watermark(&inst.symbol, streamed) else { continue };
+                    let mark = Record::Watermark { symbol: inst.symbol.clone(), complete_until };
+                    if ctx.sink.send(mark).await.is_err() {
+                        return SessionEnd::Shutdown;
+                    }
+                }
+                if last_heard.elapsed() >= Duration::from_secs(1) {
+                    if let Err(e) = ws.send(Message::Ping(Default::default())).await {
+                        return SessionEnd::Closed { subscribed, reason: format!("ping: {e}") };
+                    }
+                }
+                continue;
+            }
             _ = ping.tick() => {
                 if last_heard.elapsed() > cfg.ping_every * 3 {
                     return SessionEnd::Closed { subscribed, reason: format!("silent for {:?}", last_heard.elapsed()) };
@@ -385,6 +484,7 @@ async fn session(
             Some(Ok(m)) => m,
         };
         last_heard = Instant::now();
+        last_heard_at = Utc::now();
         if let Message::Close(frame) = &msg {
             return SessionEnd::Closed { subscribed, reason: format!("closed by the server: {frame:?}") };
         }
@@ -423,6 +523,8 @@ async fn session(
                     let (side, source) = classifier.classify(&inst.symbol, t.price, None);
                     let c = coverage.covered.entry(inst.symbol.clone()).or_insert(t.time);
                     *c = (*c).max(t.time);
+                    let seen = coverage.seen.entry(inst.symbol.clone()).or_insert(t.time);
+                    *seen = (*seen).max(t.time);
                     {
                         let mut live = coverage.live_since.lock().unwrap_or_else(|p| p.into_inner());
                         let first = live.entry(inst.symbol.clone()).or_insert(t.time);
@@ -437,6 +539,8 @@ async fn session(
                     status.message(Some(q.time));
                     let Some(inst) = refs.get(&q.symbol) else { continue };
                     classifier.on_quote(&inst.symbol, q.bid, q.ask);
+                    let seen = coverage.seen.entry(inst.symbol.clone()).or_insert(q.time);
+                    *seen = (*seen).max(q.time);
                     if ctx.sink.send(Record::Quote(rest::quote_row(&inst.symbol, &q))).await.is_err() {
                         return SessionEnd::Shutdown;
                     }
@@ -461,11 +565,17 @@ async fn session(
                             Some(t) => GapFrom::At(*t),
                             None => GapFrom::NewestStored,
                         };
+                        let start = match from {
+                            GapFrom::At(t) => Some(t),
+                            GapFrom::NewestStored => None,
+                        };
+                        let hold = coverage.holds.add(&inst.symbol, start);
                         let _ = gaps.send(GapJob {
                             symbol: inst.symbol.clone(),
                             provider_ref: r.clone(),
                             from,
                             to: now,
+                            hold: Some(hold),
                         });
                         let c = coverage.covered.entry(inst.symbol.clone()).or_insert(now);
                         *c = (*c).max(now);
@@ -516,6 +626,7 @@ async fn gap_worker(
     ctx: FeedCtx,
     mut jobs: mpsc::UnboundedReceiver<GapJob>,
     live_since: LiveSince,
+    holds: Holds,
 ) {
     let status = ctx.status.connection(NAME, "backfill");
     status.set_state(FeedState::Connected);
@@ -538,6 +649,7 @@ async fn gap_worker(
             }
         };
         tracing::debug!(provider = NAME, symbol = %job.symbol, from = ?job.from, to = %job.to, "alpaca: gap job");
+        let hold = HoldGuard { holds: &holds, symbol: job.symbol.clone(), id: job.hold };
         // The history lags the stream a little: wait before reading the newest part.
         let lag = chrono::Duration::from_std(cfg.gap_delay).unwrap_or_default();
         let wait = (job.to + lag - Utc::now()).to_std().unwrap_or_default();
@@ -578,7 +690,7 @@ async fn gap_worker(
                             tracing::info!(provider = NAME, symbol = %job.symbol, %from, to = %l.to,
                                 "alpaca: resuming a gap load an earlier run left unfinished");
                             queue.push_back((
-                                GapJob { from: GapFrom::At(from), to: l.to, ..job.clone() },
+                                GapJob { from: GapFrom::At(from), to: l.to, hold: None, ..job.clone() },
                                 Some(l.id),
                             ));
                         }
@@ -606,6 +718,7 @@ async fn gap_worker(
             from
         };
         tracing::debug!(provider = NAME, symbol = %job.symbol, %from, "alpaca: gap start resolved");
+        hold.set_start(from);
         if from >= job.to {
             if let Some(id) = resume_id {
                 let _ = store.finish(id, 0).await;
