@@ -555,6 +555,29 @@ impl Arbitrage {
                 _ => {}
             }
         }
+        // Live: the venue's fee parameters must be the ones the edge was computed with.
+        if let (Mode::Live, Some(clob)) = (mode, &self.clob) {
+            let mut seen = std::collections::HashSet::new();
+            for l in &opp.legs {
+                let t = &tokens[&l.token_id];
+                if !seen.insert(t.condition_id.clone()) {
+                    continue;
+                }
+                if let Some((rate, exponent)) = clob.fee_params(&t.condition_id).await? {
+                    if rate != t.fees.rate() || exponent != t.fees.exponent() {
+                        return Ok(Err(Refusal(
+                            "fee_changed",
+                            format!(
+                                "market {}: the venue charges rate {rate} exponent {exponent}, the edge was computed with {} and {}",
+                                t.condition_id,
+                                t.fees.rate(),
+                                t.fees.exponent()
+                            ),
+                        )));
+                    }
+                }
+            }
+        }
         if opp.edge < limits.min_edge {
             return Ok(Err(Refusal(
                 "min_edge",

@@ -95,6 +95,8 @@ struct Inner {
     refused: Vec<String>,
     /// The next order post answers `order_version_mismatch` after switching to this version.
     switch_version: Option<String>,
+    /// How long an order post takes to answer (matching in progress).
+    order_delay: std::time::Duration,
 }
 
 #[derive(Clone)]
@@ -127,6 +129,7 @@ impl FakeClob {
             l1_ok: 0,
             refused: Vec::new(),
             switch_version: None,
+            order_delay: std::time::Duration::ZERO,
         })));
         let app = Router::new()
             .route("/version", get(version))
@@ -156,6 +159,11 @@ impl FakeClob {
     /// orders signed for `version`.
     pub fn switch_version_on_next_order(&self, version: &str) {
         self.shared.lock().switch_version = Some(version.to_string());
+    }
+
+    /// Order posts answer after `delay` (heartbeats are due meanwhile).
+    pub fn set_order_delay(&self, delay: std::time::Duration) {
+        self.shared.lock().order_delay = delay;
     }
 
     pub fn orders(&self) -> Vec<FakeOrder> {
@@ -271,6 +279,8 @@ async fn post_order(
     body: Bytes,
 ) -> Response {
     let body = String::from_utf8_lossy(&body).to_string();
+    let delay = s.lock().order_delay;
+    tokio::time::sleep(delay).await;
     let mut g = s.lock();
     if !l2_ok(&g, &headers, &method, &uri, &body) {
         g.refused.push("POST /order: bad L2 headers".into());

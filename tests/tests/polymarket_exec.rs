@@ -373,7 +373,7 @@ async fn live_crash_at(fault: &str) {
     let orders = fake.orders();
     let per_token = |t: &str| orders.iter().filter(|o| o.token_id == t).count();
     assert_eq!((per_token("51"), per_token("52")), (1, 1), "{fault}: orders {orders:?}");
-    assert!(orders.iter().all(|o| o.matched == dec("20")), "{fault}: {orders:?}");
+    assert!(orders.iter().all(|o| o.matched == dec("20") && o.posts == 1), "{fault}: {orders:?}");
     assert!(orders.iter().all(|o| o.signer_ok && o.hmac_ok), "{fault}: signatures {orders:?}");
     let t = trade(&c, opp, "live").await;
     // 20 pairs at 0.40 + 0.55 with fees 0.192 + 0.198: 20 − 19 − 0.39 = 0.61.
@@ -410,4 +410,58 @@ async fn live_killed_after_sending_both() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn live_killed_before_recording_fills() {
     live_crash_at("arb_before_fills").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_legs_re_sign_once_on_a_version_change_beat_while_open_and_check_fees() {
+    use tapeflow_tests::fake_clob::{FakeClob, FakeClobOptions};
+    let db = TestDb::create("pm_live", false).await;
+    let c = db.client().await;
+    c.batch_execute(
+        "UPDATE tapeflow.arbitrage_settings SET enabled = false; UPDATE tapeflow.arbitrage_limits SET paper_enabled = false",
+    )
+    .await
+    .unwrap();
+    let fake = FakeClob::start(FakeClobOptions::default()).await;
+    let _exec = start_exec(&db, &fake.exec_env());
+    // The venue moves to exchange version 3 at the first order, and answers slowly.
+    market(&c, "0xc6").await;
+    for (cond, asks) in [("0xc6", ["0.40", "0.55"])] {
+        fake.set_book(&yes(cond), &[(asks[0], "50")], &[("0.38", "100")]);
+        fake.set_book(&no(cond), &[(asks[1], "50")], &[("0.50", "100")]);
+        book(&c, &yes(cond), &[(asks[0], "50")], &[("0.38", "100")]).await;
+        book(&c, &no(cond), &[(asks[1], "50")], &[("0.50", "100")]).await;
+    }
+    fake.switch_version_on_next_order("3");
+    fake.set_order_delay(Duration::from_millis(500));
+    let opp = opportunity(&c, "0xc6", "20", "0.0305", "0.40", "0.55").await;
+    wait(&c, &format!("SELECT EXISTS (SELECT 1 FROM tapeflow.arbitrage_trades WHERE opportunity_id = {opp} AND status = 'filled')")).await;
+    let orders = fake.orders();
+    assert_eq!(orders.len(), 2, "one order per leg: {orders:?}");
+    assert!(orders.iter().all(|o| o.posts == 1 && o.matched == dec("20")), "{orders:?}");
+    let versions: Vec<String> = c
+        .query("SELECT signed_order->>'version' FROM tapeflow.arbitrage_legs ORDER BY leg_index", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(versions, ["3", "3"], "both legs re-signed for the new exchange");
+    assert!(fake.heartbeats() >= 1, "heartbeats while the legs were open");
+    assert!(fake.l1_derivations() >= 1, "API key derived with L1 headers");
+    // Our fee rate differs from the venue's: refused before anything is sent.
+    market(&c, "0xc7").await;
+    c.batch_execute("UPDATE tapeflow.polymarket_markets SET fee_rate = 0.03 WHERE condition_id = '0xc7'")
+        .await
+        .unwrap();
+    book(&c, &yes("0xc7"), &[("0.40", "50")], &[("0.38", "100")]).await;
+    book(&c, &no("0xc7"), &[("0.55", "50")], &[("0.50", "100")]).await;
+    let opp = opportunity(&c, "0xc7", "20", "0.0305", "0.40", "0.55").await;
+    wait(
+        &c,
+        &format!("SELECT EXISTS (SELECT 1 FROM tapeflow.arbitrage_trades WHERE opportunity_id = {opp})"),
+    )
+    .await;
+    assert_eq!(trade(&c, opp, "live").await.get::<_, String>(6), "fee_changed");
+    assert_eq!(fake.orders().len(), 2);
 }
