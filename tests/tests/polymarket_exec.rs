@@ -465,3 +465,57 @@ async fn live_legs_re_sign_once_on_a_version_change_beat_while_open_and_check_fe
     assert_eq!(trade(&c, opp, "live").await.get::<_, String>(6), "fee_changed");
     assert_eq!(fake.orders().len(), 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_live_one_legged_fill_is_unwound_at_the_venue() {
+    use tapeflow_tests::fake_clob::{FakeClob, FakeClobOptions};
+    let db = TestDb::create("pm_live_unwind", false).await;
+    let c = db.client().await;
+    c.batch_execute(
+        "UPDATE tapeflow.arbitrage_settings SET enabled = false; UPDATE tapeflow.arbitrage_limits SET paper_enabled = false",
+    )
+    .await
+    .unwrap();
+    let fake = FakeClob::start(FakeClobOptions::default()).await;
+    market(&c, "0xc8").await;
+    // The venue's NO side has 10 at 0.55: the 20-share FOK is killed there.
+    fake.set_book(&yes("0xc8"), &[("0.40", "50")], &[("0.38", "100")]);
+    fake.set_book(&no("0xc8"), &[("0.55", "10")], &[("0.50", "100")]);
+    book(&c, &yes("0xc8"), &[("0.40", "50")], &[("0.38", "100")]).await;
+    book(&c, &no("0xc8"), &[("0.55", "50")], &[("0.50", "100")]).await;
+    let _exec = start_exec(&db, &fake.exec_env());
+    let opp = opportunity(&c, "0xc8", "20", "0.0305", "0.40", "0.55").await;
+    wait(&c, &format!("SELECT EXISTS (SELECT 1 FROM tapeflow.arbitrage_trades WHERE opportunity_id = {opp} AND status = 'unwound')")).await;
+    let orders = fake.orders();
+    // The entries went out together (in either order), the unwind after them.
+    let mut summary: Vec<(String, String, Decimal)> =
+        orders.iter().map(|o| (o.token_id.clone(), o.side.clone(), o.matched)).collect();
+    assert_eq!(summary.last(), Some(&(yes("0xc8"), "SELL".to_string(), dec("20"))), "{orders:?}");
+    summary.sort();
+    let mut expected = vec![
+        (yes("0xc8"), "BUY".to_string(), dec("20")),
+        (no("0xc8"), "BUY".to_string(), dec("0")),
+        (yes("0xc8"), "SELL".to_string(), dec("20")),
+    ];
+    expected.sort();
+    assert_eq!(summary, expected);
+    assert_eq!(orders.len(), 3, "{orders:?}");
+    assert!(orders.iter().all(|o| o.posts == 1));
+    // Bought 20 at 0.40 (fee 0.192), sold back at 0.38 (7.6, fee 0.18848): loss 0.78048.
+    let t = trade(&c, opp, "live").await;
+    assert_eq!(
+        (t.get::<_, Decimal>(1), t.get::<_, Decimal>(4), t.get::<_, Decimal>(5)),
+        (dec("0"), dec("-0.78048"), dec("0.78048"))
+    );
+    let unwind: (String, Decimal) = {
+        let r = c
+            .query_one(
+                "SELECT order_type, filled_size FROM tapeflow.arbitrage_legs WHERE purpose = 'unwind'",
+                &[],
+            )
+            .await
+            .unwrap();
+        (r.get(0), r.get(1))
+    };
+    assert_eq!(unwind, ("FAK".to_string(), dec("20")));
+}
