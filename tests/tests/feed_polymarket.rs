@@ -544,3 +544,70 @@ async fn new_markets_are_streamed_and_resolutions_close_markets() {
         0
     );
 }
+
+/// Book update → `tapeflow.polymarket_books` with the default throttle (100 ms per token): the
+/// latency of single updates of a token not written within the interval, and a burst of 500
+/// whose last state must be the one stored. Prints the figures.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn book_updates_reach_the_database_throttled() {
+    let db = TestDb::create("polymarket", false).await;
+    let c = db.client().await;
+    let fake = captured_venue().await;
+    let _feed = run_feed(&db, &fake, &[("TAPEFLOW_POLYMARKET_BOOK_MS", "100")]);
+    wait_top(&c, TRUMP_YES, "0.49", "0.52").await;
+    let mut latencies = Vec::new();
+    for i in 0..40u32 {
+        let size = format!("{}", 100 + i);
+        // Past the token's throttle interval: the update is written at once.
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        let start = std::time::Instant::now();
+        fake.price_change(&[(TRUMP_YES, "BUY", "0.49", &size)]);
+        wait_until(
+            &c,
+            &format!(
+                "SELECT bid_sizes[1] = {size} FROM tapeflow.polymarket_books WHERE token_id = '{TRUMP_YES}'"
+            ),
+            WAIT,
+            None,
+        )
+        .await;
+        latencies.push(start.elapsed().as_secs_f64() * 1000.0);
+    }
+    latencies.sort_by(f64::total_cmp);
+    let start = std::time::Instant::now();
+    for i in 0..500u32 {
+        let price = format!("0.{:03}", 300 + (i % 150));
+        fake.price_change(&[(TRUMP_YES, "BUY", &price, &format!("{}", 1 + i))]);
+    }
+    // The last update set 0.349 to 500.
+    let (bids, asks) = fake.depth(TRUMP_YES);
+    wait_until(
+        &c,
+        &format!(
+            "SELECT cardinality(bid_prices) = {} AND bid_sizes[array_position(bid_prices, 0.349)] = 500
+             FROM tapeflow.polymarket_books
+             WHERE token_id = '{TRUMP_YES}'",
+            bids.len()
+        ),
+        WAIT,
+        None,
+    )
+    .await;
+    let burst = start.elapsed().as_secs_f64() * 1000.0;
+    let stored = c
+        .query_one(
+            "SELECT bid_prices, ask_prices FROM tapeflow.polymarket_books WHERE token_id = $1",
+            &[&TRUMP_YES],
+        )
+        .await
+        .unwrap();
+    assert_eq!(stored.get::<_, Vec<rust_decimal::Decimal>>(0), bids);
+    assert_eq!(stored.get::<_, Vec<rust_decimal::Decimal>>(1), asks);
+    println!(
+        "polymarket book update -> polymarket_books: p50 {:.1} ms, p90 {:.1} ms, max {:.1} ms (40 single updates \
+         150 ms apart, 100 ms throttle); 500-update burst stored in {burst:.0} ms",
+        latencies[latencies.len() / 2],
+        latencies[latencies.len() * 9 / 10],
+        latencies[latencies.len() - 1]
+    );
+}

@@ -3,9 +3,10 @@
 //! size changes and resolutions (the stream), each over a connection of its own that comes
 //! back after the database does.
 //!
-//! Depth is throttled: the writer keeps the newest book of each token and writes whatever
-//! changed at most once per `TAPEFLOW_POLYMARKET_BOOK_MS`, every token of a round in one
-//! statement (the arbitrage trigger on `polymarket_books` runs once per statement). A book we
+//! Depth is throttled per token: the writer keeps the newest book of each token and writes a
+//! token at most once per `TAPEFLOW_POLYMARKET_BOOK_MS` (a token quiet for that long is
+//! written at once), every token due in one statement (the arbitrage trigger on
+//! `polymarket_books` runs once per statement). A book we
 //! stopped trusting (hash mismatch, divergence) is deleted until its new snapshot arrives, so
 //! that nothing trades on it meanwhile.
 
@@ -19,6 +20,7 @@ use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
 use tapeflow_db::backoff::Backoff;
 use tokio::sync::mpsc;
+use tokio::time::Instant;
 use tokio_postgres::Client;
 use tokio_util::sync::CancellationToken;
 
@@ -371,55 +373,65 @@ async fn writer(
     shutdown: CancellationToken,
 ) {
     let mut db = Db::new(&url);
-    // The newest state per token: Some(book) to write, None to delete.
-    let mut books: HashMap<String, Option<BookRow>> = HashMap::new();
-    let mut events: VecDeque<DbOp> = VecDeque::new();
+    let mut w = Pending { every, ..Pending::default() };
     let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
-    let mut next_write = tokio::time::Instant::now();
+    // After a failed write, nothing is tried before this.
+    let mut retry_at: Option<Instant> = None;
     let mut closing = false;
     loop {
-        let due = !books.is_empty() || !events.is_empty();
+        let wake = match (w.next_due(), retry_at) {
+            (Some(d), Some(r)) => Some(d.max(r)),
+            (d, None) => d,
+            (None, Some(_)) => None,
+        };
         tokio::select! {
             op = rx.recv(), if !closing => match op {
                 Some(op) => {
-                    take(op, &mut books, &mut events);
-                    // Take whatever else is queued before deciding to write.
+                    w.take(op);
+                    // Take whatever else is queued before deciding what to write.
                     while let Ok(op) = rx.try_recv() {
-                        take(op, &mut books, &mut events);
+                        w.take(op);
                     }
                 }
                 None => closing = true,
             },
-            _ = tokio::time::sleep_until(next_write), if due => {}
+            _ = tokio::time::sleep_until(wake.unwrap_or_else(Instant::now)), if wake.is_some() => {}
             _ = shutdown.cancelled(), if !closing => {
                 closing = true;
                 while let Ok(op) = rx.try_recv() {
-                    take(op, &mut books, &mut events);
+                    w.take(op);
                 }
             }
         }
-        if closing && books.is_empty() && events.is_empty() {
+        if closing && w.is_empty() {
             return;
         }
-        if tokio::time::Instant::now() < next_write {
+        let now = Instant::now();
+        if retry_at.is_some_and(|r| now < r) && !closing {
             continue;
         }
-        match write_round(&mut db, &mut books, &mut events).await {
+        // Closing: everything held is written now, throttle or not.
+        let due = if closing { w.all() } else { w.due(now) };
+        if due.is_empty() && w.events.is_empty() {
+            continue;
+        }
+        match write_round(&mut db, &mut w, &due).await {
             Ok(()) => {
                 backoff.reset();
-                next_write = tokio::time::Instant::now() + every;
+                retry_at = None;
             }
             Err(e) => {
                 db.reset();
                 let wait = backoff.next_delay();
-                tracing::warn!(provider = NAME, error = %format!("{e:#}"), books = books.len(), retry_in_ms = wait.as_millis() as u64,
+                tracing::warn!(provider = NAME, error = %format!("{e:#}"), books = w.books.len(), retry_in_ms = wait.as_millis() as u64,
                     "polymarket: cannot write books; keeping the newest of each");
-                next_write = tokio::time::Instant::now() + wait;
+                retry_at = Some(Instant::now() + wait);
                 if closing {
                     // One more try at most: a shutdown does not wait for the database.
                     let _ = tokio::time::timeout(Duration::from_secs(3), async {
                         tokio::time::sleep(wait).await;
-                        let _ = write_round(&mut db, &mut books, &mut events).await;
+                        let due = w.all();
+                        let _ = write_round(&mut db, &mut w, &due).await;
                     })
                     .await;
                     return;
@@ -429,37 +441,71 @@ async fn writer(
     }
 }
 
-fn take(op: DbOp, books: &mut HashMap<String, Option<BookRow>>, events: &mut VecDeque<DbOp>) {
-    match op {
-        DbOp::Book(b) => {
-            books.insert(b.token_id.clone(), Some(b));
-        }
-        DbOp::Clear(t) => {
-            books.insert(t, None);
-        }
-        other => {
-            if events.len() < 100_000 {
-                events.push_back(other);
+/// What the writer holds: the newest state of each token not yet written (a book, or `None`
+/// for a deletion), when each token was last written, and the other operations in order.
+#[derive(Default)]
+struct Pending {
+    every: Duration,
+    books: HashMap<String, Option<BookRow>>,
+    written: HashMap<String, Instant>,
+    events: VecDeque<DbOp>,
+}
+
+impl Pending {
+    fn take(&mut self, op: DbOp) {
+        match op {
+            DbOp::Book(b) => {
+                self.books.insert(b.token_id.clone(), Some(b));
+            }
+            DbOp::Clear(t) => {
+                self.books.insert(t, None);
+            }
+            other => {
+                if self.events.len() < 100_000 {
+                    self.events.push_back(other);
+                }
             }
         }
     }
+
+    fn is_empty(&self) -> bool {
+        self.books.is_empty() && self.events.is_empty()
+    }
+
+    /// When a token may be written again: `every` after its last write.
+    fn free_at(&self, token: &str) -> Option<Instant> {
+        self.written.get(token).map(|t| *t + self.every)
+    }
+
+    /// The earliest time something held may be written (now when an operation waits).
+    fn next_due(&self) -> Option<Instant> {
+        if !self.events.is_empty() {
+            return Some(Instant::now());
+        }
+        self.books.keys().map(|t| self.free_at(t).unwrap_or_else(Instant::now)).min()
+    }
+
+    /// The tokens whose last write is at least `every` ago.
+    fn due(&self, now: Instant) -> Vec<String> {
+        self.books.keys().filter(|t| self.free_at(t).is_none_or(|f| f <= now)).cloned().collect()
+    }
+
+    fn all(&self) -> Vec<String> {
+        self.books.keys().cloned().collect()
+    }
 }
 
-async fn write_round(
-    db: &mut Db,
-    books: &mut HashMap<String, Option<BookRow>>,
-    events: &mut VecDeque<DbOp>,
-) -> anyhow::Result<()> {
+async fn write_round(db: &mut Db, w: &mut Pending, due: &[String]) -> anyhow::Result<()> {
     let client = db.client().await?;
-    while let Some(op) = events.front() {
+    while let Some(op) = w.events.front() {
         apply_event(client, op).await?;
-        events.pop_front();
+        w.events.pop_front();
     }
-    if books.is_empty() {
+    if due.is_empty() {
         return Ok(());
     }
-    let rows: Vec<&BookRow> = books.values().flatten().collect();
-    let clears: Vec<String> = books.iter().filter(|(_, b)| b.is_none()).map(|(t, _)| t.clone()).collect();
+    let rows: Vec<&BookRow> = due.iter().filter_map(|t| w.books.get(t)).flatten().collect();
+    let clears: Vec<String> = due.iter().filter(|t| matches!(w.books.get(*t), Some(None))).cloned().collect();
     let started = std::time::Instant::now();
     let written = write_books(client, &rows, &clears).await?;
     metrics::histogram!("tapeflow_polymarket_book_write_seconds").record(started.elapsed().as_secs_f64());
@@ -472,7 +518,14 @@ async fn write_round(
             "polymarket: books of tokens not in polymarket_tokens were skipped"
         );
     }
-    books.clear();
+    let now = Instant::now();
+    for t in due {
+        w.books.remove(t);
+        w.written.insert(t.clone(), now);
+    }
+    // Tokens quiet for a while need no record: they may be written at once again.
+    let every = w.every;
+    w.written.retain(|_, at| now.duration_since(*at) < every);
     Ok(())
 }
 
@@ -490,6 +543,43 @@ mod tests {
         assert_eq!(symbol_name("", "FaZe Clan!"), "pm-faze-clan");
         assert_eq!(symbol_name("Über  café", "??"), "pm-ber-caf-x");
         assert!(symbol_name(&"a".repeat(500), &"b".repeat(500)).len() <= 3 + 90 + 1 + 30);
+    }
+
+    fn row(token: &str) -> BookRow {
+        BookRow {
+            token_id: token.into(),
+            bid_prices: vec![],
+            bid_sizes: vec![],
+            ask_prices: vec![],
+            ask_sizes: vec![],
+            hash: None,
+            tick_size: None,
+            venue_time: Utc::now(),
+        }
+    }
+
+    #[test]
+    fn the_throttle_is_per_token_and_keeps_the_newest_state() {
+        let every = Duration::from_millis(100);
+        let mut w = Pending { every, ..Pending::default() };
+        let t0 = Instant::now();
+        w.take(DbOp::Book(row("a")));
+        assert_eq!(w.due(t0), vec!["a".to_string()], "a token never written is due at once");
+        // "a" was just written; "b" was not: b is due, a only after the interval.
+        w.books.clear();
+        w.written.insert("a".into(), t0);
+        w.take(DbOp::Book(row("a")));
+        w.take(DbOp::Book(row("b")));
+        assert_eq!(w.due(t0), vec!["b".to_string()]);
+        assert!(w.due(t0 + every).contains(&"a".to_string()));
+        // The newest state wins: a deletion after a book deletes.
+        w.take(DbOp::Clear("a".into()));
+        assert_eq!(w.books["a"], None);
+        assert_eq!(w.books.len(), 2);
+        // Other operations are due at once and kept in order.
+        w.take(DbOp::TickSize { condition_id: "m".into(), tick: Decimal::new(1, 2) });
+        assert!(w.next_due().unwrap() <= Instant::now());
+        assert_eq!(w.events.len(), 1);
     }
 
     #[test]
