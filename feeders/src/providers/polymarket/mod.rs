@@ -201,7 +201,13 @@ impl PolymarketConfig {
 /// Whether the environment asks for discovery, so that routing runs this provider while it
 /// has no symbols yet (discovery is what creates them).
 pub fn discovery_enabled() -> bool {
-    PolymarketConfig::from_env().map(|c| c.discover).unwrap_or(false)
+    match PolymarketConfig::from_env() {
+        Ok(c) => c.discover,
+        // Misconfigured discovery runs into from_env's error, which routing reports.
+        Err(_) => ["TAPEFLOW_POLYMARKET_DISCOVER", "TAPEFLOW_POLYMARKET_TAGS", "TAPEFLOW_POLYMARKET_SLUGS"]
+            .iter()
+            .any(|v| tapeflow_db::config::env_string(v).is_some()),
+    }
 }
 
 pub struct Polymarket {
