@@ -334,10 +334,11 @@ BEGIN
         UNION ALL
         SELECT 'closed', c.* FROM closed c
     )
+    -- pg_notify returns void, which count() would skip: count the IS NULL test of it.
     SELECT count(pg_notify('tapeflow_arbitrage', json_build_object(
                'event', e.event, 'id', e.id, 'kind', e.kind, 'market_key', e.market_key,
                'condition_id', e.condition_id, 'size', e.size, 'edge', e.edge, 'profit', e.profit,
-               'fees', e.fees)::text))
+               'fees', e.fees)::text) IS NULL)
     INTO n FROM events e;
     RETURN n;
 END $$;

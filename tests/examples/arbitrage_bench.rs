@@ -68,14 +68,17 @@ async fn main() {
                  SET ask_sizes = ask_sizes[1:0] || ($2::numeric) || ask_sizes[2:], updated_at = now()
                  WHERE token_id = $1";
     let size = |i: usize| rust_decimal::Decimal::from(if i.is_multiple_of(2) { 40 } else { 60 });
+    // A size that neither alternate has, announced (or not) before measuring.
+    c.execute(write, &[&no, &rust_decimal::Decimal::from(50)]).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    while events.try_recv().is_ok() {}
     let mut announced = Vec::with_capacity(n);
     for i in 0..WARMUP + n {
         let t0 = Instant::now();
         c.execute(write, &[&no, &size(i)]).await.unwrap();
         wait_for(&mut events, "tapeflow_arbitrage", |p| {
             let v: serde_json::Value = serde_json::from_str(p).unwrap_or_default();
-            // The first write opens it (the books were loaded with the trigger off).
-            v["market_key"] == MARKET && (v["event"] == "updated" || v["event"] == "opened")
+            v["market_key"] == MARKET && v["event"] == "updated"
         })
         .await;
         if i >= WARMUP {

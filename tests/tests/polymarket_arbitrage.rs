@@ -207,6 +207,18 @@ async fn book_rows_in_opportunity_out_updated_closed_and_announced() {
     c.batch_execute("DELETE FROM tapeflow.polymarket_books WHERE token_id = '0xrain-no'").await.unwrap();
     assert_eq!(notification(&mut events).await["event"], "closed");
     assert!(open(&c).await.is_empty());
+
+    // With the trigger off nothing follows the books; arbitrage_refresh catches up and says
+    // how many changes it announced.
+    c.batch_execute("UPDATE tapeflow.arbitrage_settings SET enabled = false").await.unwrap();
+    book(&c, "0xrain-no", "0.48x50", "0.50x150").await;
+    no_notification(&mut events).await;
+    assert!(open(&c).await.is_empty());
+    let n: i32 = c.query_one("SELECT tapeflow.arbitrage_refresh('{0xrain}')", &[]).await.unwrap().get(0);
+    assert_eq!(n, 1);
+    assert_eq!(notification(&mut events).await["event"], "opened");
+    let n: i32 = c.query_one("SELECT tapeflow.arbitrage_refresh('{0xrain}')", &[]).await.unwrap().get(0);
+    assert_eq!(n, 0, "nothing changed");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
