@@ -60,4 +60,4 @@ citus-stop:
 	@bash scripts/citus.sh stop
 
 # Every fuzz target, 1,000,000 inputs each (FUZZ_CASES=n for another count); prints the count and time per target.
-fuzz: ; TAPEFLOW_FUZZ_CASES=$${FUZZ_CASES:-1000000} cargo test --release -p tapeflow-analytics -p tapeflow-executor -p tapeflow-feeders --test fuzz_decoders --test fuzz_params --test fuzz_alpaca --test fuzz_import --test fuzz_alpaca_data --test fuzz_alphavantage --test fuzz_ig -- --nocapture --test-threads=2
+fuzz: ; TAPEFLOW_FUZZ_CASES=$${FUZZ_CASES:-1000000} cargo test --release -p tapeflow-analytics -p tapeflow-executor -p tapeflow-feeders --test fuzz_decoders --test fuzz_params --test fuzz_alpaca --test fuzz_import --test fuzz_alpaca_data --test fuzz_alphavantage --test fuzz_ig --test fuzz_polymarket -- --nocapture --test-threads=2
