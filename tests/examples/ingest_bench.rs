@@ -378,7 +378,12 @@ async fn ingest(label: &str, url: &str, timescaledb: bool, rows: &[TickRow], bat
     .unwrap();
     let after = phase(&mut c, &batches, Path::After).await;
     assert_eq!(after.stored as usize, n, "the new path stored every tick once");
-    show("after (013: COPY into ticks, one key)", &after, n, Some(base1.wall));
+    let how = if timescaledb {
+        "after (013: staging + upsert, one key)"
+    } else {
+        "after (013: COPY into ticks, one key)"
+    };
+    show(how, &after, n, Some(base1.wall));
 
     let replayed: Vec<&[TickRow]> = batches.iter().take(10).copied().collect();
     let replay = phase(&mut c, &replayed, Path::After).await;
