@@ -778,3 +778,33 @@ async fn gap_worker(
         }
     }
 }
+
+#[cfg(test)]
+mod watermark_tests {
+    use super::*;
+
+    fn t(s: u32) -> DateTime<Utc> {
+        DateTime::from_timestamp(1_714_989_600 + s as i64, 0).unwrap()
+    }
+
+    #[test]
+    fn pending_gaps_hold_the_watermark_at_their_start() {
+        let holds = Holds::default();
+        assert_eq!(holds.watermark("AAPL", t(100)), Some(t(100)), "no gap: what was streamed");
+        // A gap whose start is still being looked up: no watermark at all.
+        let lookup = holds.add("AAPL", None);
+        assert_eq!(holds.watermark("AAPL", t(100)), None);
+        assert_eq!(holds.watermark("MSFT", t(100)), Some(t(100)), "other symbols are not held");
+        {
+            let guard = HoldGuard { holds: &holds, symbol: "AAPL".into(), id: Some(lookup) };
+            guard.set_start(t(40));
+            assert_eq!(holds.watermark("AAPL", t(100)), Some(t(40)));
+            let later = holds.add("AAPL", Some(t(70)));
+            assert_eq!(holds.watermark("AAPL", t(100)), Some(t(40)), "the earliest pending start");
+            holds.release("AAPL", later);
+            // A start after what was streamed does not move the watermark on.
+            assert_eq!(holds.watermark("AAPL", t(30)), Some(t(30)));
+        } // the job is over, however it ended
+        assert_eq!(holds.watermark("AAPL", t(100)), Some(t(100)));
+    }
+}
