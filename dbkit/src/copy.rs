@@ -70,7 +70,7 @@ pub async fn write_ticks(client: &mut Client, rows: &[TickRow]) -> anyhow::Resul
     }
     let batch = in_key_order(rows);
     if !copy_straight_in(client).await? {
-        return merge_ticks(client, &batch).await;
+        return merge_ticks(client, &batch, true).await;
     }
     let sink = client
         .copy_in(&format!("COPY tapeflow.ticks ({TICK_COLUMNS}) FROM STDIN BINARY"))
@@ -79,7 +79,7 @@ pub async fn write_ticks(client: &mut Client, rows: &[TickRow]) -> anyhow::Resul
     match copy_ticks(sink, &batch).await {
         Ok(n) => Ok(n),
         // Some trade is stored already: nothing of this COPY was, so merge the batch instead.
-        Err(e) if is_duplicate_key(&e) => merge_ticks(client, &batch).await,
+        Err(e) if is_duplicate_key(&e) => merge_ticks(client, &batch, false).await,
         Err(e) => Err(e).with_context(|| format!("writing {} ticks", batch.len())),
     }
 }
@@ -154,11 +154,13 @@ async fn copy_ticks(sink: CopyInSink<bytes::Bytes>, rows: &[&TickRow]) -> Result
     writer.finish().await
 }
 
-/// The replay path: staging, then `INSERT … ON CONFLICT DO NOTHING` in the key order the COPY
-/// path uses (the C collation is byte order), so that a merging writer and a copying one also
-/// wait for each other instead of deadlocking.
-async fn merge_ticks(client: &mut Client, rows: &[&TickRow]) -> anyhow::Result<u64> {
-    let tx = client.transaction().await?;
+/// The staging path (a replay; every batch with TimescaleDB): the rows COPYed into a temporary
+/// table, then inserted in the key order the COPY path uses (the C collation is byte order), so
+/// that a merging writer and a copying one also wait for each other instead of deadlocking;
+/// `ON CONFLICT DO NOTHING` skips the stored trades, at once or, with `plain_first`, after a
+/// plain insert met one.
+async fn merge_ticks(client: &mut Client, rows: &[&TickRow], plain_first: bool) -> anyhow::Result<u64> {
+    let mut tx = client.transaction().await?;
     tx.batch_execute(
         "SET LOCAL client_min_messages = warning;
          CREATE TEMP TABLE IF NOT EXISTS staging_ticks (LIKE tapeflow.ticks INCLUDING DEFAULTS) ON COMMIT DELETE ROWS",
@@ -167,14 +169,27 @@ async fn merge_ticks(client: &mut Client, rows: &[&TickRow]) -> anyhow::Result<u
     .context("creating the ticks' staging table")?;
     let sink = tx.copy_in(&format!("COPY staging_ticks ({TICK_COLUMNS}) FROM STDIN BINARY")).await?;
     copy_ticks(sink, rows).await.context("staging ticks")?;
+    let insert = format!(
+        "INSERT INTO tapeflow.ticks ({TICK_COLUMNS}) SELECT {TICK_COLUMNS} FROM staging_ticks
+         ORDER BY symbol COLLATE \"C\", time, trade_id COLLATE \"C\""
+    );
+    if plain_first {
+        // A plain insert checks the key in the same descent that inserts the entry; ON CONFLICT
+        // first searches the key, then inserts (two descents a row). Only a batch holding a
+        // stored trade needs the latter: it fails here, and the savepoint keeps the staging.
+        let plain = tx.savepoint("plain_insert").await?;
+        match plain.execute(&insert, &[]).await {
+            Ok(n) => {
+                plain.commit().await?;
+                tx.commit().await?;
+                return Ok(n);
+            }
+            Err(e) if is_duplicate_key(&e) => plain.rollback().await?,
+            Err(e) => return Err(e).with_context(|| format!("writing {} ticks", rows.len())),
+        }
+    }
     let inserted = tx
-        .execute(
-            &format!(
-                "INSERT INTO tapeflow.ticks ({TICK_COLUMNS}) SELECT {TICK_COLUMNS} FROM staging_ticks
-                 ORDER BY symbol COLLATE \"C\", time, trade_id COLLATE \"C\" ON CONFLICT DO NOTHING"
-            ),
-            &[],
-        )
+        .execute(&format!("{insert} ON CONFLICT DO NOTHING"), &[])
         .await
         .with_context(|| format!("merging {} ticks", rows.len()))?;
     tx.commit().await?;
