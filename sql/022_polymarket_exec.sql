@@ -50,13 +50,16 @@ CREATE TRIGGER arbitrage_limits_announce AFTER UPDATE ON tapeflow.arbitrage_limi
 -- looks the hash up and, when the venue has no such order, sends the very same signed order
 -- (the exchange never fills one hash beyond its amounts).
 ALTER TABLE tapeflow.arbitrage_legs
-    ADD COLUMN IF NOT EXISTS leg_index    smallint NOT NULL DEFAULT 0 CHECK (leg_index >= 0),
+    ADD COLUMN IF NOT EXISTS leg_index    smallint NOT NULL DEFAULT 0,
     ADD COLUMN IF NOT EXISTS condition_id text,
     ADD COLUMN IF NOT EXISTS order_hash   text,
     ADD COLUMN IF NOT EXISTS signed_order jsonb,
     ADD COLUMN IF NOT EXISTS sent_at      timestamptz,
     -- Collateral paid (buy) or received (sell) for filled_size, before fees.
     ADD COLUMN IF NOT EXISTS notional     numeric NOT NULL DEFAULT 0;
+-- Its own statement: Citus refuses ADD COLUMN with an inline constraint.
+ALTER TABLE tapeflow.arbitrage_legs DROP CONSTRAINT IF EXISTS arbitrage_legs_leg_index_check;
+ALTER TABLE tapeflow.arbitrage_legs ADD CONSTRAINT arbitrage_legs_leg_index_check CHECK (leg_index >= 0);
 CREATE UNIQUE INDEX IF NOT EXISTS arbitrage_legs_order_hash ON tapeflow.arbitrage_legs (order_hash)
     WHERE order_hash IS NOT NULL;
 
