@@ -75,14 +75,15 @@ for w in "${what[@]}"; do
       trades="$(mktemp)"
       taq="${TAPEFLOW_SHARED_DATA:-$ROOT/../shared/data}/a_equities_taq/taq_XXX_trades_raw_2018-01-02_03.csv.gz"
       if [ -f "$taq" ]; then gzip -dc "$taq" >"$trades"; else : >"$trades"; fi
-      # Databases of its own: a benchmark run beside it recreates $DB.
-      plain="$(db_before "${DB}_ingest" 013 off)"
-      ts=""; if timescaledb_preloaded; then ts="$(db_before "${DB}_ingest_ts" 013 on)"; fi
+      # Databases of its own run (another run beside it recreates $DB, or its own).
+      ingest_db="${DB}_ingest_$$"
+      plain="$(db_before "$ingest_db" 013 off)"
+      ts=""; if timescaledb_preloaded; then ts="$(db_before "${ingest_db}_ts" 013 on)"; fi
       BENCH_INGEST_URL="$plain" BENCH_INGEST_TS_URL="$ts" BENCH_INGEST_TRADES="$([ -s "$trades" ] && echo "$trades")" \
         DATABASE_URL="$(bash scripts/cluster.sh url)" cargo run -q --release -p tapeflow-tests --example ingest_bench
       rm -f "$trades"
-      psql "$ADMIN" -Xq -c "SET client_min_messages = warning" -c "DROP DATABASE IF EXISTS ${DB}_ingest WITH (FORCE)" \
-        -c "DROP DATABASE IF EXISTS ${DB}_ingest_ts WITH (FORCE)" ;;
+      psql "$ADMIN" -Xq -c "SET client_min_messages = warning" -c "DROP DATABASE IF EXISTS $ingest_db WITH (FORCE)" \
+        -c "DROP DATABASE IF EXISTS ${ingest_db}_ts WITH (FORCE)" ;;
     citus)
       if ! bash scripts/citus.sh available; then echo "citus: skipped, Citus is not installed"; continue; fi
       fresh_db
