@@ -32,3 +32,55 @@ where
 pub fn env_string(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.is_empty())
 }
+
+/// Settings read through a variable lookup (the environment, or a map in tests): values are
+/// trimmed, an empty one counts as unset, and every error names the variable and its value.
+pub struct Vars<F>(pub F);
+
+impl<F: Fn(&str) -> Option<String>> Vars<F> {
+    pub fn get(&self, name: &str) -> Option<String> {
+        (self.0)(name).map(|v| v.trim().to_string()).filter(|v| !v.is_empty())
+    }
+
+    /// A whole number, `default` when unset.
+    pub fn u64(&self, name: &str, default: u64) -> anyhow::Result<u64> {
+        match self.get(name) {
+            None => Ok(default),
+            Some(v) => v.parse::<u64>().map_err(|_| anyhow::anyhow!("{name}={v:?} is not a whole number")),
+        }
+    }
+
+    /// A switch: true/1/yes/on or false/0/no/off (any case), `default` when unset.
+    pub fn flag(&self, name: &str, default: bool) -> anyhow::Result<bool> {
+        match self.get(name).map(|v| v.to_ascii_lowercase()).as_deref() {
+            None => Ok(default),
+            Some("true" | "1" | "yes" | "on") => Ok(true),
+            Some("false" | "0" | "no" | "off") => Ok(false),
+            Some(other) => anyhow::bail!("{name}={other:?}: expected true or false (on or off)"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Vars;
+
+    #[test]
+    fn vars_trim_default_and_name_the_variable() {
+        let v = Vars(|name: &str| match name {
+            "N" => Some(" 42 ".to_string()),
+            "EMPTY" => Some("  ".to_string()),
+            "BAD" => Some("x".to_string()),
+            "ON" => Some("On".to_string()),
+            _ => None,
+        });
+        assert_eq!(v.get("N").as_deref(), Some("42"));
+        assert_eq!(v.get("EMPTY"), None);
+        assert_eq!(v.u64("N", 7).unwrap(), 42);
+        assert_eq!(v.u64("UNSET", 7).unwrap(), 7);
+        assert!(v.u64("BAD", 7).unwrap_err().to_string().starts_with("BAD=\"x\""));
+        assert!(v.flag("ON", false).unwrap());
+        assert!(!v.flag("UNSET", false).unwrap());
+        assert!(v.flag("BAD", false).unwrap_err().to_string().contains("expected true or false"));
+    }
+}

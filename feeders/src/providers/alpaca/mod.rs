@@ -103,21 +103,10 @@ impl AlpacaDataConfig {
 
     /// [`AlpacaDataConfig::from_env`] reading variables through `var`.
     pub fn from_vars(var: impl Fn(&str) -> Option<String>) -> anyhow::Result<AlpacaDataConfig> {
-        let get = |name: &str| var(name).map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
-        let parse = |name: &str, default: u64| -> anyhow::Result<u64> {
-            match get(name) {
-                None => Ok(default),
-                Some(v) => v.parse::<u64>().with_context(|| format!("{name}={v:?} is not a whole number")),
-            }
-        };
-        let flag = |name: &str, default: bool| -> anyhow::Result<bool> {
-            match get(name).map(|v| v.to_ascii_lowercase()).as_deref() {
-                None => Ok(default),
-                Some("true" | "1" | "yes" | "on") => Ok(true),
-                Some("false" | "0" | "no" | "off") => Ok(false),
-                Some(other) => anyhow::bail!("{name}={other:?}: expected true or false"),
-            }
-        };
+        let vars = tapeflow_db::config::Vars(var);
+        let get = |name: &str| vars.get(name);
+        let parse = |name: &str, default: u64| vars.u64(name, default);
+        let flag = |name: &str, default: bool| vars.flag(name, default);
         let key_id =
             get("APCA_API_KEY_ID").context("APCA_API_KEY_ID is not set (required by the alpaca provider)")?;
         let secret_key = get("APCA_API_SECRET_KEY")

@@ -118,21 +118,10 @@ impl PolymarketConfig {
 
     /// [`PolymarketConfig::from_env`] reading variables through `var`.
     pub fn from_vars(var: impl Fn(&str) -> Option<String>) -> anyhow::Result<PolymarketConfig> {
-        let get = |name: &str| var(name).map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
-        let parse = |name: &str, default: u64| -> anyhow::Result<u64> {
-            match get(name) {
-                None => Ok(default),
-                Some(v) => v.parse::<u64>().with_context(|| format!("{name}={v:?} is not a whole number")),
-            }
-        };
-        let flag = |name: &str, default: bool| -> anyhow::Result<bool> {
-            match get(name).map(|v| v.to_ascii_lowercase()).as_deref() {
-                None => Ok(default),
-                Some("true" | "1" | "yes" | "on") => Ok(true),
-                Some("false" | "0" | "no" | "off") => Ok(false),
-                Some(other) => anyhow::bail!("{name}={other:?}: expected on or off"),
-            }
-        };
+        let vars = tapeflow_db::config::Vars(var);
+        let get = |name: &str| vars.get(name);
+        let parse = |name: &str, default: u64| vars.u64(name, default);
+        let flag = |name: &str, default: bool| vars.flag(name, default);
         let list = |name: &str| -> Vec<String> {
             get(name)
                 .map(|v| v.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect())
