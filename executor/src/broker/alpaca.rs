@@ -24,7 +24,6 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use futures_util::{SinkExt, StreamExt};
-use rand::Rng;
 use reqwest::header::{HeaderMap, HeaderValue};
 use reqwest::{Method, StatusCode};
 use rust_decimal::{Decimal, RoundingStrategy};
@@ -523,7 +522,7 @@ enum SessionEnd {
 /// Connects, listens and forwards until the receiver is dropped; reconnects with exponential
 /// backoff and jitter.
 async fn run_stream(cfg: Arc<AlpacaConfig>, tx: mpsc::Sender<BrokerEvent>) {
-    let mut delay = cfg.reconnect_min;
+    let mut backoff = tapeflow_db::backoff::Backoff::new(cfg.reconnect_min, cfg.reconnect_max);
     loop {
         let wait = match stream_session(&cfg, &tx).await {
             SessionEnd::ReceiverGone => return,
@@ -539,11 +538,10 @@ async fn run_stream(cfg: Arc<AlpacaConfig>, tx: mpsc::Sender<BrokerEvent>) {
             }
             SessionEnd::Closed { listened, reason } => {
                 if listened {
-                    delay = cfg.reconnect_min;
+                    backoff.reset();
                 }
-                let wait = jitter(delay);
+                let wait = backoff.next_delay();
                 tracing::warn!(url = %cfg.stream_url, %reason, retry_in = ?wait, "alpaca trade_updates: disconnected");
-                delay = (delay * 2).min(cfg.reconnect_max);
                 wait
             }
         };
@@ -552,12 +550,6 @@ async fn run_stream(cfg: Arc<AlpacaConfig>, tx: mpsc::Sender<BrokerEvent>) {
             _ = tx.closed() => return,
         }
     }
-}
-
-/// Between half and all of `d` ("equal jitter"), so that clients do not reconnect in step.
-fn jitter(d: Duration) -> Duration {
-    let f: f64 = rand::thread_rng().gen_range(0.5..=1.0);
-    d.mul_f64(f)
 }
 
 type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
