@@ -5,7 +5,7 @@
 //! trade carries a stable sequence number as its trade id, and writes skip ids already stored.
 //! On start the feed resumes from the newest stored demo tick.
 
-use crate::demo::market::{session_bounds, trading_days_before, DemoEvent, DemoMarket};
+use crate::demo::market::{day_start, local_date, session_bounds, trading_days_before, DemoEvent, DemoMarket};
 use crate::demo::watchlist::{self, DemoSymbol};
 use crate::ingest_side::IngestClassifier;
 use anyhow::Context;
@@ -39,6 +39,10 @@ pub struct DemoConfig {
     /// `TAPEFLOW_DEMO_INFER_SIDES`: withhold the true aggressor and classify trades at ingest
     /// with Lee-Ready, as for a feed without aggressor flags (default false).
     pub infer_sides: bool,
+    /// `TAPEFLOW_DEMO_LIVE`: stream in real time after the backfill (default true). With
+    /// `false` the feed writes the backfill days (whole sessions, nothing of today) and exits:
+    /// the same rows at any hour, for seeding a database or a reproducible test.
+    pub live: bool,
 }
 
 impl DemoConfig {
@@ -56,6 +60,7 @@ impl DemoConfig {
             interval: Duration::from_millis(env_parse("TAPEFLOW_DEMO_INTERVAL_MS")?.unwrap_or(250)),
             quotes: env_parse("TAPEFLOW_DEMO_QUOTES")?.unwrap_or(true),
             infer_sides: env_parse("TAPEFLOW_DEMO_INFER_SIDES")?.unwrap_or(false),
+            live: env_parse("TAPEFLOW_DEMO_LIVE")?.unwrap_or(true),
         })
     }
 }
@@ -313,8 +318,9 @@ pub async fn run(config: DemoConfig) -> anyhow::Result<()> {
     let mut cursor = resume_point(&client, &config, &symbols).await?;
     let mut classifier = config.infer_sides.then(IngestClassifier::default);
 
-    // Backfill in one-hour steps up to now, reporting progress.
-    let backfill_end = now_us();
+    // Backfill in one-hour steps up to now (or, without the live stream, to today's start),
+    // reporting progress.
+    let backfill_end = if config.live { now_us() } else { day_start(local_date(now_us())) };
     if backfill_end - cursor > 60_000_000 {
         tracing::info!(from = %to_utc(cursor), to = %to_utc(backfill_end), "backfilling demo market");
         let mut written = 0u64;
@@ -327,6 +333,10 @@ pub async fn run(config: DemoConfig) -> anyhow::Result<()> {
             tracing::info!(upto = %to_utc(cursor), trades = written, "backfill progress");
         }
         market.clear_cache();
+    }
+    if !config.live {
+        tracing::info!("backfill done; TAPEFLOW_DEMO_LIVE=false, not streaming");
+        return Ok(());
     }
 
     tracing::info!(symbols = symbols.len(), "streaming demo market");

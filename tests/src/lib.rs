@@ -140,6 +140,19 @@ impl Proc {
         }
         false
     }
+
+    /// Waits for the process to end by itself; returns whether it exited successfully within
+    /// `timeout`.
+    pub fn wait_exit(&mut self, timeout: Duration) -> bool {
+        let start = Instant::now();
+        while start.elapsed() < timeout {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status.success();
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        false
+    }
 }
 
 impl Drop for Proc {
@@ -319,7 +332,7 @@ pub async fn spawn_web(db: &TestDb, port: u16, extra: &[(&str, String)]) -> (Pro
 }
 
 /// Stores the previous regular session of the demo market for `symbols` (comma-separated)
-/// through the real feed, and returns a client once the backfill has settled.
+/// through the real feed (backfill only, `TAPEFLOW_DEMO_LIVE=false`), and returns a client once it has exited.
 pub async fn demo_session(db: &TestDb, symbols: &str) -> tokio_postgres::Client {
     demo_session_with(db, symbols, &[]).await
 }
@@ -337,20 +350,14 @@ pub async fn demo_session_with(
         ("TAPEFLOW_DEMO_BACKFILL_DAYS", "1".into()),
         ("TAPEFLOW_DEMO_ALWAYS_OPEN", "false".into()),
         ("TAPEFLOW_DEMO_QUOTES", "false".into()),
+        // Whole past sessions only: the same rows at any hour of the day.
+        ("TAPEFLOW_DEMO_LIVE", "false".into()),
     ];
     env.extend_from_slice(extra);
     let mut feed = Proc::spawn("tapeflow-feed", &["demo"], &env);
-    let mut last = -1i64;
-    for _ in 0..120 {
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        let n: i64 = c.query_one("SELECT count(*) FROM tapeflow.ticks", &[]).await.unwrap().get(0);
-        if n > 1000 && n == last {
-            break;
-        }
-        last = n;
-    }
-    assert!(feed.terminate(Duration::from_secs(10)), "feed did not stop on SIGTERM");
-    assert!(last > 1000, "backfill wrote {last} ticks");
+    assert!(feed.wait_exit(Duration::from_secs(180)), "the backfill-only demo feed did not finish");
+    let n: i64 = c.query_one("SELECT count(*) FROM tapeflow.ticks", &[]).await.unwrap().get(0);
+    assert!(n > 1000, "backfill wrote {n} ticks");
     c
 }
 

@@ -195,6 +195,11 @@ pub fn local_date(time_us: i64) -> NaiveDate {
         .date_naive()
 }
 
+/// Local midnight at the start of `day` as unix microseconds.
+pub fn day_start(day: NaiveDate) -> i64 {
+    local_us(day, NaiveTime::MIN)
+}
+
 /// Regular session of `day` as unix microseconds `[open, close)`, DST-correct. The day is not
 /// checked to be a trading day.
 pub fn session_bounds(day: NaiveDate) -> (i64, i64) {
