@@ -5,7 +5,9 @@
 //! trade carries a stable sequence number as its trade id, and writes skip ids already stored.
 //! On start the feed resumes from the newest stored demo tick.
 
-use crate::demo::market::{day_start, local_date, session_bounds, trading_days_before, DemoEvent, DemoMarket};
+use crate::demo::market::{
+    day_start, local_date, session_bounds, trading_days_before, DemoEvent, DemoMarket,
+};
 use crate::demo::watchlist::{self, DemoSymbol};
 use crate::ingest_side::IngestClassifier;
 use anyhow::Context;
@@ -252,8 +254,10 @@ async fn write_events(
     let mut delay = Duration::from_millis(200);
     loop {
         let result = async {
-            let n = write_ticks(client, &ticks).await?;
+            // Quotes first: a reader that sees a trade also sees the quote in force when it
+            // printed (a big batch's trades would otherwise show beside stale quotes).
             write_quotes(client, &quotes).await?;
+            let n = write_ticks(client, &ticks).await?;
             // After the ticks' commit: the watermark never claims a trade not yet visible.
             client
                 .execute(

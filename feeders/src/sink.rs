@@ -260,8 +260,9 @@ impl Db {
             }
         }
         let client = self.client().await.map_err(WriteError::Other)?;
-        let t = tapeflow_db::copy::write_ticks(client, &ticks).await.map_err(WriteError::from)?;
+        // Quotes first: a reader that sees a trade also sees the quote in force when it printed.
         let q = tapeflow_db::copy::write_quotes(client, &quotes).await.map_err(WriteError::from)?;
+        let t = tapeflow_db::copy::write_ticks(client, &ticks).await.map_err(WriteError::from)?;
         let b = tapeflow_db::bars::write_bars(client, &bars).await.map_err(WriteError::from)?;
         if !marks.is_empty() {
             // Only once the rows sent before them are committed (above). A refused row earlier
