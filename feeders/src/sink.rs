@@ -1,28 +1,38 @@
-//! The one writer of a feeder: records from every provider go through a bounded queue into
-//! batched, idempotent writes.
+//! The writers of a feeder: records from every provider go through a bounded queue into
+//! batched, idempotent writes, over `TAPEFLOW_FEED_WRITERS` connections in parallel.
 //!
-//! Batches form by themselves: each write takes everything queued meanwhile (up to
-//! `TAPEFLOW_FEED_BATCH_ROWS`), so a quiet feed writes each trade at once and a busy one in
-//! large batches. While PostgreSQL is away the batch is retried with backoff and the queue
-//! fills; when it is full, providers wait on `send` (backpressure up to the socket) rather
-//! than drop anything. Every write is idempotent (ticks and quotes skip stored keys, bars
-//! replace a changed bar), so retrying a batch whose commit was not confirmed adds nothing.
-//! A row the database refuses (an unknown symbol, a value out of range) is isolated by
-//! splitting the batch, logged with the reason and kept in `tapeflow.feed_rejects`; the rest
-//! of its batch is written.
+//! Each symbol is given to one writer the first time it is sent (the writer with the fewest
+//! symbols) and stays on it, so a symbol's records are written in the order they were sent,
+//! a watermark after the rows sent before it, and the writers never touch the same rows (the
+//! ticks' key, the rollups and the watermarks all lead with the symbol): they cannot deadlock
+//! on each other. A COPY is one backend on one core; several writers use the server's cores.
+//!
+//! Batches form by themselves: each write takes everything queued for its writer meanwhile (up
+//! to `TAPEFLOW_FEED_BATCH_ROWS`), so a quiet feed writes each trade at once and a busy one in
+//! large batches. While PostgreSQL is away the batches are retried with backoff and the queue
+//! fills; `TAPEFLOW_FEED_BUFFER` bounds the records queued for all writers together, and when
+//! it is full, providers wait on `send` (backpressure up to the socket) rather than drop
+//! anything. Every write is idempotent (ticks and quotes skip stored keys, bars replace a
+//! changed bar), so retrying a batch whose commit was not confirmed adds nothing. A row the
+//! database refuses (an unknown symbol, a value out of range) is isolated by splitting the
+//! batch, logged with the reason and kept in `tapeflow.feed_rejects`; the rest of its batch is
+//! written. A flush goes to every writer and is answered when all of them have written what
+//! was queued before it.
 
 use crate::provider::{BarRow, QuoteRow, Record, TickRow};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tapeflow_db::backoff::Backoff;
 use tapeflow_db::config::env_parse;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, Semaphore};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::Client;
 
 #[derive(Debug, Clone)]
 pub struct SinkConfig {
-    /// `TAPEFLOW_FEED_BUFFER`: records queued in memory at most (default 200,000).
+    /// `TAPEFLOW_FEED_BUFFER`: records queued in memory at most, for all writers together
+    /// (default 200,000).
     pub capacity: usize,
     /// `TAPEFLOW_FEED_BATCH_ROWS`: records per write at most (default 10,000).
     pub batch_rows: usize,
@@ -33,6 +43,8 @@ pub struct SinkConfig {
 
 impl SinkConfig {
     pub fn from_env() -> anyhow::Result<SinkConfig> {
+        // Read here too, so that a bad value stops the feed at start rather than in `spawn`.
+        writers_from_env()?;
         Ok(SinkConfig {
             capacity: env_parse("TAPEFLOW_FEED_BUFFER")?.unwrap_or(200_000).max(1),
             batch_rows: env_parse("TAPEFLOW_FEED_BATCH_ROWS")?.unwrap_or(10_000).max(1),
@@ -41,10 +53,30 @@ impl SinkConfig {
     }
 }
 
+/// `TAPEFLOW_FEED_WRITERS`: database connections writing in parallel; by default one per core,
+/// at most 4 (a writer's COPY and triggers keep one backend busy on one core).
+pub fn writers_from_env() -> anyhow::Result<usize> {
+    Ok(match env_parse::<usize>("TAPEFLOW_FEED_WRITERS")? {
+        Some(n) => n.clamp(1, 64),
+        None => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).min(4),
+    })
+}
+
 /// Where providers put records; cheap to clone.
 #[derive(Clone)]
 pub struct Sink {
-    tx: mpsc::Sender<Record>,
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    /// One queue per writer. Unbounded: `room` bounds them together.
+    queues: Vec<mpsc::UnboundedSender<Record>>,
+    /// One permit per record that may still be queued; a record holds its permit until its
+    /// writer takes it into a batch.
+    room: Arc<Semaphore>,
+    capacity: usize,
+    /// Which writer each symbol seen so far goes to, and how many symbols each writer has.
+    routes: Mutex<(HashMap<String, usize>, Vec<usize>)>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -54,7 +86,24 @@ pub struct SinkClosed;
 impl Sink {
     /// Queues a record, waiting while the queue is full.
     pub async fn send(&self, record: Record) -> Result<(), SinkClosed> {
-        self.tx.send(record).await.map_err(|_| SinkClosed)?;
+        let s = &self.shared;
+        match record {
+            Record::Flush(ack) => {
+                // To every writer; the ack fires once all of them have passed it.
+                let n = s.queues.len() as u32;
+                s.room.acquire_many(n).await.map_err(|_| SinkClosed)?.forget();
+                for q in &s.queues {
+                    q.send(Record::Flush(ack.clone())).map_err(|_| SinkClosed)?;
+                }
+            }
+            record => {
+                let to = self.route(&record);
+                // No await between taking the permit and queueing: a send cancelled while it
+                // waits for room has queued nothing.
+                s.room.acquire().await.map_err(|_| SinkClosed)?.forget();
+                s.queues[to].send(record).map_err(|_| SinkClosed)?;
+            }
+        }
         metrics::gauge!("tapeflow_feed_buffer_depth").set(self.depth() as f64);
         Ok(())
     }
@@ -67,31 +116,58 @@ impl Sink {
     }
 
     /// Waits until every record sent before this call is written (or refused into
-    /// `tapeflow.feed_rejects`), so that a resume point may be recorded; `Err` when the writer
-    /// stopped first.
+    /// `tapeflow.feed_rejects`) by every writer, so that a resume point may be recorded; `Err`
+    /// when a writer stopped first.
     pub async fn flush(&self) -> Result<(), SinkClosed> {
         let (tx, rx) = oneshot::channel();
-        self.tx
-            .send(Record::Flush(FlushAck(Arc::new(Mutex::new(Some(tx))))))
-            .await
-            .map_err(|_| SinkClosed)?;
+        let ack = FlushAck(Arc::new(Mutex::new((self.shared.queues.len(), Some(tx)))));
+        self.send(Record::Flush(ack)).await?;
         rx.await.map_err(|_| SinkClosed)
     }
 
-    /// Records queued and not yet written.
+    /// Records queued and not yet taken by a writer.
     pub fn depth(&self) -> usize {
-        self.tx.max_capacity() - self.tx.capacity()
+        self.shared.capacity.saturating_sub(self.shared.room.available_permits())
+    }
+
+    /// The writer of the record's symbol: fixed once chosen, the one with the fewest symbols.
+    fn route(&self, record: &Record) -> usize {
+        let s = &self.shared;
+        if s.queues.len() == 1 {
+            return 0;
+        }
+        let symbol = match record {
+            Record::Tick(t) => &t.symbol,
+            Record::Quote(q) => &q.symbol,
+            Record::Bar(b) => &b.symbol,
+            Record::Watermark { symbol, .. } => symbol,
+            Record::Flush(_) => return 0,
+        };
+        let mut routes = s.routes.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(&w) = routes.0.get(symbol.as_str()) {
+            return w;
+        }
+        let (map, load) = &mut *routes;
+        let w = (0..load.len()).min_by_key(|&i| load[i]).unwrap_or(0);
+        load[w] += 1;
+        map.insert(symbol.clone(), w);
+        w
     }
 }
 
-/// The writer's answer to a [`Sink::flush`] marker: fires once, after the batch holding it.
+/// The writers' answer to a [`Sink::flush`] marker: fires once, after the last writer has
+/// written the batch holding its copy.
 #[derive(Clone)]
-pub struct FlushAck(Arc<Mutex<Option<oneshot::Sender<()>>>>);
+pub struct FlushAck(Arc<Mutex<(usize, Option<oneshot::Sender<()>>)>>);
 
 impl FlushAck {
     fn ack(&self) {
-        if let Some(tx) = self.0.lock().unwrap_or_else(|p| p.into_inner()).take() {
-            let _ = tx.send(());
+        let mut state = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        state.0 = state.0.saturating_sub(1);
+        if state.0 == 0 {
+            if let Some(tx) = state.1.take() {
+                let _ = tx.send(());
+            }
         }
     }
 }
@@ -108,7 +184,7 @@ impl PartialEq for FlushAck {
     }
 }
 
-/// What the writer did, returned when every `Sink` is gone and the queue is drained.
+/// What the writers did, returned when every `Sink` is gone and the queues are drained.
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct Written {
     pub ticks: u64,
@@ -119,34 +195,109 @@ pub struct Written {
     pub abandoned: u64,
 }
 
-/// Starts the writer. It ends once every `Sink` clone is dropped and the queue is written, or,
-/// after `shutdown` fires, when the grace period runs out.
+impl std::ops::AddAssign for Written {
+    fn add_assign(&mut self, o: Written) {
+        self.ticks += o.ticks;
+        self.quotes += o.quotes;
+        self.bars += o.bars;
+        self.rejected += o.rejected;
+        self.abandoned += o.abandoned;
+    }
+}
+
+/// Starts `TAPEFLOW_FEED_WRITERS` writers (see [`writers_from_env`]; a bad value, which
+/// [`SinkConfig::from_env`] reports, falls back on the default).
 pub fn spawn(
     database_url: String,
     cfg: SinkConfig,
     shutdown: tokio_util::sync::CancellationToken,
 ) -> (Sink, tokio::task::JoinHandle<Written>) {
-    let (tx, rx) = mpsc::channel(cfg.capacity);
-    let task = tokio::spawn(writer(database_url, cfg, rx, shutdown));
-    (Sink { tx }, task)
+    let writers = writers_from_env().unwrap_or_else(|e| {
+        tracing::warn!(error = %e, "using the default number of feed writers");
+        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).min(4)
+    });
+    spawn_writers(database_url, cfg, writers, shutdown)
+}
+
+/// Starts `writers` writers, each with its own connection. They end once every `Sink` clone is
+/// dropped and the queues are written, or, after `shutdown` fires, when the grace period runs
+/// out; the handle sums what they wrote.
+pub fn spawn_writers(
+    database_url: String,
+    cfg: SinkConfig,
+    writers: usize,
+    shutdown: tokio_util::sync::CancellationToken,
+) -> (Sink, tokio::task::JoinHandle<Written>) {
+    let writers = writers.max(1);
+    // A flush takes a place in every writer's queue, so there is room for one at least.
+    let cfg = SinkConfig { capacity: cfg.capacity.max(writers), ..cfg };
+    let room = Arc::new(Semaphore::new(cfg.capacity));
+    let mut queues = Vec::with_capacity(writers);
+    let mut tasks = Vec::with_capacity(writers);
+    for index in 0..writers {
+        let (tx, rx) = mpsc::unbounded_channel();
+        queues.push(tx);
+        let queue = Queue { rx, room: room.clone(), capacity: cfg.capacity };
+        tasks.push(tokio::spawn(writer(database_url.clone(), cfg.clone(), index, queue, shutdown.clone())));
+    }
+    let shared = Shared {
+        queues,
+        room,
+        capacity: cfg.capacity,
+        routes: Mutex::new((HashMap::new(), vec![0; writers])),
+    };
+    let all = tokio::spawn(async move {
+        let mut total = Written::default();
+        for t in tasks {
+            match t.await {
+                Ok(w) => total += w,
+                Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+                Err(e) => tracing::error!(error = %e, "a feed writer was cancelled"),
+            }
+        }
+        total
+    });
+    (Sink { shared: Arc::new(shared) }, all)
+}
+
+/// One writer's end of the queue.
+struct Queue {
+    rx: mpsc::UnboundedReceiver<Record>,
+    room: Arc<Semaphore>,
+    capacity: usize,
+}
+
+impl Queue {
+    /// Takes up to `max` records (waiting for one), giving their room back.
+    async fn take(&mut self, batch: &mut Vec<Record>, max: usize) -> usize {
+        let n = self.rx.recv_many(batch, max).await;
+        self.room.add_permits(n);
+        let depth = self.capacity.saturating_sub(self.room.available_permits());
+        metrics::gauge!("tapeflow_feed_buffer_depth").set(depth as f64);
+        n
+    }
 }
 
 async fn writer(
     url: String,
     cfg: SinkConfig,
-    mut rx: mpsc::Receiver<Record>,
+    index: usize,
+    mut queue: Queue,
     shutdown: tokio_util::sync::CancellationToken,
 ) -> Written {
-    let mut db =
-        Db { url, client: None, backoff: Backoff::new(Duration::from_millis(200), Duration::from_secs(10)) };
+    let mut db = Db {
+        url,
+        index,
+        client: None,
+        backoff: Backoff::new(Duration::from_millis(200), Duration::from_secs(10)),
+    };
     let mut total = Written::default();
     let mut batch = Vec::with_capacity(cfg.batch_rows);
     let mut deadline: Option<tokio::time::Instant> = None;
     loop {
-        if rx.recv_many(&mut batch, cfg.batch_rows).await == 0 {
+        if queue.take(&mut batch, cfg.batch_rows).await == 0 {
             return total; // every sender gone, queue empty
         }
-        metrics::gauge!("tapeflow_feed_buffer_depth").set(rx.len() as f64);
         loop {
             if deadline.is_none() && shutdown.is_cancelled() {
                 deadline = Some(tokio::time::Instant::now() + cfg.shutdown_grace);
@@ -162,13 +313,16 @@ async fn writer(
                 }
                 Err(e) => {
                     let wait = db.backoff.next_delay();
-                    tracing::warn!(error = %e, rows = batch.len(), queued = rx.len(), retry_in_ms = wait.as_millis() as u64,
-                        "cannot write to the database; keeping the batch");
+                    tracing::warn!(error = %e, writer = index, rows = batch.len(), queued = queue.rx.len(),
+                        retry_in_ms = wait.as_millis() as u64, "cannot write to the database; keeping the batch");
                     let give_up = deadline.map(|d| tokio::time::Instant::now() + wait >= d).unwrap_or(false);
                     if give_up {
-                        rx.close();
-                        total.abandoned = (batch.len() + rx.len()) as u64;
+                        // Every sender is told, not only this writer's: the feed is stopping.
+                        queue.room.close();
+                        queue.rx.close();
+                        total.abandoned = (batch.len() + queue.rx.len()) as u64;
                         tracing::error!(
+                            writer = index,
                             records = total.abandoned,
                             "shutting down with records the database did not take"
                         );
@@ -184,6 +338,7 @@ async fn writer(
 
 struct Db {
     url: String,
+    index: usize,
     client: Option<Client>,
     backoff: Backoff,
 }
@@ -202,7 +357,7 @@ impl Db {
     async fn client(&mut self) -> anyhow::Result<&mut Client> {
         if self.client.as_ref().is_none_or(|c| c.is_closed()) {
             self.client = Some(tapeflow_db::connect(&self.url, Duration::ZERO).await?);
-            tracing::info!("feed writer connected");
+            tracing::info!(writer = self.index, "feed writer connected");
         }
         Ok(self.client.as_mut().expect("connected above"))
     }
@@ -258,6 +413,9 @@ impl Db {
                 }
                 Record::Flush(_) => {}
             }
+        }
+        if ticks.is_empty() && quotes.is_empty() && bars.is_empty() && marks.is_empty() {
+            return Ok((0, 0, 0)); // flush markers only: what came before them is written
         }
         let client = self.client().await.map_err(WriteError::Other)?;
         // Quotes first: a reader that sees a trade also sees the quote in force when it printed.
@@ -319,5 +477,98 @@ impl From<anyhow::Error> for WriteError {
             }
             _ => WriteError::Other(e),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::{TimeZone, Utc};
+    use tokio_util::sync::CancellationToken;
+
+    /// Nothing listens there: every write fails and is retried, so records stay queued.
+    const NOWHERE: &str = "postgresql://postgres@127.0.0.1:1/none?connect_timeout=1";
+
+    fn tick(symbol: &str, i: i64) -> Record {
+        Record::Tick(TickRow {
+            time: Utc.timestamp_opt(1_700_000_000 + i, 0).unwrap(),
+            symbol: symbol.into(),
+            price: 1.0,
+            size: 1.0,
+            side: b'N',
+            side_source: "none",
+            trade_id: i.to_string(),
+            exchange: None,
+            conditions: None,
+        })
+    }
+
+    fn config(capacity: usize) -> SinkConfig {
+        SinkConfig { capacity, batch_rows: 5, shutdown_grace: Duration::from_secs(1) }
+    }
+
+    #[tokio::test]
+    async fn a_symbol_stays_on_one_writer_and_symbols_spread_evenly() {
+        let (sink, _writers) = spawn_writers(NOWHERE.into(), config(100), 3, CancellationToken::new());
+        let symbols = ["A", "B", "C", "D", "E", "F", "G"];
+        let first: Vec<usize> = symbols.iter().map(|s| sink.route(&tick(s, 0))).collect();
+        let mut load = [0; 3];
+        for &w in &first {
+            load[w] += 1;
+        }
+        assert_eq!(load.iter().max().unwrap() - load.iter().min().unwrap(), 1, "{first:?}");
+        for (s, &w) in symbols.iter().zip(&first).rev() {
+            let wm = Record::Watermark { symbol: s.to_string(), complete_until: Utc::now() };
+            assert_eq!(sink.route(&tick(s, 9)), w, "{s} moved");
+            assert_eq!(sink.route(&wm), w, "{s}'s watermark goes to another writer than its rows");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_flush_waits_for_every_writer() {
+        let (sink, _writers) = spawn_writers(NOWHERE.into(), config(100), 2, CancellationToken::new());
+        // Nothing queued: every writer passes the marker at once.
+        tokio::time::timeout(Duration::from_secs(5), sink.flush()).await.expect("an empty flush").unwrap();
+        // One writer holds a tick it cannot write; the other has nothing.
+        sink.send(tick("A", 1)).await.unwrap();
+        let stuck = sink.route(&tick("A", 1));
+        assert_eq!(sink.route(&tick("B", 1)), 1 - stuck, "B on the other writer");
+        let flushed = tokio::time::timeout(Duration::from_millis(1500), sink.flush()).await;
+        assert!(flushed.is_err(), "a flush returned while a writer still held a record");
+    }
+
+    #[tokio::test]
+    async fn the_bound_holds_for_all_writers_together() {
+        let capacity = 20;
+        let (sink, _writers) = spawn_writers(NOWHERE.into(), config(capacity), 2, CancellationToken::new());
+        let mut sent = 0;
+        loop {
+            let symbol = if sent % 2 == 0 { "A" } else { "B" };
+            match tokio::time::timeout(Duration::from_millis(300), sink.send(tick(symbol, sent))).await {
+                Ok(r) => {
+                    r.unwrap();
+                    sent += 1;
+                }
+                Err(_) => break,
+            }
+            assert!(sent < 1000, "the queue is not bounded");
+        }
+        // The queues are full; each writer also holds one batch (5 records) it keeps retrying.
+        assert_eq!(sink.depth(), capacity);
+        assert_eq!(sent as usize, capacity + 2 * 5, "sent {sent}");
+    }
+
+    #[tokio::test]
+    async fn records_still_queued_when_the_grace_runs_out_are_counted_and_senders_told() {
+        let shutdown = CancellationToken::new();
+        let (sink, writers) = spawn_writers(NOWHERE.into(), config(100), 2, shutdown.clone());
+        for i in 0..30 {
+            sink.send(tick(if i % 2 == 0 { "A" } else { "B" }, i)).await.unwrap();
+        }
+        shutdown.cancel();
+        let w =
+            tokio::time::timeout(Duration::from_secs(20), writers).await.expect("writers stopped").unwrap();
+        assert_eq!((w.ticks, w.abandoned), (0, 30), "{w:?}");
+        assert!(sink.send(tick("A", 99)).await.is_err(), "a send after the writers stopped");
     }
 }

@@ -14,13 +14,14 @@ use tapeflow_db::ListenEvent;
 use tokio::sync::broadcast;
 
 /// The channels the database announces on, with the SSE event name each is sent as.
-pub const CHANNELS: [(&str, &str); 6] = [
+pub const CHANNELS: [(&str, &str); 7] = [
     ("tapeflow_candles", "candle"),
     ("tapeflow_signals", "signal"),
     ("tapeflow_state", "state"),
     ("tapeflow_backtests", "backtest"),
     ("tapeflow_orders", "order"),
     ("tapeflow_risk", "risk"),
+    ("tapeflow_arbitrage", "arbitrage"),
 ];
 
 fn event_name(channel: &str) -> &str {

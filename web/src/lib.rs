@@ -2,6 +2,7 @@
 
 mod account;
 mod api;
+mod arbitrage;
 pub mod auth;
 mod backtests;
 pub mod cli;
@@ -124,6 +125,11 @@ pub fn app(state: AppState) -> Router {
         .route("/api/strategies", get(strategies::list))
         .route("/api/strategies/:symbol/:strategy", axum::routing::put(strategies::update))
         .route("/api/feeds", get(feeds::feeds))
+        .route("/api/arbitrage/markets", get(arbitrage::markets))
+        .route("/api/arbitrage/opportunities", get(arbitrage::opportunities))
+        .route("/api/arbitrage/trades", get(arbitrage::trades))
+        .route("/api/arbitrage/positions", get(arbitrage::positions))
+        .route("/api/arbitrage/report", get(arbitrage::report))
         .route("/events", get(events::sse))
         .route("/healthz", get(events::healthz))
         .route("/metrics", get(telemetry::render))
