@@ -1,6 +1,7 @@
 // Dashboard entry point: routing, selection, and wiring the live stream to
 // the watchlist, the chart, the signals log, the backtests and account pages.
 import { Account } from './account.js';
+import { Arbitrage } from './arbitrage.js';
 import * as api from './api.js';
 import { Backtests } from './backtests.js';
 import { TIMEFRAMES, normalizeCandle } from './bars.js';
@@ -33,10 +34,11 @@ const account = new Account();
 const symbolPage = new SymbolPage();
 const strategies = new Strategies();
 const feeds = new Feeds();
+const arbitrage = new Arbitrage();
 
 // ---- routing: #/signals, #/backtests[/ID], #/account, or #/SYMBOL[/TF] for the dashboard ----
 
-const PAGES = ['dashboard', 'signals', 'backtests', 'account', 'symbol', 'strategies', 'feeds'];
+const PAGES = ['dashboard', 'signals', 'backtests', 'account', 'symbol', 'strategies', 'feeds', 'arbitrage'];
 const hashParts = () => location.hash.replace(/^#\/?/, '').split('/').map(decodeURIComponent);
 // Any first part other than a page's name is a symbol of the dashboard.
 const pageOf = (view) => (PAGES.includes(view) ? view : 'dashboard');
@@ -57,6 +59,8 @@ function route() {
   else strategies.hide();
   if (page === 'feeds') feeds.show();
   else feeds.hide();
+  if (page === 'arbitrage') arbitrage.show();
+  else arbitrage.hide();
   if (page === 'symbol' && !arg) location.hash = sel.symbol ? `#/symbol/${encodeURIComponent(sel.symbol)}` : '#/';
   if (page !== 'dashboard') return;
   // Before the watchlist is known, loadSymbols picks the hash's symbol up.
@@ -190,6 +194,7 @@ function catchUp() {
   symbolPage.resync();
   strategies.resync();
   feeds.resync();
+  arbitrage.resync();
 }
 
 // ---- live events ----
@@ -219,6 +224,8 @@ function onEvent(name, data) {
     if (data.symbol === sel.symbol) reloadFillsSoon();
   } else if (name === 'risk') {
     account.applyRisk(data);
+  } else if (name === 'arbitrage') {
+    arbitrage.applyEvent(data);
   }
 }
 
@@ -282,6 +289,7 @@ $('#tz-toggle').addEventListener('click', () => {
   symbolPage.refreshTimeFormat();
   strategies.refreshTimeFormat();
   feeds.refreshTimeFormat();
+  arbitrage.refreshTimeFormat();
   tick();
 });
 
@@ -315,4 +323,4 @@ resync();
 showSession();
 
 // For poking at the state from the browser console.
-window.tapeflow = { sel, chart, watchlist, log, backtests, account, symbol: symbolPage, strategies, feeds };
+window.tapeflow = { sel, chart, watchlist, log, backtests, account, symbol: symbolPage, strategies, feeds, arbitrage };

@@ -4,7 +4,8 @@
 // those of the database channels the server relays (tapeflow_candles →
 // candles); both spellings are accepted.
 const EVENTS = { candle: 'candle', candles: 'candle', signal: 'signal', signals: 'signal', state: 'state',
-  backtest: 'backtest', backtests: 'backtest', order: 'order', orders: 'order', risk: 'risk' };
+  backtest: 'backtest', backtests: 'backtest', order: 'order', orders: 'order', risk: 'risk',
+  arbitrage: 'arbitrage' };
 
 /**
  * Connect and keep connected. `onEvent(name, data)` gets every named event;
