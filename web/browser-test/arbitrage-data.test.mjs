@@ -84,7 +84,7 @@ test('daily P&L bars: up from the zero line for gains, down for losses, one scal
     { day: '2026-11-30', paper_pnl: '-1', leg_risk_losses: '1' },
     { day: '2026-12-01', paper_pnl: '0', leg_risk_losses: '0' },
   ];
-  const { zero, bars } = pnlBars(days, { width: 300, height: 100, pad: 0, gap: 0 });
+  const { zero, bars } = pnlBars(days, { width: 300, height: 100, pad: 0, gap: 0, maxBar: Infinity });
   // Range -1…3 over 100 px: zero at 75.
   assert.equal(zero, 75);
   assert.deepEqual(bars.map((b) => [b.x, b.w, b.y, b.h, b.tone]), [
@@ -96,4 +96,7 @@ test('daily P&L bars: up from the zero line for gains, down for losses, one scal
   const deep = pnlBars([{ day: 'd', paper_pnl: '1', leg_risk_losses: '3' }], { width: 10, height: 40, pad: 0 });
   assert.equal(deep.zero, 10);
   assert.deepEqual(pnlBars([], { width: 10, height: 10 }).bars, []);
+  // One day in a wide box: a bar of at most maxBar, centred.
+  const [one] = pnlBars([{ day: 'd', paper_pnl: '2', leg_risk_losses: '0' }], { width: 400, height: 50, pad: 0, maxBar: 40 }).bars;
+  assert.deepEqual([one.x, one.w], [180, 40]);
 });

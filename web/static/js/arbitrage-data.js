@@ -125,10 +125,10 @@ export function sortOpportunities(list) {
  * The bars of the daily paper P&L chart in a `width` × `height` box with `pad` on every side:
  * one bar per day (oldest left), up from the zero line for a gain and down for a loss, scaled
  * to the largest magnitude (the P&L and the leg-risk losses drawn under it share the scale).
- * Returns {zero (y of the line), bars: [{day, x, w, y, h, tone, value, loss: {y, h} | null}]}.
+ * Bars are at most `maxBar` wide (a single day is not a wall). Returns {zero (y of the line), bars: [{day, x, w, y, h, tone, value, loss: {y, h} | null}]}.
  * Heights are geometry only: labels come from the exact strings.
  */
-export function pnlBars(days, { width, height, pad = 4, gap = 0.25 } = {}) {
+export function pnlBars(days, { width, height, pad = 4, gap = 0.25, maxBar = 40 } = {}) {
   const list = days ?? [];
   const vals = list.map((d) => Number(d.paper_pnl) || 0);
   const losses = list.map((d) => Number(d.leg_risk_losses) || 0);
@@ -138,7 +138,7 @@ export function pnlBars(days, { width, height, pad = 4, gap = 0.25 } = {}) {
   const innerH = height - 2 * pad;
   const zero = pad + (top / span) * innerH;
   const step = list.length ? (width - 2 * pad) / list.length : 0;
-  const w = step * (1 - gap);
+  const w = Math.min(step * (1 - gap), maxBar);
   const bars = list.map((d, i) => {
     const v = vals[i];
     const h = (Math.abs(v) / span) * innerH;
