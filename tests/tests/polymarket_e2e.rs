@@ -1,14 +1,16 @@
-//! End to end with the fake venue, every daemon real: the fake Gamma lists two binary markets
+//! End to end with the fake venue, every daemon real: the fake Gamma lists three binary markets
 //! with a 4 % taker fee; `tapeflow-feed run` (provider `polymarket`) discovers them, makes
 //! their tokens symbols and streams their books from the fake CLOB market channel into
 //! `tapeflow.polymarket_books`; a `price_change` opens an opportunity in
 //! `tapeflow.arbitrage_opportunities` (the database's trigger), announced on
 //! `tapeflow_arbitrage`; `tapeflow-exec` (paper, its default) trades it, each leg walking the
 //! streamed depth and paying shares × rate × p × (1 − p) per level. Then leg risk: while the
-//! executor is stopped (a slow executor), a second market's opportunity opens and its NO depth
+//! executor is paused (SIGSTOP: a slow executor), a second market's opportunity opens and its NO depth
 //! is taken away again; the late paper trade fills YES only, kills NO and sells the YES back
-//! into the bids, the loss recorded. `tapeflow.arbitrage_report` agrees with the trade rows, and
-//! the first market's `market_resolved` settles the pairs it holds.
+//! into the bids, the loss recorded; `tapeflow.arbitrage_report` agrees with the trade rows.
+//! Then held leg risk across a restart: with `leg_risk = 'hold'` a third market's vanished
+//! opportunity is traded by the next executor, its YES kept and marked against the bids, and
+//! settled by the venue's `market_resolved`, as are the first market's pairs.
 //!
 //! Every expected figure is computed here from the levels the fake was given, never typed in.
 
@@ -211,39 +213,46 @@ async fn discovered_streamed_detected_paper_traded_unwound_and_settled() {
     // costs more than 1 with fees). Market B, for leg risk: YES asks 0.40 × 50 with bids 0.38 × 20
     // and 0.36 × 100; NO asks 0.60 × 50. Bids sum below 1: nothing to sell either.
     let fake = FakePolymarket::start().await;
-    let (a, b) = (fee_market(41), fee_market(42));
+    let (a, b, h) = (fee_market(41), fee_market(42), fee_market(43));
     fake.add_market(a.clone());
     fake.add_market(b.clone());
+    fake.add_market(h.clone());
     const A_YES_ASKS: &Levels = &[("0.45", "40"), ("0.46", "100")];
     const A_NO_ASKS: &Levels = &[("0.50", "60"), ("0.56", "100")];
     const B_YES_ASKS: &Levels = &[("0.40", "50")];
     const B_YES_BIDS: &Levels = &[("0.38", "20"), ("0.36", "100")];
     const B_NO_ASKS: &Levels = &[("0.55", "30"), ("0.60", "50")];
+    // Market H, for held leg risk: YES asks 0.30 × 25, bids 0.28 × 10 and 0.25 × 100; NO asks 0.70 × 40.
+    const H_YES_ASKS: &Levels = &[("0.30", "25")];
+    const H_YES_BIDS: &Levels = &[("0.28", "10"), ("0.25", "100")];
+    const H_NO_ASKS: &Levels = &[("0.65", "25"), ("0.70", "40")];
     fake.set_book(&a.tokens[0], &[("0.44", "50")], A_YES_ASKS);
     fake.set_book(&a.tokens[1], &[("0.49", "50")], &A_NO_ASKS[1..]);
     fake.set_book(&b.tokens[0], B_YES_BIDS, B_YES_ASKS);
     fake.set_book(&b.tokens[1], &[("0.50", "10")], &B_NO_ASKS[1..]);
+    fake.set_book(&h.tokens[0], H_YES_BIDS, H_YES_ASKS);
+    fake.set_book(&h.tokens[1], &[("0.60", "10")], &H_NO_ASKS[1..]);
 
-    let exec = Proc::spawn("tapeflow-exec", &[], &exec_env(&db, &[]));
+    let mut exec = Proc::spawn("tapeflow-exec", &[], &exec_env(&db, &[]));
     let _feed = Proc::spawn("tapeflow-feed", &["run"], &feed_env(&db, &fake));
 
     // Discovery: both markets with their fee parameters, each token a prediction symbol.
     wait(
         &c,
         &format!(
-            "SELECT count(*) = 2 FROM tapeflow.polymarket_markets WHERE condition_id IN ('{}', '{}')
+            "SELECT count(*) = 3 FROM tapeflow.polymarket_markets WHERE condition_id IN ('{}', '{}', '{}')
                AND fee_rate = 0.04 AND fee_exponent = 1 AND watched AND NOT neg_risk",
-            a.condition_id, b.condition_id
+            a.condition_id, b.condition_id, h.condition_id
         ),
     )
     .await;
     wait(
         &c,
-        "SELECT count(*) = 4 FROM tapeflow.polymarket_tokens t JOIN tapeflow.symbols s ON s.symbol = t.symbol
+        "SELECT count(*) = 6 FROM tapeflow.polymarket_tokens t JOIN tapeflow.symbols s ON s.symbol = t.symbol
          WHERE s.asset_class = 'prediction' AND s.provider = 'polymarket' AND s.provider_ref = t.token_id",
     )
     .await;
-    // Streaming: the four books stored; no pair is cheap enough yet.
+    // Streaming: the six books stored; no pair is cheap enough yet.
     let top = |t: &str, bid: &str, ask: &str| {
         format!(
             "SELECT coalesce((SELECT best_bid = {bid} AND best_ask = {ask} FROM tapeflow.polymarket_books WHERE token_id = '{t}'), false)"
@@ -253,6 +262,8 @@ async fn discovered_streamed_detected_paper_traded_unwound_and_settled() {
     wait(&c, &top(&a.tokens[1], "0.49", "0.56")).await;
     wait(&c, &top(&b.tokens[0], "0.38", "0.40")).await;
     wait(&c, &top(&b.tokens[1], "0.50", "0.60")).await;
+    wait(&c, &top(&h.tokens[0], "0.28", "0.30")).await;
+    wait(&c, &top(&h.tokens[1], "0.60", "0.70")).await;
     let opened: i64 =
         c.query_one("SELECT count(*) FROM tapeflow.arbitrage_opportunities", &[]).await.unwrap().get(0);
     assert_eq!(opened, 0, "no opportunity before the NO ask arrives");
@@ -430,7 +441,70 @@ async fn discovered_streamed_detected_paper_traded_unwound_and_settled() {
         .get(0);
     assert_eq!(fill_rate, (size_a / (size_a + size_b)).round_dp(4));
 
-    // market_resolved from the venue (YES wins A): the pairs held pay 1 each and settle.
+    // Held leg risk, across a restart: the executor stops (SIGTERM) and leg_risk turns to
+    // 'hold'; market H's opportunity opens and vanishes while no executor runs; the next one
+    // trades it (it is younger than max_age), fills YES only and keeps it, marked against the
+    // bids. Nothing traded before is traded again.
+    assert!(exec.terminate(WAIT), "the executor stops on SIGTERM");
+    c.batch_execute("UPDATE tapeflow.arbitrage_limits SET leg_risk = 'hold'").await.unwrap();
+    fake.price_change(&[(&h.tokens[1], "SELL", "0.65", "25")]);
+    let (_, ann) = announced(&mut announcements, "opened", &h.condition_id).await;
+    let opp_h: i64 = ann["id"].as_i64().unwrap();
+    let (yh, nh) = (levels(H_YES_ASKS), levels(H_NO_ASKS));
+    let size_h = pairs(&yh, &nh, rate);
+    fake.price_change(&[(&h.tokens[1], "SELL", "0.65", "0")]);
+    let (_, closed) = announced(&mut announcements, "closed", &h.condition_id).await;
+    assert_eq!(closed["id"].as_i64(), Some(opp_h));
+    wait(&c, &top(&h.tokens[1], "0.60", "0.70")).await;
+    let _exec = Proc::spawn("tapeflow-exec", &[], &exec_env(&db, &[]));
+    wait(&c, &format!("SELECT EXISTS (SELECT 1 FROM tapeflow.arbitrage_trades WHERE opportunity_id = {opp_h} AND status = 'held')")).await;
+    let hy = walk(&yh, size_h, rate);
+    let held_cost = hy.notional + hy.fee;
+    let mark = walk(&levels(H_YES_BIDS), size_h, rate);
+    let held_loss = held_cost - (mark.notional - mark.fee);
+    assert!(held_loss > Decimal::ZERO);
+    assert_eq!(
+        leg(&c, &format!("arb-{opp_h}-paper-0-entry")).await,
+        ("filled".into(), size_h, hy.notional, hy.fee, hy.taken.clone())
+    );
+    assert_eq!(leg(&c, &format!("arb-{opp_h}-paper-1-entry")).await.0, "killed");
+    let held = |opp: i64| {
+        let c = &c;
+        async move {
+            let r = c
+                .query_one(
+                    "SELECT held_cost, leg_risk_loss, pnl, (SELECT count(*) FROM tapeflow.arbitrage_legs l WHERE l.trade_id = t.id)
+                     FROM tapeflow.arbitrage_trades t WHERE opportunity_id = $1 AND mode = 'paper'",
+                    &[&opp],
+                )
+                .await
+                .unwrap();
+            (
+                r.get::<_, Decimal>(0),
+                r.get::<_, Decimal>(1),
+                r.get::<_, Option<Decimal>>(2),
+                r.get::<_, i64>(3),
+            )
+        }
+    };
+    assert_eq!(held(opp_h).await, (held_cost, held_loss, Some(-held_loss), 2), "held, no unwind leg");
+    let trades: i64 =
+        c.query_one("SELECT count(*) FROM tapeflow.arbitrage_trades", &[]).await.unwrap().get(0);
+    assert_eq!(trades, 3, "one trade per opportunity across the restart");
+
+    // market_resolved from the venue settles what is held. H resolves YES: the held YES pay 1
+    // each, the marked loss is gone.
+    fake.resolve(&h.condition_id, 0);
+    wait(
+        &c,
+        &format!("SELECT status = 'settled' FROM tapeflow.arbitrage_trades WHERE opportunity_id = {opp_h}"),
+    )
+    .await;
+    assert_eq!(held(opp_h).await, (held_cost, Decimal::ZERO, Some(size_h - held_cost), 2));
+    let rh = report(&h.condition_id).await;
+    assert_eq!((rh.get::<_, i64>(1), rh.get::<_, i64>(2)), (1, 0));
+    assert_eq!((rh.get::<_, Decimal>(4), rh.get::<_, Decimal>(6)), (size_h - held_cost, Decimal::ZERO));
+    // A resolves YES: its pairs pay 1 each.
     fake.resolve(&a.condition_id, 0);
     wait(
         &c,
@@ -469,7 +543,8 @@ async fn discovered_streamed_detected_paper_traded_unwound_and_settled() {
         "polymarket e2e: market {} discovered, books streamed; opportunity of {} pairs at {} per pair after fees \
          (price_change -> announced {detect_ms:.0} ms, paper-traded {trade_ms:.0} ms after first sight): cost {} + fees {}, \
          pnl {}; leg risk on {}: {} YES bought for {} + fees {}, NO killed, sold back for {} less fees {}: unwind loss {}; \
-         fill rate {}; {} resolved: payout {}, pnl {}",
+         fill rate {}; held leg risk on {} (across a restart): {} YES at cost {}, marked loss {}, settled at resolution \
+         for pnl {}; {} resolved: payout {}, pnl {}",
         a.slug,
         size_a,
         n(edge_a.round_dp(6)),
@@ -484,6 +559,11 @@ async fn discovered_streamed_detected_paper_traded_unwound_and_settled() {
         n(back.fee),
         n(loss),
         fill_rate,
+        h.slug,
+        size_h,
+        n(held_cost),
+        n(held_loss),
+        n(size_h - held_cost),
         a.slug,
         size_a,
         n(size_a - cost_a),
