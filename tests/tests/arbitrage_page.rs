@@ -68,6 +68,33 @@ async fn arbitrage_page_shows_markets_opportunities_trades_and_report_live() {
     )
     .await;
 
+    // Leg risk, as in polymarket_exec.rs: with detection off, an opportunity written by hand
+    // for 20 pairs where the NO asks hold only 10; the FOK NO leg is killed, the YES leg filled
+    // and sold back into the bids at a loss.
+    c.batch_execute("UPDATE tapeflow.arbitrage_settings SET enabled = false").await.unwrap();
+    market(&c, "0xa3", "3", "Will the third thing happen?").await;
+    c.batch_execute(
+        r#"INSERT INTO tapeflow.polymarket_books (token_id, condition_id, ask_prices, ask_sizes, bid_prices, bid_sizes, tick_size) VALUES
+           ('31', '0xa3', '{0.40}', '{50}', '{0.38,0.36}', '{100,100}', 0.01),
+           ('32', '0xa3', '{0.55}', '{10}', '{0.50}', '{10}', 0.01);
+         INSERT INTO tapeflow.arbitrage_opportunities (kind, market_key, condition_id, size, edge, profit, notional, fees, legs, max_profit)
+         VALUES ('buy_both', '0xa3', '0xa3', 20, 0.0305, 0.61, 19, 0.39, '[
+             {"token_id": "31", "condition_id": "0xa3", "outcome": "Yes", "side": "buy", "shares": "20",
+              "avg_price": "0.40", "worst_price": "0.40", "notional": "8", "fee": "0.192", "levels": 1},
+             {"token_id": "32", "condition_id": "0xa3", "outcome": "No", "side": "buy", "shares": "20",
+              "avg_price": "0.55", "worst_price": "0.55", "notional": "11", "fee": "0.198", "levels": 1}]', 0.61)"#,
+    )
+    .await
+    .unwrap();
+    wait_until(
+        &c,
+        "SELECT EXISTS (SELECT 1 FROM tapeflow.arbitrage_trades WHERE market_key = '0xa3' AND status = 'unwound' AND leg_risk_loss > 0)",
+        Duration::from_secs(30),
+        Some("SELECT format('%s %s %s %s', id, market_key, status, coalesce(error, reject_code, '')) FROM tapeflow.arbitrage_trades"),
+    )
+    .await;
+    c.batch_execute("UPDATE tapeflow.arbitrage_settings SET enabled = true").await.unwrap();
+
     add_user(&db, VIEWER, "viewer", VIEWER_PASSWORD);
     let (_web, base, http) = start_web(&db).await;
 
@@ -95,7 +122,8 @@ async fn arbitrage_page_shows_markets_opportunities_trades_and_report_live() {
     );
 
     let opps = get(&http, &base, "/api/arbitrage/opportunities").await;
-    let open: Vec<&Value> = opps.as_array().unwrap().iter().filter(|o| o["open"] == true).collect();
+    let open: Vec<&Value> =
+        opps.as_array().unwrap().iter().filter(|o| o["open"] == true && o["market_key"] == "0xa1").collect();
     assert_eq!(open.len(), 1, "{opps}");
     let o = open[0];
     let id = o["id"].as_i64().unwrap();
@@ -113,7 +141,7 @@ async fn arbitrage_page_shows_markets_opportunities_trades_and_report_live() {
     assert_eq!(o["legs"], want.get::<_, Value>(4));
 
     let trades = get(&http, &base, "/api/arbitrage/trades?mode=paper").await;
-    let t = &trades[0];
+    let t = trades.as_array().unwrap().iter().find(|t| t["market_key"] == "0xa1").unwrap();
     assert_eq!(t["opportunity_id"].as_i64(), Some(id));
     let want = c
         .query_one(
@@ -128,6 +156,19 @@ async fn arbitrage_page_shows_markets_opportunities_trades_and_report_live() {
     assert_eq!(t["pnl"].as_str(), Some(want.get::<_, String>(2).as_str()));
     assert_eq!(t["legs"].as_array().map(|l| l.len() as i64), Some(want.get::<_, i64>(3)));
     assert_ne!(t["fees"], "0", "the paper fills paid fees");
+    let unwound = trades.as_array().unwrap().iter().find(|t| t["market_key"] == "0xa3").unwrap();
+    assert_eq!(
+        unwound["leg_risk_loss"].as_str(),
+        text(
+            &c,
+            "SELECT trim_scale(leg_risk_loss)::text FROM tapeflow.arbitrage_trades WHERE market_key = '0xa3'"
+        )
+        .await
+        .as_deref()
+    );
+    let purposes: Vec<&str> =
+        unwound["legs"].as_array().unwrap().iter().map(|l| l["purpose"].as_str().unwrap()).collect();
+    assert!(purposes.contains(&"unwind"), "the unwind order is among the legs: {purposes:?}");
     let live = get(&http, &base, "/api/arbitrage/trades?mode=live").await;
     assert_eq!(live.as_array().map(Vec::len), Some(0), "paper is the default");
     let r = http.get(format!("{base}/api/arbitrage/trades?mode=both")).send().await.unwrap();

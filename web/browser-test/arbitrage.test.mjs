@@ -56,7 +56,7 @@ const OPPS_SQL = `SELECT id, closed_at IS NULL AS open, trim_scale(size)::text A
 
 const TRADES_SQL = `SELECT t.id, t.opportunity_id, t.mode, t.status, trim_scale(t.matched_size)::text AS matched_size,
     trim_scale(t.fees)::text AS fees, trim_scale(t.pnl)::text AS pnl, trim_scale(t.leg_risk_loss)::text AS leg_risk_loss,
-    (SELECT count(*) FROM tapeflow.arbitrage_legs l WHERE l.trade_id = t.id) AS legs
+    (SELECT count(*) FROM tapeflow.arbitrage_legs l WHERE l.trade_id = t.id) AS legs, t.leg_risk_loss > 0 AS leg_risk
   FROM tapeflow.arbitrage_trades t ORDER BY t.id`;
 
 const REPORT_SQL = `SELECT day::text, market_key, kind, opportunities, trim_scale(paper_pnl)::text AS paper_pnl,
@@ -94,13 +94,14 @@ const shown = (page) => page.evaluate(() => {
   const table = (id) => [...document.querySelectorAll(`#${id} tbody tr`)].map((tr) => {
     const cells = {};
     for (const td of tr.cells) cells[td.dataset.field] = { text: td.textContent, value: td.dataset.value ?? null, cls: td.className };
-    return { ...tr.dataset, cells };
+    return { ...tr.dataset, cls: tr.className, cells };
   });
   const view = document.querySelector('#view-arbitrage');
   return {
     markets: table('arb-markets'), opps: table('arb-opps'), trades: table('arb-trades'), positions: table('arb-positions'),
     report: table('arb-report'), events: Number(view.dataset.events ?? 0), reads: Number(view.dataset.reads ?? 0),
     bars: [...document.querySelectorAll('#arb-chart rect.bar')].map((r) => ({ day: r.dataset.day, value: r.dataset.value })),
+    lossBars: document.querySelectorAll('#arb-chart rect.loss').length,
   };
 });
 
@@ -133,6 +134,7 @@ function assertMatchesSql(s) {
     assert.equal(row.mode, t.mode);
     for (const f of ['status', 'matched_size', 'fees', 'pnl', 'leg_risk_loss']) assert.equal(row.cells[f].value, t[f], `trade ${t.id} ${f}`);
     assert.equal((row.cells.legs.text.match(/(entry|unwind|settle) /g) ?? []).length, Number(t.legs), `trade ${t.id} legs`);
+    assert.equal(row.cls.includes('leg-risk'), t.leg_risk, `trade ${t.id}: marked iff it lost to leg risk`);
   }
   const report = rows(REPORT_SQL);
   assert.equal(s.report.length, report.length, 'one report row per day, market and kind');
@@ -142,9 +144,10 @@ function assertMatchesSql(s) {
     for (const f of ['paper_pnl', 'fill_rate', 'leg_risk_losses']) assert.equal(row.cells[f].value, r[f], `report ${r.market_key} ${f}`);
     assert.equal(Number(row.cells.opportunities.value), r.opportunities);
   }
-  const days = rows(`SELECT day::text, trim_scale(sum(paper_pnl))::text AS pnl FROM tapeflow.arbitrage_report
-    WHERE day > (now() AT TIME ZONE 'UTC')::date - 30 GROUP BY day ORDER BY day`);
+  const days = rows(`SELECT day::text, trim_scale(sum(paper_pnl))::text AS pnl, sum(leg_risk_losses) > 0 AS losses
+    FROM tapeflow.arbitrage_report WHERE day > (now() AT TIME ZONE 'UTC')::date - 30 GROUP BY day ORDER BY day`);
   assert.deepEqual(s.bars, days.map((d) => ({ day: d.day, value: d.pnl })), 'one bar per day: its paper P&L');
+  assert.equal(s.lossBars, days.filter((d) => d.losses).length, 'a leg-risk bar for each day with losses');
   const positions = rows(`SELECT mode, condition_id, trim_scale(sum(cost) FILTER (WHERE shares > 0))::text AS cost
     FROM tapeflow.polymarket_positions GROUP BY 1, 2 ORDER BY 1, 2`);
   assert.equal(s.positions.length, positions.length, 'one positions row per mode and market');
@@ -165,6 +168,8 @@ test('arbitrage page: sums, opportunities, paper trades, positions and report ar
       assertMatchesSql(before);
       assert.ok(before.opps.some((o) => o.open === 'true'), 'the seeded opportunity is open');
       assert.ok(before.markets.some((m) => m.cells.ask_sum_after_fees.cls.includes('sum-buy')), 'a market is highlighted');
+      assert.ok(before.trades.some((t) => t.cls.includes('leg-risk')), 'the one-legged trade is marked');
+      assert.ok(before.lossBars > 0, 'its loss is drawn');
       const tradedBefore = rows(TRADES_SQL).length;
       const oppsBefore = rows(OPPS_SQL).length;
 
@@ -174,9 +179,11 @@ test('arbitrage page: sums, opportunities, paper trades, positions and report ar
       execFileSync('psql', [dbUrl, '-XAtq', '-v', 'ON_ERROR_STOP=1', '-c', liveSql], { stdio: 'ignore' });
       assert.ok(rows(OPPS_SQL).length > oppsBefore, 'the change opened an opportunity (see TAPEFLOW_ARB_LIVE_SQL)');
       const [expected] = rows(`${MARKETS_SQL.replace('ORDER BY m.condition_id', '')} AND m.condition_id = ${q(liveMarket)}`);
+      // Shown by a read the event caused (the fallback poll comes only every 5 s).
       await page.waitForFunction(({ cond, sum, opps }) => {
         const cell = document.querySelector(`#arb-markets tr[data-condition="${cond}"] td[data-field="ask_sum"]`);
-        return cell?.dataset.value === sum && document.querySelectorAll('#arb-opps tbody tr').length === opps;
+        return cell?.dataset.value === sum && document.querySelectorAll('#arb-opps tbody tr').length === opps
+          && document.querySelector('#view-arbitrage').dataset.reason === 'event';
       }, { cond: liveMarket, sum: expected.ask_sum, opps: oppsBefore + 1 }, { timeout: LIVE_TIMEOUT });
       const eventsSeen = await page.evaluate(() => Number(document.querySelector('#view-arbitrage').dataset.events ?? 0));
       assert.ok(eventsSeen > before.events, 'an arbitrage event reached the page over SSE');
