@@ -367,15 +367,16 @@ impl Db {
         let started = Instant::now();
         let mut pending = vec![batch];
         while let Some(part) = pending.pop() {
-            match self.write_part(part).await {
-                Ok((t, q, b)) => {
-                    total.ticks += t;
-                    total.quotes += q;
-                    total.bars += b;
-                    metrics::counter!("tapeflow_feed_rows_written_total", "kind" => "tick").increment(t);
-                    metrics::counter!("tapeflow_feed_rows_written_total", "kind" => "quote").increment(q);
-                    metrics::counter!("tapeflow_feed_rows_written_total", "kind" => "bar").increment(b);
-                }
+            // Counted as each step commits: quotes committed before the part's ticks were
+            // refused are stored, and its halves will find them stored.
+            let mut done = Written::default();
+            let result = self.write_part(part, &mut done).await;
+            metrics::counter!("tapeflow_feed_rows_written_total", "kind" => "tick").increment(done.ticks);
+            metrics::counter!("tapeflow_feed_rows_written_total", "kind" => "quote").increment(done.quotes);
+            metrics::counter!("tapeflow_feed_rows_written_total", "kind" => "bar").increment(done.bars);
+            *total += done;
+            match result {
+                Ok(()) => {}
                 Err(WriteError::Data(e)) if part.len() > 1 => {
                     let (a, b) = part.split_at(part.len() / 2);
                     tracing::debug!(error = %e, rows = part.len(), "batch refused; splitting it to find the row");
@@ -398,7 +399,7 @@ impl Db {
         Ok(())
     }
 
-    async fn write_part(&mut self, part: &[Record]) -> Result<(u64, u64, u64), WriteError> {
+    async fn write_part(&mut self, part: &[Record], done: &mut Written) -> Result<(), WriteError> {
         let (mut ticks, mut quotes, mut bars) =
             (Vec::<TickRow>::new(), Vec::<QuoteRow>::new(), Vec::<BarRow>::new());
         // The newest watermark of each symbol in the part: a later one replaces an earlier.
@@ -415,13 +416,13 @@ impl Db {
             }
         }
         if ticks.is_empty() && quotes.is_empty() && bars.is_empty() && marks.is_empty() {
-            return Ok((0, 0, 0)); // flush markers only: what came before them is written
+            return Ok(()); // flush markers only: what came before them is written
         }
         let client = self.client().await.map_err(WriteError::Other)?;
         // Quotes first: a reader that sees a trade also sees the quote in force when it printed.
-        let q = tapeflow_db::copy::write_quotes(client, &quotes).await.map_err(WriteError::from)?;
-        let t = tapeflow_db::copy::write_ticks(client, &ticks).await.map_err(WriteError::from)?;
-        let b = tapeflow_db::bars::write_bars(client, &bars).await.map_err(WriteError::from)?;
+        done.quotes += tapeflow_db::copy::write_quotes(client, &quotes).await.map_err(WriteError::from)?;
+        done.ticks += tapeflow_db::copy::write_ticks(client, &ticks).await.map_err(WriteError::from)?;
+        done.bars += tapeflow_db::bars::write_bars(client, &bars).await.map_err(WriteError::from)?;
         if !marks.is_empty() {
             // Only once the rows sent before them are committed (above). A refused row earlier
             // in the part fails the part first, so no watermark passes a row not stored; a
@@ -438,7 +439,7 @@ impl Db {
                 .await
                 .map_err(|e| WriteError::from(anyhow::Error::from(e)))?;
         }
-        Ok((t, q, b))
+        Ok(())
     }
 
     /// Keeps a refused record with the database's reason, so that nothing is silently lost.
