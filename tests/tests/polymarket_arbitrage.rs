@@ -426,3 +426,61 @@ async fn the_report_counts_paper_trades() {
     assert_eq!(r.get::<_, String>(7), "0.75");
     assert_eq!(r.get::<_, String>(8), "Question 0xrain?");
 }
+
+/// The next tapeflow_polymarket announcement as (event, op, rows).
+async fn activity(events: &mut Receiver<ListenEvent>) -> (String, String, i64) {
+    loop {
+        match tokio::time::timeout(WAIT, events.recv()).await {
+            Ok(Some(ListenEvent::Notification { channel, payload })) if channel == "tapeflow_polymarket" => {
+                let v: serde_json::Value = serde_json::from_str(&payload).unwrap();
+                return (
+                    v["event"].as_str().unwrap().into(),
+                    v["op"].as_str().unwrap().into(),
+                    v["rows"].as_i64().unwrap(),
+                );
+            }
+            Ok(Some(_)) => continue,
+            Ok(None) | Err(_) => panic!("no tapeflow_polymarket notification within {WAIT:?}"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn books_trades_and_settlements_are_announced_once_per_statement() {
+    let db = TestDb::create("pm_activity", false).await;
+    let c = db.client().await;
+    let mut events = tapeflow_db::listen(db.url.clone(), vec!["tapeflow_polymarket".into()]);
+    assert!(matches!(events.recv().await, Some(ListenEvent::Connected)));
+    market(&c, "0xsnow", "0.04", "").await;
+    book(&c, "0xsnow-yes", "0.39x50", "0.40x100").await;
+    assert_eq!(activity(&mut events).await, ("polymarket_books".into(), "insert".into(), 1));
+    // Two books in one statement: one announcement counting both.
+    c.batch_execute(
+        "UPDATE tapeflow.polymarket_books SET ask_sizes = '{90}' WHERE condition_id = '0xsnow';
+         INSERT INTO tapeflow.polymarket_books (token_id, condition_id, bid_prices, bid_sizes, ask_prices, ask_sizes)
+         VALUES ('0xsnow-no', '0xsnow', '{}', '{}', '{0.5}', '{10}')",
+    )
+    .await
+    .unwrap();
+    assert_eq!(activity(&mut events).await, ("polymarket_books".into(), "update".into(), 1));
+    assert_eq!(activity(&mut events).await, ("polymarket_books".into(), "insert".into(), 1));
+    // YES 0.40 + NO 0.50 opened an opportunity; a paper and a live trade of it in one statement.
+    assert_eq!(open(&c).await.len(), 1);
+    c.batch_execute(
+        "INSERT INTO tapeflow.arbitrage_trades (opportunity_id, mode, kind, market_key, status, planned_size, planned_edge,
+                                                planned_profit, matched_size, notional, fees, leg_risk_loss, pnl)
+         SELECT o.id, m.mode, o.kind, o.market_key, 'filled', 10, o.edge, o.profit, 10, 9, 0.1, 0, 0.9
+         FROM tapeflow.arbitrage_opportunities o, (VALUES ('paper'), ('live')) m (mode)",
+    )
+    .await
+    .unwrap();
+    assert_eq!(activity(&mut events).await, ("arbitrage_trades".into(), "insert".into(), 2));
+    c.batch_execute("UPDATE tapeflow.arbitrage_trades SET status = 'settled' WHERE mode = 'live'")
+        .await
+        .unwrap();
+    assert_eq!(activity(&mut events).await, ("arbitrage_trades".into(), "update".into(), 1));
+    // A statement that changes nothing says nothing.
+    c.batch_execute("UPDATE tapeflow.arbitrage_trades SET status = 'settled' WHERE false").await.unwrap();
+    c.batch_execute("DELETE FROM tapeflow.polymarket_books WHERE token_id = '0xsnow-no'").await.unwrap();
+    assert_eq!(activity(&mut events).await, ("polymarket_books".into(), "delete".into(), 1));
+}

@@ -14,7 +14,7 @@ use tapeflow_db::ListenEvent;
 use tokio::sync::broadcast;
 
 /// The channels the database announces on, with the SSE event name each is sent as.
-pub const CHANNELS: [(&str, &str); 7] = [
+pub const CHANNELS: [(&str, &str); 8] = [
     ("tapeflow_candles", "candle"),
     ("tapeflow_signals", "signal"),
     ("tapeflow_state", "state"),
@@ -22,6 +22,8 @@ pub const CHANNELS: [(&str, &str); 7] = [
     ("tapeflow_orders", "order"),
     ("tapeflow_risk", "risk"),
     ("tapeflow_arbitrage", "arbitrage"),
+    // Books, arbitrage trades and settlements (sql/023): the arbitrage page re-reads on both.
+    ("tapeflow_polymarket", "arbitrage"),
 ];
 
 fn event_name(channel: &str) -> &str {

@@ -2,8 +2,8 @@
 // (highlighted when buying or selling both pays after fees), the opportunities the database
 // keeps from the books (open first), the paper and live trades with their legs, positions by
 // market, and the measurement report with a bar chart of the daily paper P&L. Read-only.
-// Re-read on every `arbitrage` event (tapeflow_arbitrage: opportunities opened, updated,
-// closed); trades follow an opportunity by a moment, so a second read comes after a burst.
+// Re-read on every `arbitrage` event: opportunities opened, updated or closed
+// (tapeflow_arbitrage), and book writes, trades and settlements (tapeflow_polymarket).
 import { toLogin } from './api.js';
 import { toneOf } from './account-data.js';
 import {
@@ -13,12 +13,9 @@ import {
 import { fmtDateTime, setText } from './format.js';
 
 const $ = (sel) => document.querySelector(sel);
-// Book changes that move no opportunity are not announced: the tops of book are re-read now
-// and then while the page is shown.
-const POLL_MS = 5000;
-// After an event: read at once (coalescing a burst), and again when the executor has had
-// time to record the trade of a new opportunity.
-const EVENT_READS_MS = [150, 1500];
+// After an event: read once a burst has passed (a book write, a trade and its legs come as
+// several announcements within a few milliseconds).
+const EVENT_READ_MS = 150;
 const SVG = 'http://www.w3.org/2000/svg';
 
 async function get(path) {
@@ -60,10 +57,7 @@ export class Arbitrage {
     this.data = null;
     this.events = 0;
     this.reads = 0;
-    this.timers = [];
-    setInterval(() => {
-      if (this.shown && document.visibilityState === 'visible') this.load('poll');
-    }, POLL_MS);
+    this.timer = null;
   }
 
   show() {
@@ -83,14 +77,14 @@ export class Arbitrage {
     if (this.data) this.#render();
   }
 
-  /** An `arbitrage` event: re-read what is shown (the event names only the opportunity). */
+  /** An `arbitrage` event: re-read what is shown (the event only names what changed). */
   applyEvent(data) {
     this.events += 1;
     this.lastEvent = data;
     $('#view-arbitrage').dataset.events = String(this.events);
     if (!this.shown) return;
-    for (const t of this.timers) clearTimeout(t);
-    this.timers = EVENT_READS_MS.map((ms) => setTimeout(() => this.load('event'), ms));
+    clearTimeout(this.timer);
+    this.timer = setTimeout(() => this.load('event'), EVENT_READ_MS);
   }
 
   async load(reason) {
