@@ -268,6 +268,10 @@ async fn discovered_streamed_detected_paper_traded_unwound_and_settled() {
         c.query_one("SELECT count(*) FROM tapeflow.arbitrage_opportunities", &[]).await.unwrap().get(0);
     assert_eq!(opened, 0, "no opportunity before the NO ask arrives");
 
+    // The dashboard: tapeflow-web with a logged-in SSE client, as the arbitrage page has.
+    let (_web, base, http) = start_web(&db).await;
+    let mut sse = SseReader::connect_with(&http, &format!("{base}/events")).await;
+
     // A price_change adds NO asks 0.50 × 60: the trigger opens market A's opportunity.
     let sent = Instant::now();
     fake.price_change(&[(&a.tokens[1], "SELL", "0.50", "60")]);
@@ -328,6 +332,47 @@ async fn discovered_streamed_detected_paper_traded_unwound_and_settled() {
     );
     assert_eq!((t.get::<_, Option<Decimal>>(3), t.get::<_, Decimal>(4)), (Some(profit_a), Decimal::ZERO));
     let trade_ms: f64 = t.get(5);
+
+    // The dashboard saw it live: the opening reached the browser's event stream, and the
+    // arbitrage API shows the streamed books' sums, the opportunity and its paper trade as stored.
+    let seen = sse
+        .wait_for("arbitrage", Duration::from_secs(10), |v| {
+            v["event"] == "opened" && v["id"].as_i64() == Some(opp_a)
+        })
+        .await;
+    assert!(seen.is_some(), "no arbitrage SSE event for opportunity {opp_a}");
+    let get = |path: &str| {
+        let (http, url) = (http.clone(), format!("{base}{path}"));
+        async move {
+            http.get(url).send().await.unwrap().error_for_status().unwrap().json::<Value>().await.unwrap()
+        }
+    };
+    let opps = get("/api/arbitrage/opportunities").await;
+    let shown =
+        opps.as_array().unwrap().iter().find(|o| o["id"].as_i64() == Some(opp_a)).expect("opportunity shown");
+    assert_eq!(d(shown["size"].as_str().unwrap()), size_a);
+    let shown_trade = &shown["trades"][0];
+    assert_eq!(
+        (shown_trade["mode"].as_str(), shown_trade["status"].as_str()),
+        (Some("paper"), Some("filled"))
+    );
+    assert_eq!(d(shown_trade["pnl"].as_str().unwrap()), profit_a);
+    let markets = get("/api/arbitrage/markets").await;
+    let stored_sum: Decimal = c
+        .query_one(
+            "SELECT sum(best_ask) FROM tapeflow.polymarket_books WHERE condition_id = $1",
+            &[&a.condition_id],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    let row = markets["markets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["condition_id"].as_str() == Some(a.condition_id.as_str()))
+        .expect("market A on the page");
+    assert_eq!(d(row["ask_sum"].as_str().unwrap()), stored_sum, "market A's YES + NO ask sum");
 
     // Leg risk. The executor stops (as a slow one would), market B's opportunity opens with NO
     // asks 0.55 × 30 and is gone again when that depth is taken, before the executor looks.
