@@ -35,10 +35,10 @@ pub async fn shutdown_signal() {
     tracing::info!("shutdown requested");
 }
 
-/// Connects, retrying with exponential backoff (capped at 10 s) until `give_up_after`.
+/// Connects, retrying with jittered exponential backoff (capped at 10 s) until `give_up_after`.
 pub async fn connect(url: &str, give_up_after: Duration) -> anyhow::Result<Client> {
     let started = tokio::time::Instant::now();
-    let mut delay = Duration::from_millis(100);
+    let mut backoff = backoff::Backoff::new(Duration::from_millis(100), Duration::from_secs(10));
     loop {
         match connect_once(url).await {
             Ok((client, connection)) => {
@@ -50,9 +50,9 @@ pub async fn connect(url: &str, give_up_after: Duration) -> anyhow::Result<Clien
                 return Ok(client);
             }
             Err(e) if started.elapsed() < give_up_after => {
+                let delay = backoff.next_delay();
                 tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "cannot connect to database");
                 tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_secs(10));
             }
             Err(e) => return Err(anyhow::anyhow!("cannot connect to {}: {e}", redact(url))),
         }

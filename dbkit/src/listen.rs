@@ -3,6 +3,7 @@
 //! Notifications sent while a listener is disconnected are lost, so every (re)connect is
 //! reported as `ListenEvent::Connected`: consumers re-read whatever state they track.
 
+use crate::backoff::Backoff;
 use futures_util::StreamExt;
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -25,17 +26,19 @@ pub enum ListenEvent {
 pub fn listen(url: String, channels: Vec<String>) -> mpsc::Receiver<ListenEvent> {
     let (tx, rx) = mpsc::channel(4096);
     tokio::spawn(async move {
-        let mut delay = Duration::from_millis(200);
+        // Jittered, so that the listeners of many clients do not all come back at once after a
+        // server restart; from the minimum again after a connection that worked.
+        let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
         loop {
-            match run_once(&url, &channels, &tx).await {
+            match run_once(&url, &channels, &tx, &mut backoff).await {
                 Ok(()) => return, // receiver dropped
                 Err(e) => {
+                    let delay = backoff.next_delay();
                     tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "LISTEN connection lost");
                     if tx.send(ListenEvent::Disconnected).await.is_err() {
                         return;
                     }
                     tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(Duration::from_secs(5));
                 }
             }
             if tx.is_closed() {
@@ -46,7 +49,12 @@ pub fn listen(url: String, channels: Vec<String>) -> mpsc::Receiver<ListenEvent>
     rx
 }
 
-async fn run_once(url: &str, channels: &[String], tx: &mpsc::Sender<ListenEvent>) -> anyhow::Result<()> {
+async fn run_once(
+    url: &str,
+    channels: &[String],
+    tx: &mpsc::Sender<ListenEvent>,
+    backoff: &mut Backoff,
+) -> anyhow::Result<()> {
     let (client, mut connection) = crate::connect_once(url).await?;
     let (msg_tx, mut msg_rx) = mpsc::unbounded_channel();
     let driver = tokio::spawn(async move {
@@ -66,6 +74,7 @@ async fn run_once(url: &str, channels: &[String], tx: &mpsc::Sender<ListenEvent>
     });
     let sql: String = channels.iter().map(|c| format!("LISTEN \"{}\";", c.replace('"', ""))).collect();
     client.batch_execute(&sql).await?;
+    backoff.reset();
     if tx.send(ListenEvent::Connected).await.is_err() {
         driver.abort();
         return Ok(());
