@@ -14,18 +14,26 @@ pub fn database_url() -> String {
     format!("postgresql://postgres@127.0.0.1:{port}/tapeflow")
 }
 
-/// An environment variable parsed as `T`; `None` when unset or empty, an error naming the
+/// An environment variable parsed as `T` (trimmed); `None` when unset or empty, an error naming the
 /// variable and its value when it does not parse.
 pub fn env_parse<T: std::str::FromStr>(name: &str) -> anyhow::Result<Option<T>>
 where
     T::Err: std::fmt::Display,
 {
     match std::env::var(name) {
-        Ok(v) if !v.is_empty() => {
-            v.parse::<T>().map(Some).map_err(|e| anyhow::anyhow!("{name}={v:?} is invalid: {e}"))
+        Ok(v) if !v.trim().is_empty() => {
+            v.trim().parse::<T>().map(Some).map_err(|e| anyhow::anyhow!("{name}={v:?} is invalid: {e}"))
         }
         _ => Ok(None),
     }
+}
+
+/// [`env_parse`] with a default for an unset or empty variable.
+pub fn env_or<T: std::str::FromStr>(name: &str, default: T) -> anyhow::Result<T>
+where
+    T::Err: std::fmt::Display,
+{
+    Ok(env_parse(name)?.unwrap_or(default))
 }
 
 /// An environment variable as a string; `None` when unset or empty.

@@ -24,6 +24,7 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 use std::net::SocketAddr;
 use std::time::Duration;
+use tapeflow_db::config::env_or;
 
 pub const SESSION_COOKIE: &str = "tapeflow_session";
 pub const CSRF_HEADER: &str = "x-csrf-token";
@@ -93,16 +94,6 @@ pub struct AuthConfig {
     pub admin_password_file: Option<std::path::PathBuf>,
 }
 
-pub(crate) fn env_parse<T: std::str::FromStr>(name: &str, default: T) -> anyhow::Result<T>
-where
-    T::Err: std::fmt::Display,
-{
-    match std::env::var(name) {
-        Ok(v) if !v.trim().is_empty() => v.trim().parse().map_err(|e| anyhow::anyhow!("{name}={v:?}: {e}")),
-        _ => Ok(default),
-    }
-}
-
 impl AuthConfig {
     pub fn from_env(addr: &str) -> anyhow::Result<AuthConfig> {
         let secure_cookies = match std::env::var("TAPEFLOW_WEB_SECURE_COOKIES").as_deref().map(str::trim) {
@@ -117,16 +108,16 @@ impl AuthConfig {
             }
             _ => default_hosts(addr),
         };
-        let hours: f64 = env_parse("TAPEFLOW_WEB_SESSION_HOURS", 12.0)?;
+        let hours: f64 = env_or("TAPEFLOW_WEB_SESSION_HOURS", 12.0)?;
         anyhow::ensure!(hours > 0.0 && hours.is_finite(), "TAPEFLOW_WEB_SESSION_HOURS must be positive");
-        let window: u64 = env_parse("TAPEFLOW_WEB_LOGIN_WINDOW_SECS", 900)?;
+        let window: u64 = env_or("TAPEFLOW_WEB_LOGIN_WINDOW_SECS", 900)?;
         Ok(AuthConfig {
             secure_cookies,
             session_ttl: Duration::from_secs_f64(hours * 3600.0),
             login_window: Duration::from_secs(window.max(1)),
-            max_failures_user: env_parse("TAPEFLOW_WEB_LOGIN_MAX_FAILURES", 5i64)?.max(1),
-            max_failures_address: env_parse("TAPEFLOW_WEB_LOGIN_MAX_FAILURES_PER_ADDRESS", 20i64)?.max(1),
-            trust_proxy: env_parse("TAPEFLOW_WEB_TRUST_PROXY", false)?,
+            max_failures_user: env_or("TAPEFLOW_WEB_LOGIN_MAX_FAILURES", 5i64)?.max(1),
+            max_failures_address: env_or("TAPEFLOW_WEB_LOGIN_MAX_FAILURES_PER_ADDRESS", 20i64)?.max(1),
+            trust_proxy: env_or("TAPEFLOW_WEB_TRUST_PROXY", false)?,
             allowed_hosts,
             admin_password_file: std::env::var("TAPEFLOW_WEB_ADMIN_PASSWORD_FILE")
                 .ok()

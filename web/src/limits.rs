@@ -1,10 +1,10 @@
 //! Limits on what browsers may ask of the server: backtests (each runs on its own database
 //! connection with up to one thread per core) and SSE clients.
 
-use crate::auth::env_parse;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use tapeflow_db::config::env_or;
 
 /// From the environment (see the README for the defaults).
 #[derive(Debug, Clone)]
@@ -29,16 +29,16 @@ pub struct Limits {
 
 impl Limits {
     pub fn from_env() -> anyhow::Result<Limits> {
-        let threads: i32 = env_parse("TAPEFLOW_WEB_BACKTEST_THREADS", -1)?;
+        let threads: i32 = env_or("TAPEFLOW_WEB_BACKTEST_THREADS", -1)?;
         Ok(Limits {
-            backtests_per_user: env_parse("TAPEFLOW_WEB_BACKTESTS_PER_USER", 2usize)?.max(1),
-            backtests_total: env_parse("TAPEFLOW_WEB_BACKTESTS_TOTAL", 4usize)?.max(1),
-            backtest_max_days: env_parse("TAPEFLOW_WEB_BACKTEST_MAX_DAYS", 400i64)?.max(1),
-            backtest_max_symbols: env_parse("TAPEFLOW_WEB_BACKTEST_MAX_SYMBOLS", 20usize)?.max(1),
+            backtests_per_user: env_or("TAPEFLOW_WEB_BACKTESTS_PER_USER", 2usize)?.max(1),
+            backtests_total: env_or("TAPEFLOW_WEB_BACKTESTS_TOTAL", 4usize)?.max(1),
+            backtest_max_days: env_or("TAPEFLOW_WEB_BACKTEST_MAX_DAYS", 400i64)?.max(1),
+            backtest_max_symbols: env_or("TAPEFLOW_WEB_BACKTEST_MAX_SYMBOLS", 20usize)?.max(1),
             backtest_threads: (threads >= 0).then_some(threads),
-            max_sse: env_parse("TAPEFLOW_WEB_MAX_SSE", 1000usize)?.max(1),
+            max_sse: env_or("TAPEFLOW_WEB_MAX_SSE", 1000usize)?.max(1),
             write_timeout: Duration::from_millis(
-                env_parse("TAPEFLOW_WEB_WRITE_TIMEOUT_MS", 10_000u64)?.max(100),
+                env_or("TAPEFLOW_WEB_WRITE_TIMEOUT_MS", 10_000u64)?.max(100),
             ),
         })
     }
