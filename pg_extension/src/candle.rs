@@ -1,9 +1,11 @@
 //! `tapeflow.candle`: the OHLCV summary type, `candle_agg`, `rollup` and accessors.
 
 use crate::aggstate::{new_state, state_mut, state_ref};
+use crate::expanded::{self, expanded_methods, FlatState};
 use crate::varlena::binary_varlena_type;
 use pgrx::prelude::*;
 use pgrx::Internal;
+use std::ffi::CStr;
 use tapeflow_analytics::candle::Candle as C;
 use tapeflow_analytics::{Micros, Side};
 
@@ -49,7 +51,9 @@ fn merge(a: Option<C>, b: Option<&C>, what: &str) -> Option<C> {
     C::merge_opt(a, b).unwrap_or_else(|e| error!("{what}: candle volume or notional {e}"))
 }
 
-#[pg_extern(immutable, parallel_safe)]
+// The `internal`-state functions of releases before 0.3.0: no longer in the extension's SQL,
+// kept in the library for databases not yet upgraded (their aggregates still name them).
+#[pg_extern(immutable, parallel_safe, sql = false)]
 fn candle_trans(
     mut state: Internal,
     time: Option<TimestampWithTimeZone>,
@@ -66,7 +70,7 @@ fn candle_trans(
     state
 }
 
-#[pg_extern(immutable, parallel_safe)]
+#[pg_extern(immutable, parallel_safe, sql = false)]
 fn candle_trans_noside(
     state: Internal,
     time: Option<TimestampWithTimeZone>,
@@ -77,7 +81,7 @@ fn candle_trans_noside(
     candle_trans(state, time, price, size, None, fcinfo)
 }
 
-#[pg_extern(immutable, parallel_safe)]
+#[pg_extern(immutable, parallel_safe, sql = false)]
 fn candle_rollup_trans(
     mut state: Internal,
     value: Option<Candle>,
@@ -90,19 +94,19 @@ fn candle_rollup_trans(
     state
 }
 
-#[pg_extern(immutable, parallel_safe)]
+#[pg_extern(immutable, parallel_safe, sql = false)]
 fn candle_final(state: Internal) -> Option<Candle> {
     unsafe { state_ref::<State>(&state) }.copied().flatten().map(Candle)
 }
 
-#[pg_extern(immutable, parallel_safe)]
+#[pg_extern(immutable, parallel_safe, sql = false)]
 fn candle_combine(a: Internal, b: Internal, fcinfo: pg_sys::FunctionCallInfo) -> Internal {
     let x = unsafe { state_ref::<State>(&a) }.copied().flatten();
     let y = unsafe { state_ref::<State>(&b) }.copied().flatten();
     new_state::<State>(fcinfo, merge(x, y.as_ref(), "candle_agg"))
 }
 
-#[pg_extern(immutable, parallel_safe, strict)]
+#[pg_extern(immutable, parallel_safe, strict, sql = false)]
 fn candle_serialize(state: Internal) -> Vec<u8> {
     match unsafe { state_ref::<State>(&state) }.copied().flatten() {
         Some(c) => c.to_bytes(),
@@ -110,7 +114,7 @@ fn candle_serialize(state: Internal) -> Vec<u8> {
     }
 }
 
-#[pg_extern(immutable, parallel_safe, strict)]
+#[pg_extern(immutable, parallel_safe, strict, sql = false)]
 fn candle_deserialize(bytes: &[u8], _internal: Internal, fcinfo: pg_sys::FunctionCallInfo) -> Internal {
     let st: State = if bytes.is_empty() {
         None
@@ -118,6 +122,114 @@ fn candle_deserialize(bytes: &[u8], _internal: Internal, fcinfo: pg_sys::Functio
         Some(C::from_bytes(bytes).unwrap_or_else(|e| error!("candle state: {e}")))
     };
     new_state(fcinfo, st)
+}
+
+impl FlatState for C {
+    const NAME: &'static str = "tapeflow.candle_state";
+    fn to_flat(&self) -> Vec<u8> {
+        self.to_bytes()
+    }
+    fn from_flat(bytes: &[u8]) -> Result<C, String> {
+        C::from_bytes(bytes)
+    }
+    fn methods() -> &'static pg_sys::ExpandedObjectMethods {
+        expanded_methods!(C)
+    }
+}
+
+// The aggregates' functions over `candle_state` (SQL below, written by hand: pgrx would type
+// the state `internal`).
+
+#[pg_extern(immutable, parallel_safe, strict, sql = false)]
+fn candle_state_in(input: &CStr) -> Internal {
+    Internal::from(Some(expanded::input::<C>(input)))
+}
+
+#[pg_extern(immutable, parallel_safe, strict, sql = false)]
+fn candle_state_out(state: Internal) -> Internal {
+    Internal::from(state.unwrap().map(|d| unsafe { expanded::output::<C>(d) }))
+}
+
+#[pg_extern(immutable, parallel_safe, sql = false)]
+fn candle_state_trans(
+    state: Internal,
+    time: Option<TimestampWithTimeZone>,
+    price: Option<f64>,
+    size: Option<f64>,
+    side: Option<i8>,
+    fcinfo: pg_sys::FunctionCallInfo,
+) -> Internal {
+    // Rows with a NULL time, price or size are skipped, like NULLs in sum().
+    let (Some(t), Some(p), Some(s)) = (time, price, size) else { return state };
+    let side = side_arg(side);
+    let datum = match state.unwrap() {
+        Some(d) => unsafe {
+            let (d, c) = expanded::for_update::<C>(fcinfo, d, "candle_agg");
+            c.add(micros(t), p, s, side).unwrap_or_else(|e| error!("candle_agg: {e}"));
+            d
+        },
+        None => {
+            let c = C::from_trade(micros(t), p, s, side).unwrap_or_else(|e| error!("candle_agg: {e}"));
+            unsafe { expanded::create(fcinfo, c, "candle_agg") }
+        }
+    };
+    Internal::from(Some(datum))
+}
+
+#[pg_extern(immutable, parallel_safe, sql = false)]
+fn candle_state_trans_noside(
+    state: Internal,
+    time: Option<TimestampWithTimeZone>,
+    price: Option<f64>,
+    size: Option<f64>,
+    fcinfo: pg_sys::FunctionCallInfo,
+) -> Internal {
+    candle_state_trans(state, time, price, size, None, fcinfo)
+}
+
+/// `a` merged with `b` in place; a sum leaving the exact range is an error naming `what`.
+fn merge_into(a: &mut C, b: &C, what: &str) {
+    a.merge(b).unwrap_or_else(|e| error!("{what}: candle volume or notional {e}"));
+}
+
+#[pg_extern(immutable, parallel_safe, sql = false)]
+fn candle_state_rollup_trans(
+    state: Internal,
+    value: Option<Candle>,
+    fcinfo: pg_sys::FunctionCallInfo,
+) -> Internal {
+    let Some(v) = value else { return state };
+    let datum = match state.unwrap() {
+        Some(d) => unsafe {
+            let (d, c) = expanded::for_update::<C>(fcinfo, d, "candle rollup");
+            merge_into(c, &v.0, "candle rollup");
+            d
+        },
+        None => unsafe { expanded::create(fcinfo, v.0, "candle rollup") },
+    };
+    Internal::from(Some(datum))
+}
+
+/// (state, state) -> state: `a` merged with `b`, in place when `a` is the aggregate's own.
+#[pg_extern(immutable, parallel_safe, sql = false)]
+fn candle_state_combine(a: Internal, b: Internal, fcinfo: pg_sys::FunctionCallInfo) -> Internal {
+    let Some(b) = b.unwrap() else { return a };
+    let datum = match a.unwrap() {
+        Some(a) => unsafe {
+            let (d, c) = expanded::for_update::<C>(fcinfo, a, "candle_agg");
+            expanded::read::<C, _>(b, |y| merge_into(c, y, "candle_agg"));
+            d
+        },
+        None => unsafe { expanded::create(fcinfo, expanded::owned::<C>(b), "candle_agg") },
+    };
+    Internal::from(Some(datum))
+}
+
+/// The candle of a state: its flat form is the candle's stored form.
+#[pg_extern(immutable, parallel_safe, sql = false)]
+fn candle_state_final(state: Internal) -> Internal {
+    let bytes = state.unwrap().map(|d| unsafe { expanded::read::<C, _>(d, C::to_bytes) });
+    Internal::from(bytes.map(|b| pg_sys::Datum::from(pgrx::varlena::rust_byte_slice_to_bytea(&b).into_pg())))
 }
 
 /// Merges two candles (NULL-tolerant), e.g. to fold a new minute into a stored one.
@@ -128,35 +240,45 @@ fn candle_merge(a: Option<Candle>, b: Option<Candle>) -> Option<Candle> {
 
 extension_sql!(
     r#"
+CREATE TYPE candle_state;
+CREATE FUNCTION candle_state_in(input cstring) RETURNS candle_state
+IMMUTABLE STRICT PARALLEL SAFE LANGUAGE c AS 'MODULE_PATHNAME', 'candle_state_in_wrapper';
+CREATE FUNCTION candle_state_out(state candle_state) RETURNS cstring
+IMMUTABLE STRICT PARALLEL SAFE LANGUAGE c AS 'MODULE_PATHNAME', 'candle_state_out_wrapper';
+CREATE TYPE candle_state (
+    INPUT = candle_state_in, OUTPUT = candle_state_out, INTERNALLENGTH = VARIABLE, STORAGE = extended
+);
+COMMENT ON TYPE candle_state IS
+'Transition state of candle_agg() and rollup(candle): a candle being built. Its text form is the hex of its binary form (the candle''s), which Citus ships from the workers'' partial aggregates to the coordinator''s combine.';
+CREATE FUNCTION candle_state_trans(state candle_state, ts timestamptz, price double precision, size double precision, side "char") RETURNS candle_state
+IMMUTABLE PARALLEL SAFE LANGUAGE c AS 'MODULE_PATHNAME', 'candle_state_trans_wrapper';
+CREATE FUNCTION candle_state_trans_noside(state candle_state, ts timestamptz, price double precision, size double precision) RETURNS candle_state
+IMMUTABLE PARALLEL SAFE LANGUAGE c AS 'MODULE_PATHNAME', 'candle_state_trans_noside_wrapper';
+CREATE FUNCTION candle_state_rollup_trans(state candle_state, value candle) RETURNS candle_state
+IMMUTABLE PARALLEL SAFE LANGUAGE c AS 'MODULE_PATHNAME', 'candle_state_rollup_trans_wrapper';
+CREATE FUNCTION candle_state_combine(a candle_state, b candle_state) RETURNS candle_state
+IMMUTABLE PARALLEL SAFE LANGUAGE c AS 'MODULE_PATHNAME', 'candle_state_combine_wrapper';
+CREATE FUNCTION candle_state_final(state candle_state) RETURNS candle
+IMMUTABLE PARALLEL SAFE LANGUAGE c AS 'MODULE_PATHNAME', 'candle_state_final_wrapper';
+-- SSPACE: what the planner assumed of the internal states, so that plans stay as they were.
 CREATE AGGREGATE candle_agg(ts timestamptz, price double precision, size double precision, side "char") (
-    SFUNC = candle_trans, STYPE = internal, FINALFUNC = candle_final,
-    COMBINEFUNC = candle_combine, SERIALFUNC = candle_serialize, DESERIALFUNC = candle_deserialize,
-    PARALLEL = SAFE
+    SFUNC = candle_state_trans, STYPE = candle_state, FINALFUNC = candle_state_final,
+    COMBINEFUNC = candle_state_combine, SSPACE = 8192, PARALLEL = SAFE
 );
 COMMENT ON AGGREGATE candle_agg(timestamptz, double precision, double precision, "char") IS
 'OHLCV summary of trades (time, price, size, aggressor side B/S/N). Rows with NULL time/price/size are skipped; NaN, infinite or non-positive prices and negative sizes raise an error. Read with open(), high(), low(), close(), volume(), buy_volume(), sell_volume(), trades(), vwap(), delta(); combine with rollup(). Volumes and notional are exact sums, read as their correctly rounded doubles: the same bits in any plan or grouping.';
 CREATE AGGREGATE candle_agg(ts timestamptz, price double precision, size double precision) (
-    SFUNC = candle_trans_noside, STYPE = internal, FINALFUNC = candle_final,
-    COMBINEFUNC = candle_combine, SERIALFUNC = candle_serialize, DESERIALFUNC = candle_deserialize,
-    PARALLEL = SAFE
+    SFUNC = candle_state_trans_noside, STYPE = candle_state, FINALFUNC = candle_state_final,
+    COMBINEFUNC = candle_state_combine, SSPACE = 8192, PARALLEL = SAFE
 );
 CREATE AGGREGATE rollup(candle) (
-    SFUNC = candle_rollup_trans, STYPE = internal, FINALFUNC = candle_final,
-    COMBINEFUNC = candle_combine, SERIALFUNC = candle_serialize, DESERIALFUNC = candle_deserialize,
-    PARALLEL = SAFE
+    SFUNC = candle_state_rollup_trans, STYPE = candle_state, FINALFUNC = candle_state_final,
+    COMBINEFUNC = candle_state_combine, SSPACE = 8192, PARALLEL = SAFE
 );
 COMMENT ON AGGREGATE rollup(candle) IS 'Re-aggregates candle summaries, e.g. one-minute candles into hours; exactly, so any grouping gives the same candle.';
 "#,
     name = "candle_aggregates",
-    requires = [
-        candle_trans,
-        candle_trans_noside,
-        candle_rollup_trans,
-        candle_final,
-        candle_combine,
-        candle_serialize,
-        candle_deserialize
-    ]
+    requires = [Candle]
 );
 
 #[pg_extern(immutable, parallel_safe)]
@@ -312,6 +434,29 @@ mod tests {
         )
         .unwrap();
         assert_eq!(v, Some(true));
+    }
+
+    #[pg_test]
+    fn state_text_form_round_trips_through_the_combine() {
+        // What Citus does: partial states shipped as text, read back and combined.
+        setup();
+        Spi::run(
+            "CREATE AGGREGATE cstate(timestamptz, float8, float8, \"char\") (
+                 SFUNC = tapeflow.candle_state_trans, STYPE = tapeflow.candle_state);
+             CREATE AGGREGATE ccombine(tapeflow.candle_state) (SFUNC = tapeflow.candle_state_combine,
+                 STYPE = tapeflow.candle_state, FINALFUNC = tapeflow.candle_state_final);",
+        )
+        .unwrap();
+        let via_text = Spi::get_one::<String>(
+            "SELECT ccombine(x::tapeflow.candle_state)::text
+             FROM (SELECT cstate(ts, price, size, side)::text x FROM t GROUP BY side) parts",
+        )
+        .unwrap()
+        .unwrap();
+        let whole = Spi::get_one::<String>("SELECT tapeflow.candle_agg(ts, price, size, side)::text FROM t")
+            .unwrap()
+            .unwrap();
+        assert_eq!(via_text, whole);
     }
 
     #[pg_test]

@@ -11,6 +11,7 @@ pub mod backtest;
 mod bars;
 pub mod candle;
 pub mod classify;
+mod expanded;
 pub mod flow;
 pub mod live;
 mod polymarket;

@@ -3,9 +3,11 @@
 
 use crate::aggstate::{new_state, state_mut, state_ref};
 use crate::candle::side_arg;
+use crate::expanded::{self, expanded_methods, FlatState};
 use crate::varlena::binary_varlena_type;
 use pgrx::prelude::*;
 use pgrx::Internal;
+use std::ffi::CStr;
 use tapeflow_analytics::footprint::{self, ImbalanceParams};
 use tapeflow_analytics::profile::{NodeParams, Nodes, Profile as P, VaMethod};
 use tapeflow_analytics::Side;
@@ -18,13 +20,15 @@ pub struct Profile(pub P);
 
 binary_varlena_type!(Profile, P, "tapeflow.profile");
 
+// The `internal`-state functions of releases before 0.3.0: no longer in the extension's SQL,
+// kept in the library for databases not yet upgraded (their aggregates still name them).
 type State = Option<P>;
 
 fn fail(what: &str, e: impl std::fmt::Display) -> ! {
     error!("{what}: {e}")
 }
 
-#[pg_extern(immutable, parallel_safe)]
+#[pg_extern(immutable, parallel_safe, sql = false)]
 fn profile_trans(
     mut state: Internal,
     price: Option<f64>,
@@ -51,7 +55,7 @@ fn profile_trans(
     state
 }
 
-#[pg_extern(immutable, parallel_safe)]
+#[pg_extern(immutable, parallel_safe, sql = false)]
 fn profile_trans_default_rows(
     state: Internal,
     price: Option<f64>,
@@ -70,7 +74,7 @@ fn merge_into(st: &mut State, other: &P) {
     }
 }
 
-#[pg_extern(immutable, parallel_safe)]
+#[pg_extern(immutable, parallel_safe, sql = false)]
 fn profile_rollup_trans(
     mut state: Internal,
     value: Option<Profile>,
@@ -83,12 +87,12 @@ fn profile_rollup_trans(
     state
 }
 
-#[pg_extern(immutable, parallel_safe)]
+#[pg_extern(immutable, parallel_safe, sql = false)]
 fn profile_final(state: Internal) -> Option<Profile> {
     unsafe { state_ref::<State>(&state) }.cloned().flatten().map(Profile)
 }
 
-#[pg_extern(immutable, parallel_safe)]
+#[pg_extern(immutable, parallel_safe, sql = false)]
 fn profile_combine(a: Internal, b: Internal, fcinfo: pg_sys::FunctionCallInfo) -> Internal {
     let mut out: State = unsafe { state_ref::<State>(&a) }.cloned().flatten();
     if let Some(y) = unsafe { state_ref::<State>(&b) }.and_then(|s| s.as_ref()) {
@@ -97,7 +101,7 @@ fn profile_combine(a: Internal, b: Internal, fcinfo: pg_sys::FunctionCallInfo) -
     new_state(fcinfo, out)
 }
 
-#[pg_extern(immutable, parallel_safe, strict)]
+#[pg_extern(immutable, parallel_safe, strict, sql = false)]
 fn profile_serialize(state: Internal) -> Vec<u8> {
     match unsafe { state_ref::<State>(&state) }.and_then(|s| s.as_ref()) {
         Some(p) => p.to_bytes(),
@@ -105,7 +109,7 @@ fn profile_serialize(state: Internal) -> Vec<u8> {
     }
 }
 
-#[pg_extern(immutable, parallel_safe, strict)]
+#[pg_extern(immutable, parallel_safe, strict, sql = false)]
 fn profile_deserialize(bytes: &[u8], _internal: Internal, fcinfo: pg_sys::FunctionCallInfo) -> Internal {
     let st: State = if bytes.is_empty() {
         None
@@ -127,36 +131,157 @@ fn profile_merge(a: Option<Profile>, b: Option<Profile>) -> Option<Profile> {
     }
 }
 
+impl FlatState for P {
+    const NAME: &'static str = "tapeflow.profile_state";
+    fn to_flat(&self) -> Vec<u8> {
+        self.to_bytes()
+    }
+    fn from_flat(bytes: &[u8]) -> Result<P, String> {
+        P::from_bytes(bytes).map_err(|e| e.to_string())
+    }
+    fn methods() -> &'static pg_sys::ExpandedObjectMethods {
+        expanded_methods!(P)
+    }
+}
+
+// The aggregates' functions over `profile_state` (SQL below, written by hand: pgrx would type
+// the state `internal`).
+
+#[pg_extern(immutable, parallel_safe, strict, sql = false)]
+fn profile_state_in(input: &CStr) -> Internal {
+    Internal::from(Some(expanded::input::<P>(input)))
+}
+
+#[pg_extern(immutable, parallel_safe, strict, sql = false)]
+fn profile_state_out(state: Internal) -> Internal {
+    Internal::from(state.unwrap().map(|d| unsafe { expanded::output::<P>(d) }))
+}
+
+#[pg_extern(immutable, parallel_safe, sql = false)]
+fn profile_state_trans(
+    state: Internal,
+    price: Option<f64>,
+    size: Option<f64>,
+    side: Option<i8>,
+    tick_size: Option<f64>,
+    ticks_per_row: Option<i32>,
+    fcinfo: pg_sys::FunctionCallInfo,
+) -> Internal {
+    let (Some(price), Some(size)) = (price, size) else { return state };
+    let tick_size = tick_size.unwrap_or_else(|| error!("profile_agg: tick_size must not be NULL"));
+    let rows = ticks_per_row.unwrap_or(1);
+    if rows < 1 {
+        error!("profile_agg: ticks_per_row must be >= 1, got {rows}");
+    }
+    let side = side_arg(side);
+    let datum = match state.unwrap() {
+        Some(d) => unsafe {
+            let (d, p) = expanded::for_update::<P>(fcinfo, d, "profile_agg");
+            p.check_grid(tick_size, rows as u32).unwrap_or_else(|e| fail("profile_agg", e));
+            p.add(price, size, side).unwrap_or_else(|e| fail("profile_agg", e));
+            d
+        },
+        None => {
+            let mut p = P::new(tick_size, rows as u32).unwrap_or_else(|e| fail("profile_agg", e));
+            p.add(price, size, side).unwrap_or_else(|e| fail("profile_agg", e));
+            unsafe { expanded::create(fcinfo, p, "profile_agg") }
+        }
+    };
+    Internal::from(Some(datum))
+}
+
+#[pg_extern(immutable, parallel_safe, sql = false)]
+fn profile_state_trans_default_rows(
+    state: Internal,
+    price: Option<f64>,
+    size: Option<f64>,
+    side: Option<i8>,
+    tick_size: Option<f64>,
+    fcinfo: pg_sys::FunctionCallInfo,
+) -> Internal {
+    profile_state_trans(state, price, size, side, tick_size, Some(1), fcinfo)
+}
+
+#[pg_extern(immutable, parallel_safe, sql = false)]
+fn profile_state_rollup_trans(
+    state: Internal,
+    value: Option<Profile>,
+    fcinfo: pg_sys::FunctionCallInfo,
+) -> Internal {
+    let Some(v) = value else { return state };
+    let datum = match state.unwrap() {
+        Some(d) => unsafe {
+            let (d, p) = expanded::for_update::<P>(fcinfo, d, "profile rollup");
+            p.merge(&v.0).unwrap_or_else(|e| fail("profile rollup", e));
+            d
+        },
+        None => unsafe { expanded::create(fcinfo, v.0, "profile rollup") },
+    };
+    Internal::from(Some(datum))
+}
+
+/// (state, state) -> state: `a` merged with `b`, in place when `a` is the aggregate's own.
+#[pg_extern(immutable, parallel_safe, sql = false)]
+fn profile_state_combine(a: Internal, b: Internal, fcinfo: pg_sys::FunctionCallInfo) -> Internal {
+    let Some(b) = b.unwrap() else { return a };
+    let datum = match a.unwrap() {
+        Some(a) => unsafe {
+            let (d, p) = expanded::for_update::<P>(fcinfo, a, "profile_agg");
+            expanded::read::<P, _>(b, |y| p.merge(y)).unwrap_or_else(|e| fail("profile rollup", e));
+            d
+        },
+        None => unsafe { expanded::create(fcinfo, expanded::owned::<P>(b), "profile_agg") },
+    };
+    Internal::from(Some(datum))
+}
+
+/// The profile of a state: its flat form is the profile's stored form.
+#[pg_extern(immutable, parallel_safe, sql = false)]
+fn profile_state_final(state: Internal) -> Internal {
+    let bytes = state.unwrap().map(|d| unsafe { expanded::read::<P, _>(d, P::to_bytes) });
+    Internal::from(bytes.map(|b| pg_sys::Datum::from(pgrx::varlena::rust_byte_slice_to_bytea(&b).into_pg())))
+}
+
 extension_sql!(
     r#"
+CREATE TYPE profile_state;
+CREATE FUNCTION profile_state_in(input cstring) RETURNS profile_state
+IMMUTABLE STRICT PARALLEL SAFE LANGUAGE c AS 'MODULE_PATHNAME', 'profile_state_in_wrapper';
+CREATE FUNCTION profile_state_out(state profile_state) RETURNS cstring
+IMMUTABLE STRICT PARALLEL SAFE LANGUAGE c AS 'MODULE_PATHNAME', 'profile_state_out_wrapper';
+CREATE TYPE profile_state (
+    INPUT = profile_state_in, OUTPUT = profile_state_out, INTERNALLENGTH = VARIABLE, STORAGE = extended
+);
+COMMENT ON TYPE profile_state IS
+'Transition state of profile_agg() and rollup(profile): a profile being built. Its text form is the hex of its binary form (the profile''s), which Citus ships from the workers'' partial aggregates to the coordinator''s combine.';
+CREATE FUNCTION profile_state_trans(state profile_state, price double precision, size double precision, side "char", tick_size double precision, ticks_per_row integer) RETURNS profile_state
+IMMUTABLE PARALLEL SAFE LANGUAGE c AS 'MODULE_PATHNAME', 'profile_state_trans_wrapper';
+CREATE FUNCTION profile_state_trans_default_rows(state profile_state, price double precision, size double precision, side "char", tick_size double precision) RETURNS profile_state
+IMMUTABLE PARALLEL SAFE LANGUAGE c AS 'MODULE_PATHNAME', 'profile_state_trans_default_rows_wrapper';
+CREATE FUNCTION profile_state_rollup_trans(state profile_state, value profile) RETURNS profile_state
+IMMUTABLE PARALLEL SAFE LANGUAGE c AS 'MODULE_PATHNAME', 'profile_state_rollup_trans_wrapper';
+CREATE FUNCTION profile_state_combine(a profile_state, b profile_state) RETURNS profile_state
+IMMUTABLE PARALLEL SAFE LANGUAGE c AS 'MODULE_PATHNAME', 'profile_state_combine_wrapper';
+CREATE FUNCTION profile_state_final(state profile_state) RETURNS profile
+IMMUTABLE PARALLEL SAFE LANGUAGE c AS 'MODULE_PATHNAME', 'profile_state_final_wrapper';
+-- SSPACE: what the planner assumed of the internal states, so that plans stay as they were.
 CREATE AGGREGATE profile_agg(price double precision, size double precision, side "char", tick_size double precision, ticks_per_row integer) (
-    SFUNC = profile_trans, STYPE = internal, FINALFUNC = profile_final,
-    COMBINEFUNC = profile_combine, SERIALFUNC = profile_serialize, DESERIALFUNC = profile_deserialize,
-    PARALLEL = SAFE
+    SFUNC = profile_state_trans, STYPE = profile_state, FINALFUNC = profile_state_final,
+    COMBINEFUNC = profile_state_combine, SSPACE = 8192, PARALLEL = SAFE
 );
 CREATE AGGREGATE profile_agg(price double precision, size double precision, side "char", tick_size double precision) (
-    SFUNC = profile_trans_default_rows, STYPE = internal, FINALFUNC = profile_final,
-    COMBINEFUNC = profile_combine, SERIALFUNC = profile_serialize, DESERIALFUNC = profile_deserialize,
-    PARALLEL = SAFE
+    SFUNC = profile_state_trans_default_rows, STYPE = profile_state, FINALFUNC = profile_state_final,
+    COMBINEFUNC = profile_state_combine, SSPACE = 8192, PARALLEL = SAFE
 );
 COMMENT ON AGGREGATE profile_agg(double precision, double precision, "char", double precision) IS
 'Volume profile of trades: rows are exact tick bins (row = round(price / tick_size) / ticks_per_row), volume split into buy/sell/unknown by side B/S/N. tick_size must be > 0 and the same on every row. Read with poc(), value_area(), levels(), lvns(), hvns(), total_volume(), delta(); combine with rollup() or profile_merge(). Volumes are exact sums, read as their correctly rounded doubles: the same bits in any plan or grouping.';
 CREATE AGGREGATE rollup(profile) (
-    SFUNC = profile_rollup_trans, STYPE = internal, FINALFUNC = profile_final,
-    COMBINEFUNC = profile_combine, SERIALFUNC = profile_serialize, DESERIALFUNC = profile_deserialize,
-    PARALLEL = SAFE
+    SFUNC = profile_state_rollup_trans, STYPE = profile_state, FINALFUNC = profile_state_final,
+    COMBINEFUNC = profile_state_combine, SSPACE = 8192, PARALLEL = SAFE
 );
 "#,
     name = "profile_aggregates",
-    requires = [
-        profile_trans,
-        profile_trans_default_rows,
-        profile_rollup_trans,
-        profile_final,
-        profile_combine,
-        profile_serialize,
-        profile_deserialize
-    ]
+    requires = [Profile]
 );
 
 fn method(m: &str) -> VaMethod {
@@ -446,6 +571,30 @@ mod tests {
         assert!(plan.0.to_string().contains("\"Partial Mode\":\"Partial\""), "not parallel: {}", plan.0);
         let parallel = Spi::get_one::<String>(whole_q).unwrap().unwrap();
         assert_eq!(whole, parallel);
+    }
+
+    #[pg_test]
+    fn state_text_form_round_trips_through_the_combine() {
+        // What Citus does: partial states shipped as text, read back and combined.
+        Spi::run(
+            "CREATE AGGREGATE pstate(float8, float8, \"char\", float8) (
+                 SFUNC = tapeflow.profile_state_trans_default_rows, STYPE = tapeflow.profile_state);
+             CREATE AGGREGATE pcombine(tapeflow.profile_state) (SFUNC = tapeflow.profile_state_combine,
+                 STYPE = tapeflow.profile_state, FINALFUNC = tapeflow.profile_state_final);
+             CREATE TEMP TABLE tr AS SELECT (10 + (i % 50) / 100.0)::float8 AS p, ((i % 7 + 1) / 1000.0)::float8 AS v,
+                    (CASE WHEN i % 2 = 0 THEN 'B' ELSE 'S' END)::\"char\" AS s, i % 3 AS k
+             FROM generate_series(1, 3000) i;",
+        )
+        .unwrap();
+        let via_text = Spi::get_one::<String>(
+            "SELECT pcombine(t::tapeflow.profile_state)::text FROM (SELECT pstate(p, v, s, 0.01)::text t FROM tr GROUP BY k) parts",
+        )
+        .unwrap()
+        .unwrap();
+        let whole = Spi::get_one::<String>("SELECT tapeflow.profile_agg(p, v, s, 0.01)::text FROM tr")
+            .unwrap()
+            .unwrap();
+        assert_eq!(via_text, whole);
     }
 
     #[pg_test]

@@ -2,7 +2,9 @@
 //! pg_extension/sql/), holding candles and profiles that the 0.1.0 library wrote (captured in
 //! pg_extension/fixtures/stored-0.1.0.json from real Binance trades), is upgraded with
 //! ALTER EXTENSION tapeflow UPDATE. The stored values read back as 0.1.0 read them, roll up with
-//! new ones exactly, and the upgraded database has the objects of a fresh install.
+//! new ones exactly, and the upgraded database has the objects of a fresh install. A database
+//! at release 0.2.0 (aggregates with `internal` states, run by this library's functions kept for
+//! it) upgrades to aggregates with SQL-typed states that give the same answers.
 
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -10,6 +12,10 @@ use std::time::Duration;
 use tapeflow_tests::*;
 
 const OLD: &str = "0.1.0";
+/// The previous release, whose aggregates keep `internal` states.
+const PREVIOUS: &str = "0.2.0";
+/// The version this build installs.
+const CURRENT: &str = "0.3.0";
 
 static COUNTER: AtomicUsize = AtomicUsize::new(0);
 
@@ -170,11 +176,11 @@ async fn data_written_by_the_previous_release_reads_back_after_update() {
         .flat_map(|m| m["levels"].as_array().unwrap().iter().map(|l| s(l).to_string()))
         .collect();
     let before = (lines(&c, &readings).await, lines(&c, levels).await);
-    assert_eq!(before.0, expected, "0.2.0's library reads 0.1.0's values as 0.1.0 did");
+    assert_eq!(before.0, expected, "this library reads 0.1.0's values as 0.1.0 did");
     assert_eq!(before.1, expected_levels);
 
     c.batch_execute("ALTER EXTENSION tapeflow UPDATE").await.unwrap();
-    assert_eq!(version(&c).await, ["0.2.0"]);
+    assert_eq!(version(&c).await, [CURRENT]);
     let after = (lines(&c, &readings).await, lines(&c, levels).await);
     assert_eq!(after, before, "the same readings after the update");
     assert_eq!(lines(&c, "SELECT count(*)::text FROM mine.volumes").await, ["5"]);
@@ -261,20 +267,97 @@ async fn data_written_by_the_previous_release_reads_back_after_update() {
     assert_eq!(parts[1].parse::<f64>().unwrap(), exact_sum(&[old_buy, 0.001]), "{merged:?}");
     assert_eq!(parts[2].parse::<f64>().unwrap(), old_trades + 1.0, "{merged:?}");
 
-    // The upgraded extension is a fresh 0.2.0 install, object for object.
+    // The upgraded extension is a fresh install, object for object.
+    same_objects_as_a_fresh_install(&c, OLD).await;
+}
+
+/// The extension's objects in `c` (upgraded from `from`) are those of a fresh install.
+async fn same_objects_as_a_fresh_install(c: &tokio_postgres::Client, from: &str) {
     let fresh = empty_db("fresh").await;
     let f = fresh.client().await;
     f.batch_execute("CREATE SCHEMA tapeflow; CREATE EXTENSION tapeflow").await.unwrap();
-    assert_eq!(version(&f).await, ["0.2.0"]);
-    let (upgraded, installed) = (lines(&c, CATALOG).await, lines(&f, CATALOG).await);
+    assert_eq!(version(&f).await, [CURRENT]);
+    let (upgraded, installed) = (lines(c, CATALOG).await, lines(&f, CATALOG).await);
     let only = |a: &[String], b: &[String]| a.iter().filter(|x| !b.contains(x)).cloned().collect::<Vec<_>>();
     assert!(
         upgraded == installed,
-        "pg_extension/sql/tapeflow--{OLD}--0.2.0.sql does not give a fresh install's objects.\nonly after the \
-         upgrade:\n{}\nonly in a fresh install:\n{}",
+        "the upgrade scripts from {from} to {CURRENT} (pg_extension/sql/) do not give a fresh install's objects.\n\
+         only after the upgrade:\n{}\nonly in a fresh install:\n{}",
         only(&upgraded, &installed).join("\n"),
         only(&installed, &upgraded).join("\n")
     );
+}
+
+/// Every aggregate of `profile_state`/`candle_state` states, over the same trades, as text;
+/// serial and parallel plans, grouped and whole, and rollups of the groups.
+const AGGREGATES: [&str; 8] = [
+    "SELECT tapeflow.profile_agg(p, s, d, 0.01)::text FROM mine.trades",
+    "SELECT tapeflow.profile_agg(p, s, d, 0.01, 5)::text FROM mine.trades",
+    "SELECT tapeflow.candle_agg(t, p, s, d)::text FROM mine.trades",
+    "SELECT tapeflow.candle_agg(t, p, s)::text FROM mine.trades",
+    "SELECT string_agg(x, ' ' ORDER BY m) FROM (SELECT m, tapeflow.profile_agg(p, s, d, 0.01)::text || tapeflow.candle_agg(t, p, s, d)::text x
+     FROM mine.trades GROUP BY m) g",
+    "SELECT tapeflow.rollup(pr)::text || tapeflow.rollup(ca)::text FROM mine.minutes",
+    "SELECT (tapeflow.profile_agg(p, s, d, 0.01) IS NULL AND tapeflow.candle_agg(t, p, s) IS NULL)::text FROM mine.trades
+     WHERE false",
+    "SELECT tapeflow.poc(tapeflow.profile_agg(p, s, d, 0.01))::text FROM mine.trades",
+];
+
+async fn aggregate_answers(c: &tokio_postgres::Client) -> Vec<String> {
+    let mut out = Vec::new();
+    for parallel in [false, true] {
+        c.batch_execute(if parallel {
+            "SET max_parallel_workers_per_gather = 2; SET parallel_setup_cost = 0; SET parallel_tuple_cost = 0;
+             SET min_parallel_table_scan_size = 0"
+        } else {
+            "SET max_parallel_workers_per_gather = 0"
+        })
+        .await
+        .unwrap();
+        let plan = lines(c, &format!("EXPLAIN (COSTS OFF) {}", AGGREGATES[0])).await.join("\n");
+        assert_eq!(plan.contains("Partial Aggregate"), parallel, "{plan}");
+        for q in AGGREGATES {
+            out.extend(lines(c, q).await);
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn aggregates_of_the_previous_release_become_sql_typed_with_the_same_answers() {
+    let db = empty_db("upgrade_prev").await;
+    let c = db.client().await;
+    c.batch_execute(&format!("CREATE SCHEMA tapeflow; CREATE EXTENSION tapeflow VERSION '{PREVIOUS}'"))
+        .await
+        .unwrap_or_else(|e| panic!("release {PREVIOUS}'s install script is not installed: {e:?}"));
+    // Decimal sizes: exact sums give the same bits in any plan, so serial and parallel answers,
+    // before and after, must all agree to the last digit.
+    c.batch_execute(
+        "CREATE SCHEMA mine;
+         CREATE TABLE mine.trades AS SELECT timestamptz '2024-03-04 14:30+00' + i * interval '13 ms' AS t,
+                50 + ((i::bigint * 7919) % 400) / 100.0 AS p, ((1 + i % 13) / 1000.0)::float8 AS s,
+                (CASE WHEN i % 3 = 0 THEN 'B' WHEN i % 3 = 1 THEN 'S' ELSE 'N' END)::\"char\" AS d, i / 5000 AS m
+         FROM generate_series(1, 100000) i;
+         INSERT INTO mine.trades VALUES (now(), NULL, 1, 'B', 0), (NULL, 10, 1, 'B', 0);
+         ANALYZE mine.trades;
+         CREATE TABLE mine.minutes AS SELECT m, tapeflow.profile_agg(p, s, d, 0.01) pr, tapeflow.candle_agg(t, p, s, d) ca
+         FROM mine.trades GROUP BY m;",
+    )
+    .await
+    .unwrap();
+    let stypes = "SELECT string_agg(DISTINCT aggtranstype::regtype::text, ' ') FROM pg_aggregate
+                  WHERE aggfnoid::regproc::text IN ('tapeflow.profile_agg', 'tapeflow.candle_agg', 'tapeflow.rollup')";
+    assert_eq!(lines(&c, stypes).await, ["internal"]);
+    let before = aggregate_answers(&c).await;
+    assert_eq!(before.len(), 2 * AGGREGATES.len());
+    assert_eq!(before[..AGGREGATES.len()], before[AGGREGATES.len()..], "serial = parallel at {PREVIOUS}");
+
+    c.batch_execute("ALTER EXTENSION tapeflow UPDATE").await.unwrap();
+    assert_eq!(version(&c).await, [CURRENT]);
+    assert_eq!(lines(&c, stypes).await, ["tapeflow.candle_state tapeflow.profile_state"]);
+    let after = aggregate_answers(&c).await;
+    assert_eq!(after, before, "the same answers after the update, serial and parallel");
+    same_objects_as_a_fresh_install(&c, PREVIOUS).await;
 }
 
 /// The development refresh upgrades an older version in place, keeping the data.
@@ -296,7 +379,7 @@ async fn db_refresh_upgrades_in_place() {
         .expect("run db-refresh-extension.sh");
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
-    assert!(stdout.contains(&format!("upgraded from {OLD} to 0.2.0")), "{stdout}");
+    assert!(stdout.contains(&format!("upgraded from {OLD} to {CURRENT}")), "{stdout}");
     let v = lines(
         &c,
         "SELECT format('%s %s %s', e.extversion, obj_description(e.oid, 'pg_extension') LIKE 'build %',
@@ -305,5 +388,5 @@ async fn db_refresh_upgrades_in_place() {
     )
     .await;
     // The candle was written before the update (by this build's library): 0.1 + 0.2 exactly.
-    assert_eq!(v, ["0.2.0 t 0.30000000000000004"]);
+    assert_eq!(v, [format!("{CURRENT} t 0.30000000000000004")]);
 }
