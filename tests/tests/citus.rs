@@ -1,8 +1,9 @@
 //! Scale-out on Citus: the same real trades written through the feeders' write path into one
 //! server (a TestDb on the project cluster) and into a private Citus cluster (a coordinator
 //! and two workers), and every analytics query of the README's SQL API compared exactly, as
-//! text (doubles printed in their shortest exact form). Also: a cross-symbol profile_agg is
-//! aggregated partially on the workers and combined on the coordinator, a LISTEN client of the
+//! text (doubles printed in their shortest exact form). Also: a cross-symbol profile_agg,
+//! candle_agg or rollup() is aggregated partially on the workers and combined on the
+//! coordinator (EXPLAIN shows worker_partial_agg / coord_combine_agg), a LISTEN client of the
 //! coordinator receives the candle announcements of a write, and the coordinator's scheduler
 //! evaluates a strategy over the distributed bars.
 //!
@@ -323,8 +324,9 @@ async fn citus_cluster_gives_the_single_server_answers() {
     );
 
     // Across symbols: per-symbol summaries built on the workers (the GROUP BY on the
-    // distribution column is pushed down whole), combined on the coordinator by rollup(); only
-    // the summaries cross the network, and the answer is the one server's single aggregate.
+    // distribution column is pushed down whole) and rolled up there, partially, per shard; the
+    // coordinator combines the partial rollups. Only the summaries cross the network, and the
+    // answer is the one server's single aggregate.
     let two_step = "SELECT tapeflow.rollup(p)::text FROM (SELECT symbol, tapeflow.profile_agg(price, size, side, 0.25) AS p
                     FROM tapeflow.ticks GROUP BY symbol) s";
     let plan = explain(&coord, two_step).await;
@@ -333,21 +335,43 @@ async fn citus_cluster_gives_the_single_server_answers() {
         plan.contains("GROUP BY ticks.symbol") && plan.contains("tapeflow.profile_agg(ticks.price"),
         "the workers build the per-symbol profiles:\n{plan}"
     );
-    assert!(plan.contains("tapeflow.rollup(remote_scan"), "the coordinator rolls them up:\n{plan}");
+    assert!(
+        plan.contains("worker_partial_agg('tapeflow.rollup(tapeflow.profile)'")
+            && plan.contains("coord_combine_agg("),
+        "each worker rolls its shards' profiles up, the coordinator combines those:\n{plan}"
+    );
     let whole = "SELECT tapeflow.profile_agg(price, size, side, 0.25)::text FROM tapeflow.ticks";
     assert_eq!(answer(&coord, two_step).await, answer(&single, whole).await, "rollup of parts = the whole");
-    // A single aggregate over every shard: Citus 13 combines partial states on the coordinator
-    // only for aggregates whose state is an SQL type, and these keep an internal one, so their
-    // rows are gathered (README, "Scale-out on Citus": limits). Reported, not asserted.
-    let plain = explain(&coord, whole).await;
-    println!(
-        "a plain cross-symbol profile_agg is {}",
-        if plain.contains("worker_partial_agg") {
-            "aggregated partially on the workers"
-        } else {
-            "row-gathered"
+    // A single aggregate over every shard: the workers aggregate their shards partially
+    // (worker_partial_agg, which ships each state in its text form) and the coordinator combines
+    // the states (coord_combine_agg) and finishes, so one state per shard crosses the network
+    // instead of every row; the answer is still the one server's.
+    let ticks = "tapeflow.ticks";
+    for (agg, from) in [
+        ("tapeflow.profile_agg(price, size, side, 0.25)", ticks),
+        ("tapeflow.profile_agg(price, size, side, 0.25, 4)", ticks),
+        ("tapeflow.candle_agg(time, price, size, side)", ticks),
+        ("tapeflow.candle_agg(time, price, size)", ticks),
+        ("tapeflow.rollup(profile)", "tapeflow.bars_1m WHERE symbol <> 'ESH4'"),
+        ("tapeflow.rollup(candle)", "tapeflow.bars_1m"),
+    ] {
+        let q = format!("SELECT {agg}::text FROM {from}");
+        let plan = explain(&coord, &q).await;
+        assert!(
+            plan.contains("coord_combine_agg(") && plan.contains("worker_partial_agg("),
+            "{agg} is not split into partial aggregates and a combine:\n{plan}"
+        );
+        let worker_query = plan.lines().find(|l| l.trim_start().starts_with("Query:")).unwrap_or_default();
+        assert!(
+            worker_query.contains("worker_partial_agg(") && !worker_query.contains("GROUP BY"),
+            "the workers return one partial state per shard:\n{plan}"
+        );
+        assert_eq!(answer(&coord, &q).await, answer(&single, &q).await, "{q}");
+        if agg == "tapeflow.profile_agg(price, size, side, 0.25)" {
+            println!("EXPLAIN of a cross-symbol profile_agg, partial on the workers:\n{plan}");
         }
-    );
+    }
+    println!("profile_agg, candle_agg and rollup() across shards: partial on the workers, combined on the coordinator, equal");
 
     // Announcements reach a LISTEN client of the coordinator, after the write committed.
     let (listener, mut conn) = tokio_postgres::connect(&cluster.url(), tokio_postgres::NoTls).await.unwrap();
