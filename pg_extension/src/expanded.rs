@@ -224,23 +224,11 @@ pub unsafe fn output<T: FlatState>(state: pg_sys::Datum) -> pg_sys::Datum {
                 pgrx::varlena::varlena_to_byte_slice(v).to_vec()
             }
         };
-        const HEX: &[u8; 16] = b"0123456789abcdef";
-        let out = pg_sys::palloc(2 * bytes.len() + 1).cast::<u8>();
-        for (i, b) in bytes.iter().enumerate() {
-            *out.add(2 * i) = HEX[usize::from(b >> 4)];
-            *out.add(2 * i + 1) = HEX[usize::from(b & 15)];
-        }
-        *out.add(2 * bytes.len()) = 0;
+        let text = hex::encode(bytes);
+        let out = pg_sys::palloc(text.len() + 1).cast::<u8>();
+        std::ptr::copy_nonoverlapping(text.as_ptr(), out, text.len());
+        *out.add(text.len()) = 0;
         pg_sys::Datum::from(out)
-    }
-}
-
-fn hex_digit(c: u8) -> Option<u8> {
-    match c {
-        b'0'..=b'9' => Some(c - b'0'),
-        b'a'..=b'f' => Some(c - b'a' + 10),
-        b'A'..=b'F' => Some(c - b'A' + 10),
-        _ => None,
     }
 }
 
@@ -251,16 +239,7 @@ pub fn input<T: FlatState>(text: &CStr) -> pg_sys::Datum {
         let shown: String = String::from_utf8_lossy(s).chars().take(40).collect();
         error!("invalid input for {}: {why} (\"{shown}\")", T::NAME)
     };
-    if !s.len().is_multiple_of(2) {
-        bad("an odd number of hex digits");
-    }
-    let bytes: Vec<u8> = s
-        .chunks(2)
-        .map(|p| match (hex_digit(p[0]), hex_digit(p[1])) {
-            (Some(h), Some(l)) => h << 4 | l,
-            _ => bad("not hex digits"),
-        })
-        .collect();
+    let bytes = hex::decode(s).unwrap_or_else(|e| bad(&e.to_string()));
     if let Err(e) = T::from_flat(&bytes) {
         bad(&e);
     }

@@ -131,14 +131,7 @@ impl Proc {
     /// Sends SIGTERM and waits; returns whether it exited successfully within `timeout`.
     pub fn terminate(&mut self, timeout: Duration) -> bool {
         let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
-        let start = Instant::now();
-        while start.elapsed() < timeout {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                return status.success();
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        false
+        self.wait_exit(timeout)
     }
 
     /// Waits for the process to end by itself; returns whether it exited successfully within

@@ -56,38 +56,17 @@ pub fn keccak(data: &[u8]) -> [u8; 32] {
     Keccak256::digest(data).into()
 }
 
-fn hex_digit(c: u8) -> Option<u8> {
-    match c {
-        b'0'..=b'9' => Some(c - b'0'),
-        b'a'..=b'f' => Some(c - b'a' + 10),
-        b'A'..=b'F' => Some(c - b'A' + 10),
-        _ => None,
-    }
-}
-
 /// Hex (with or without `0x`) to exactly `N` bytes.
 pub fn from_hex<const N: usize>(s: &str) -> Option<[u8; N]> {
     let h = s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")).unwrap_or(s).as_bytes();
-    if h.len() != 2 * N {
-        return None;
-    }
     let mut out = [0u8; N];
-    for (i, b) in out.iter_mut().enumerate() {
-        *b = hex_digit(h[2 * i])? << 4 | hex_digit(h[2 * i + 1])?;
-    }
+    hex::decode_to_slice(h, &mut out).ok()?;
     Some(out)
 }
 
 /// Lower-case hex with `0x`.
 pub fn to_hex(bytes: &[u8]) -> String {
-    const D: &[u8; 16] = b"0123456789abcdef";
-    let mut s = String::with_capacity(2 + 2 * bytes.len());
-    s.push_str("0x");
-    for b in bytes {
-        s.push(D[(b >> 4) as usize] as char);
-        s.push(D[(b & 15) as usize] as char);
-    }
-    s
+    format!("0x{}", hex::encode(bytes))
 }
 
 /// A 20-byte account or contract address.
