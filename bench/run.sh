@@ -10,9 +10,11 @@
 #               order accepted p50/p99, signals/s of a 1,000-signal burst, vs a bare LISTEN/NOTIFY
 #               round trip (tests/examples/exec_bench.rs; BENCH_EXEC_SIGNALS, BENCH_EXEC_INTERVAL_MS)
 #   ingest      the tick write path vs a plain COPY of the same 1M TAQ-derived ticks, before and
-#               after sql/013_ingest.sql in one run (plain path; TimescaleDB too when installed),
-#               then tick -> SSE latency p50/p99 at 10,000 ticks/s (tests/examples/ingest_bench.rs;
-#               BENCH_INGEST_TICKS, BENCH_INGEST_BATCH, BENCH_LATENCY_RATE, BENCH_LATENCY_SECS)
+#               after sql/013_ingest.sql, and the feeder's path through its sink with one writer
+#               and with TAPEFLOW_FEED_WRITERS, in one run (plain path; TimescaleDB too when
+#               installed), then tick -> SSE latency p50/p99 at 10,000 ticks/s
+#               (tests/examples/ingest_bench.rs; BENCH_INGEST_TICKS, BENCH_INGEST_BATCH,
+#               TAPEFLOW_FEED_WRITERS, BENCH_LATENCY_RATE, BENCH_LATENCY_SECS)
 #   citus       the same ticks (BENCH_TICKS, default 10M) written and profiled per symbol and
 #               across symbols on one server and on the local Citus cluster (make citus), same
 #               run; the answers' digests must agree (bench/citus.sql). Skipped without Citus.

@@ -11,6 +11,7 @@
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 use futures_util::pin_mut;
+use std::borrow::Borrow;
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::Type;
@@ -64,7 +65,10 @@ const TICK_TYPES: [Type; 9] = [
 /// trades (a replay racing the original) then wait for each other on each trade instead of
 /// deadlocking, and consecutive rows land on the same index pages. A trade repeated within the
 /// batch is sent once, its first occurrence.
-pub async fn write_ticks(client: &mut Client, rows: &[TickRow]) -> anyhow::Result<u64> {
+///
+/// Rows or references to them: the feed's writers pass references into the batch they keep for
+/// a retry instead of copying every row.
+pub async fn write_ticks<R: Borrow<TickRow> + Sync>(client: &mut Client, rows: &[R]) -> anyhow::Result<u64> {
     if rows.is_empty() {
         return Ok(0);
     }
@@ -114,8 +118,8 @@ async fn copy_straight_in(client: &Client) -> anyhow::Result<bool> {
 }
 
 /// The rows sorted by the ticks' key, byte-wise, without repeats of a key.
-fn in_key_order(rows: &[TickRow]) -> Vec<&TickRow> {
-    let mut batch: Vec<&TickRow> = rows.iter().collect();
+fn in_key_order<R: Borrow<TickRow>>(rows: &[R]) -> Vec<&TickRow> {
+    let mut batch: Vec<&TickRow> = rows.iter().map(Borrow::borrow).collect();
     // Stable, so that of two rows with one key the earlier one is kept.
     batch.sort_by(|a, b| {
         (a.symbol.as_bytes(), a.time, a.trade_id.as_bytes()).cmp(&(
@@ -201,7 +205,10 @@ const QUOTE_COLUMNS: &str = "time, symbol, bid, ask, bid_size, ask_size, exchang
 /// Writes top-of-book quotes in one transaction, as ticks are written; returns how many were
 /// new. A quote already stored (the same symbol, time, exchange and book) is skipped, so a
 /// replayed batch adds nothing.
-pub async fn write_quotes(client: &mut Client, rows: &[QuoteRow]) -> anyhow::Result<u64> {
+pub async fn write_quotes<R: Borrow<QuoteRow> + Sync>(
+    client: &mut Client,
+    rows: &[R],
+) -> anyhow::Result<u64> {
     if rows.is_empty() {
         return Ok(0);
     }
@@ -216,7 +223,7 @@ pub async fn write_quotes(client: &mut Client, rows: &[QuoteRow]) -> anyhow::Res
         [Type::TIMESTAMPTZ, Type::TEXT, Type::FLOAT8, Type::FLOAT8, Type::FLOAT8, Type::FLOAT8, Type::TEXT];
     let writer = BinaryCopyInWriter::new(sink, &types);
     pin_mut!(writer);
-    for q in rows {
+    for q in rows.iter().map(Borrow::borrow) {
         writer
             .as_mut()
             .write(&[&q.time, &q.symbol, &q.bid, &q.ask, &q.bid_size, &q.ask_size, &q.exchange])

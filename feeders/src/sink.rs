@@ -400,14 +400,15 @@ impl Db {
     }
 
     async fn write_part(&mut self, part: &[Record], done: &mut Written) -> Result<(), WriteError> {
+        // References into the batch, which is kept for a retry: no row is copied.
         let (mut ticks, mut quotes, mut bars) =
-            (Vec::<TickRow>::new(), Vec::<QuoteRow>::new(), Vec::<BarRow>::new());
+            (Vec::<&TickRow>::new(), Vec::<&QuoteRow>::new(), Vec::<BarRow>::new());
         // The newest watermark of each symbol in the part: a later one replaces an earlier.
         let mut marks = std::collections::BTreeMap::new();
         for r in part {
             match r {
-                Record::Tick(t) => ticks.push(t.clone()),
-                Record::Quote(q) => quotes.push(q.clone()),
+                Record::Tick(t) => ticks.push(t),
+                Record::Quote(q) => quotes.push(q),
                 Record::Bar(b) => bars.push(b.clone()),
                 Record::Watermark { symbol, complete_until } => {
                     marks.insert(symbol.as_str(), *complete_until);
