@@ -220,12 +220,19 @@ fn truncate(s: &str, n: usize) -> String {
     s.chars().take(n).collect()
 }
 
+/// The item's own `S`, else the page's symbol (its `symbol` field or the key it is listed
+/// under), each held to the same rule: 1 to 64 bytes.
 fn symbol_of(o: &Map<String, Value>, fallback: Option<&str>) -> Result<String, String> {
+    let valid = |s: &str| !s.is_empty() && s.len() <= 64;
     match o.get("S") {
-        Some(Value::String(s)) if !s.is_empty() && s.len() <= 64 => Ok(s.clone()),
+        Some(Value::String(s)) if valid(s) => Ok(s.clone()),
         Some(Value::String(_)) => Err("symbol \"S\" is empty or too long".into()),
         Some(other) => Err(format!("symbol \"S\" is {}", kind(other))),
-        None => fallback.map(str::to_string).ok_or_else(|| "no symbol \"S\"".into()),
+        None => match fallback {
+            Some(s) if valid(s) => Ok(s.to_string()),
+            Some(_) => Err("the page's symbol is empty or too long".into()),
+            None => Err("no symbol \"S\"".into()),
+        },
     }
 }
 
@@ -441,6 +448,21 @@ pub fn error_message(body: &[u8]) -> String {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn a_page_symbol_is_held_to_the_item_rule() {
+        let item = r#"{"t":"2021-02-22T15:51:44Z","x":"V","p":1,"s":5,"c":[],"i":7,"z":"C"}"#;
+        for body in
+            [format!(r#"{{"trades":{{"":[{item}]}}}}"#), format!(r#"{{"trades":[{item}],"symbol":""}}"#)]
+        {
+            let page = parse_trades_page(body.as_bytes()).unwrap();
+            assert!(page.items.is_empty(), "{body}");
+            assert_eq!(page.bad.len(), 1, "{body}");
+            assert!(page.bad[0].0.contains("page's symbol"), "{:?}", page.bad);
+        }
+        let page = parse_trades_page(format!(r#"{{"trades":{{"AAPL":[{item}]}}}}"#).as_bytes()).unwrap();
+        assert_eq!(page.items[0].symbol, "AAPL");
+    }
 
     #[test]
     fn control_messages_of_the_docs() {

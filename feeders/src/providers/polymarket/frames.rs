@@ -238,15 +238,21 @@ fn id(v: &Value, key: &str) -> Result<String, FrameError> {
     opt_id(v, key)?.ok_or_else(|| err(format!("{key} is missing")))
 }
 
+/// An id as the venue writes them (token, condition, market): at most `MAX_ID` bytes, no
+/// whitespace or control characters (a list's elements are held to the same rule as a field).
+fn is_id(s: &str) -> bool {
+    s.len() <= MAX_ID && !s.chars().any(|c| c.is_control() || c.is_whitespace())
+}
+
 fn opt_id(v: &Value, key: &str) -> Result<Option<String>, FrameError> {
     match v.get(key) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) if s.is_empty() => Ok(None),
         Some(Value::String(s)) => {
-            if s.len() > MAX_ID || s.chars().any(|c| c.is_control() || c.is_whitespace()) {
-                Err(err(format!("{key} {:?} is not an id", truncate(s))))
-            } else {
+            if is_id(s) {
                 Ok(Some(s.clone()))
+            } else {
+                Err(err(format!("{key} {:?} is not an id", truncate(s))))
             }
         }
         Some(other) => Err(err(format!("{key} is a {}", kind(other)))),
@@ -268,7 +274,7 @@ fn id_list(v: &Value, key: &str) -> Result<Vec<String>, FrameError> {
         Some(Value::Array(items)) => items
             .iter()
             .map(|i| match i {
-                Value::String(s) if !s.is_empty() && s.len() <= MAX_ID => Ok(s.clone()),
+                Value::String(s) if !s.is_empty() && is_id(s) => Ok(s.clone()),
                 other => {
                     Err(err(format!("an element of {key} is not an id: {}", truncate(&other.to_string()))))
                 }
@@ -577,6 +583,20 @@ mod tests {
         assert!(bad.is_empty(), "{bad:?}");
         assert_eq!(events.len(), 1);
         events.into_iter().next().unwrap()
+    }
+
+    #[test]
+    fn listed_token_ids_are_held_to_the_id_rule() {
+        let frame = |ids: &str| {
+            format!(
+                r#"{{"event_type":"new_market","id":"1","market":"0xab","condition_id":"0xab","question":"q","slug":"s",
+                    "outcomes":["Yes","No"],"clob_token_ids":{ids},"timestamp":"1766790415550"}}"#
+            )
+        };
+        let (events, bad) = parse_frame(&frame(r#"[" ","1"]"#)).unwrap();
+        assert!(events.is_empty() && bad.len() == 1, "{events:?} {bad:?}");
+        let (events, bad) = parse_frame(&frame(r#"["12","34"]"#)).unwrap();
+        assert!(bad.is_empty() && events.len() == 1, "{bad:?}");
     }
 
     #[test]
