@@ -437,7 +437,7 @@ mod tests {
     }
 
     #[pg_test]
-    fn state_text_form_round_trips_through_the_combine() {
+    fn candle_state_text_form_round_trips_through_the_combine() {
         // What Citus does: partial states shipped as text, read back and combined.
         setup();
         Spi::run(

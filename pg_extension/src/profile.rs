@@ -574,7 +574,7 @@ mod tests {
     }
 
     #[pg_test]
-    fn state_text_form_round_trips_through_the_combine() {
+    fn profile_state_text_form_round_trips_through_the_combine() {
         // What Citus does: partial states shipped as text, read back and combined.
         Spi::run(
             "CREATE AGGREGATE pstate(float8, float8, \"char\", float8) (
