@@ -5,9 +5,8 @@
 //! such a trade (a replay after a crash or reconnect) fails as a whole on that key and is then
 //! written again through a staging table with `INSERT … ON CONFLICT DO NOTHING`, which skips
 //! what is stored and keeps the rest. New trades, the common case, thus cost one COPY; a replay
-//! costs a failed COPY more than before. With TimescaleDB, where a COPY would miss the
-//! continuous aggregate (see `copy_straight_in`), every batch is one `INSERT … SELECT` from
-//! arrays bound as parameters (see `insert_ticks`). Quotes always go through staging.
+//! costs a failed COPY more than before. With TimescaleDB every batch takes the staging path
+//! (see `copy_straight_in`). Quotes always go through staging.
 
 use anyhow::Context;
 use chrono::{DateTime, Utc};
@@ -75,14 +74,7 @@ pub async fn write_ticks<R: Borrow<TickRow> + Sync>(client: &mut Client, rows: &
     }
     let batch = in_key_order(rows);
     if !copy_straight_in(client).await? {
-        return match insert_ticks(client, &batch, false).await {
-            Ok(n) => Ok(n),
-            // As below: nothing of the batch was stored; skip the stored trades instead.
-            Err(e) if is_duplicate_key(&e) => insert_ticks(client, &batch, true)
-                .await
-                .with_context(|| format!("merging {} ticks", batch.len())),
-            Err(e) => Err(e).with_context(|| format!("writing {} ticks", batch.len())),
-        };
+        return merge_ticks(client, &batch, true).await;
     }
     let sink = client
         .copy_in(&format!("COPY tapeflow.ticks ({TICK_COLUMNS}) FROM STDIN BINARY"))
@@ -91,7 +83,7 @@ pub async fn write_ticks<R: Borrow<TickRow> + Sync>(client: &mut Client, rows: &
     match copy_ticks(sink, &batch).await {
         Ok(n) => Ok(n),
         // Some trade is stored already: nothing of this COPY was, so merge the batch instead.
-        Err(e) if is_duplicate_key(&e) => merge_ticks(client, &batch).await,
+        Err(e) if is_duplicate_key(&e) => merge_ticks(client, &batch, false).await,
         Err(e) => Err(e).with_context(|| format!("writing {} ticks", batch.len())),
     }
 }
@@ -166,75 +158,13 @@ async fn copy_ticks(sink: CopyInSink<bytes::Bytes>, rows: &[&TickRow]) -> Result
     writer.finish().await
 }
 
-/// The rows as one `INSERT … SELECT` from arrays, one a column, bound as binary parameters (the
-/// TimescaleDB path): no staging table to write and read back, and one statement in its own
-/// transaction, so either all of the batch is stored or none. The rows stay in the key order
-/// the caller sorted them in (`WITH ORDINALITY`, sorted on it: already in order, so the sort
-/// only checks), for the same reason as the COPY's. With `skip_stored`, trades already stored
-/// are skipped (`ON CONFLICT DO NOTHING`); without, the first one fails the statement, which is
-/// cheaper for new trades: a plain insert checks the key in the descent that inserts the entry,
-/// ON CONFLICT searches it first (two descents a row).
-async fn insert_ticks(
-    client: &Client,
-    rows: &[&TickRow],
-    skip_stored: bool,
-) -> Result<u64, tokio_postgres::Error> {
-    let times: Vec<DateTime<Utc>> = rows.iter().map(|r| r.time).collect();
-    let symbols: Vec<&str> = rows.iter().map(|r| r.symbol.as_str()).collect();
-    let prices: Vec<f64> = rows.iter().map(|r| r.price).collect();
-    let sizes: Vec<f64> = rows.iter().map(|r| r.size).collect();
-    let sides: Vec<i8> = rows.iter().map(|r| r.side as i8).collect();
-    let side_sources: Vec<&str> = rows.iter().map(|r| r.side_source).collect();
-    let trade_ids: Vec<&str> = rows.iter().map(|r| r.trade_id.as_str()).collect();
-    let exchanges: Vec<Option<&str>> = rows.iter().map(|r| r.exchange.as_deref()).collect();
-    // A parameter array cannot hold arrays of different lengths, so each row's conditions go as
-    // its text[] literal, read back by the cast.
-    let conditions: Vec<Option<String>> =
-        rows.iter().map(|r| r.conditions.as_deref().map(text_array_literal)).collect();
-    let statement = format!(
-        "INSERT INTO tapeflow.ticks ({TICK_COLUMNS})
-         SELECT time, symbol, price, size, side, side_source, trade_id, exchange, conditions::text[]
-         FROM unnest($1::timestamptz[], $2::text[], $3::float8[], $4::float8[], $5::\"char\"[], $6::text[],
-                     $7::text[], $8::text[], $9::text[])
-              WITH ORDINALITY AS r(time, symbol, price, size, side, side_source, trade_id, exchange, conditions, n)
-         ORDER BY n{}",
-        if skip_stored { " ON CONFLICT DO NOTHING" } else { "" }
-    );
-    client
-        .execute(
-            &statement,
-            &[&times, &symbols, &prices, &sizes, &sides, &side_sources, &trade_ids, &exchanges, &conditions],
-        )
-        .await
-}
-
-/// `items` as a PostgreSQL text[] literal: every element quoted, `"` and `\` escaped.
-fn text_array_literal(items: &[String]) -> String {
-    let mut out = String::with_capacity(2 + items.iter().map(|s| s.len() + 3).sum::<usize>());
-    out.push('{');
-    for (k, item) in items.iter().enumerate() {
-        if k > 0 {
-            out.push(',');
-        }
-        out.push('"');
-        for c in item.chars() {
-            if c == '"' || c == '\\' {
-                out.push('\\');
-            }
-            out.push(c);
-        }
-        out.push('"');
-    }
-    out.push('}');
-    out
-}
-
-/// The replay path of the COPY: the rows COPYed into a temporary table, then inserted in the
-/// key order the COPY uses (the C collation is byte order), so that a merging writer and a
-/// copying one also wait for each other instead of deadlocking; `ON CONFLICT DO NOTHING` skips
-/// the stored trades.
-async fn merge_ticks(client: &mut Client, rows: &[&TickRow]) -> anyhow::Result<u64> {
-    let tx = client.transaction().await?;
+/// The staging path (a replay; every batch with TimescaleDB): the rows COPYed into a temporary
+/// table, then inserted in the key order the COPY path uses (the C collation is byte order), so
+/// that a merging writer and a copying one also wait for each other instead of deadlocking;
+/// `ON CONFLICT DO NOTHING` skips the stored trades, at once or, with `plain_first`, after a
+/// plain insert met one.
+async fn merge_ticks(client: &mut Client, rows: &[&TickRow], plain_first: bool) -> anyhow::Result<u64> {
+    let mut tx = client.transaction().await?;
     tx.batch_execute(
         "SET LOCAL client_min_messages = warning;
          CREATE TEMP TABLE IF NOT EXISTS staging_ticks (LIKE tapeflow.ticks INCLUDING DEFAULTS) ON COMMIT DELETE ROWS",
@@ -243,14 +173,27 @@ async fn merge_ticks(client: &mut Client, rows: &[&TickRow]) -> anyhow::Result<u
     .context("creating the ticks' staging table")?;
     let sink = tx.copy_in(&format!("COPY staging_ticks ({TICK_COLUMNS}) FROM STDIN BINARY")).await?;
     copy_ticks(sink, rows).await.context("staging ticks")?;
+    let insert = format!(
+        "INSERT INTO tapeflow.ticks ({TICK_COLUMNS}) SELECT {TICK_COLUMNS} FROM staging_ticks
+         ORDER BY symbol COLLATE \"C\", time, trade_id COLLATE \"C\""
+    );
+    if plain_first {
+        // A plain insert checks the key in the same descent that inserts the entry; ON CONFLICT
+        // first searches the key, then inserts (two descents a row). Only a batch holding a
+        // stored trade needs the latter: it fails here, and the savepoint keeps the staging.
+        let plain = tx.savepoint("plain_insert").await?;
+        match plain.execute(&insert, &[]).await {
+            Ok(n) => {
+                plain.commit().await?;
+                tx.commit().await?;
+                return Ok(n);
+            }
+            Err(e) if is_duplicate_key(&e) => plain.rollback().await?,
+            Err(e) => return Err(e).with_context(|| format!("writing {} ticks", rows.len())),
+        }
+    }
     let inserted = tx
-        .execute(
-            &format!(
-                "INSERT INTO tapeflow.ticks ({TICK_COLUMNS}) SELECT {TICK_COLUMNS} FROM staging_ticks
-                 ORDER BY symbol COLLATE \"C\", time, trade_id COLLATE \"C\" ON CONFLICT DO NOTHING"
-            ),
-            &[],
-        )
+        .execute(&format!("{insert} ON CONFLICT DO NOTHING"), &[])
         .await
         .with_context(|| format!("merging {} ticks", rows.len()))?;
     tx.commit().await?;
@@ -318,18 +261,6 @@ mod tests {
             exchange: None,
             conditions: None,
         }
-    }
-
-    #[test]
-    fn conditions_are_sent_as_quoted_text_array_literals() {
-        let items = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-        assert_eq!(text_array_literal(&[]), "{}");
-        assert_eq!(text_array_literal(&items(&["@", "T"])), r#"{"@","T"}"#);
-        // Quoted, so commas, braces, blanks and the word NULL are plain text; " and \ escaped.
-        assert_eq!(
-            text_array_literal(&items(&["a,b", "{x}", " ", "NULL", r#"say "hi""#, r"back\slash", ""])),
-            r#"{"a,b","{x}"," ","NULL","say \"hi\"","back\\slash",""}"#
-        );
     }
 
     #[test]

@@ -449,7 +449,7 @@ async fn ingest(label: &str, url: &str, timescaledb: bool, rows: &[TickRow], bat
     let after = phase(&mut c, &batches, Path::After).await;
     assert_eq!(after.stored as usize, n, "the new path stored every tick once");
     let how = if timescaledb {
-        "after (013, 024: INSERT from arrays)"
+        "after (013: staging + insert, one key)"
     } else {
         "after (013: COPY into ticks, one key)"
     };
@@ -480,8 +480,8 @@ async fn ingest(label: &str, url: &str, timescaledb: bool, rows: &[TickRow], bat
     let replayed: Vec<&[TickRow]> = batches.iter().take(10).copied().collect();
     let replay = phase(&mut c, &replayed, Path::After).await;
     assert_eq!(replay.stored, 0, "a replay stores nothing");
-    // What the feeder stored is the rows themselves, every column (the TimescaleDB path sends
-    // them as arrays, conditions as text[] literals): the same multiset as the plain COPY's.
+    // What the feeder stored is the rows themselves, every column: the same multiset as the
+    // plain COPY's.
     let differ: i64 = one(
         &c,
         "SELECT count(*) FROM ((TABLE bench_copy EXCEPT ALL SELECT * FROM tapeflow.ticks)
