@@ -6,15 +6,12 @@
 pub fn serve_metrics(var: &str, addr: Option<&str>) -> anyhow::Result<()> {
     let Some(addr) = addr else { return Ok(()) };
     let addr: std::net::SocketAddr = addr.parse().map_err(|e| anyhow::anyhow!("{var}={addr:?}: {e}"))?;
-    if let Err(e) = std::net::TcpListener::bind(addr) {
-        tracing::error!(%addr, error = %e, "{var}: cannot listen; metrics are not served");
-        return Ok(());
+    // The exporter binds the port itself; a process that takes it first (another daemon, a
+    // second instance) makes that fail, which is logged like any other port already taken.
+    match metrics_exporter_prometheus::PrometheusBuilder::new().with_http_listener(addr).install() {
+        Ok(()) => tracing::info!(%addr, "metrics at /metrics"),
+        Err(e) => tracing::error!(%addr, error = %e, "{var}: cannot listen; metrics are not served"),
     }
-    metrics_exporter_prometheus::PrometheusBuilder::new()
-        .with_http_listener(addr)
-        .install()
-        .map_err(|e| anyhow::anyhow!("metrics on {addr}: {e}"))?;
-    tracing::info!(%addr, "metrics at /metrics");
     Ok(())
 }
 
@@ -24,5 +21,18 @@ pub fn metrics_addr(var: &str, default: &str) -> Option<String> {
         Ok(v) if v == "off" => None,
         Ok(v) if !v.is_empty() => Some(v),
         _ => Some(default.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_port_already_taken_is_logged_not_fatal() {
+        let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = taken.local_addr().unwrap().to_string();
+        assert!(serve_metrics("TAPEFLOW_TEST_METRICS_ADDR", Some(&addr)).is_ok());
+        assert!(serve_metrics("TAPEFLOW_TEST_METRICS_ADDR", Some("not an address")).is_err());
     }
 }
