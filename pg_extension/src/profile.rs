@@ -28,6 +28,16 @@ fn fail(what: &str, e: impl std::fmt::Display) -> ! {
     error!("{what}: {e}")
 }
 
+/// profile_agg's grid arguments, checked: the tick size (required) and rows per tick (1 if NULL).
+fn grid_args(tick_size: Option<f64>, ticks_per_row: Option<i32>) -> (f64, u32) {
+    let tick_size = tick_size.unwrap_or_else(|| error!("profile_agg: tick_size must not be NULL"));
+    let rows = ticks_per_row.unwrap_or(1);
+    if rows < 1 {
+        error!("profile_agg: ticks_per_row must be >= 1, got {rows}");
+    }
+    (tick_size, rows as u32)
+}
+
 #[pg_extern(immutable, parallel_safe, sql = false)]
 fn profile_trans(
     mut state: Internal,
@@ -39,18 +49,14 @@ fn profile_trans(
     fcinfo: pg_sys::FunctionCallInfo,
 ) -> Internal {
     let (Some(price), Some(size)) = (price, size) else { return state };
-    let tick_size = tick_size.unwrap_or_else(|| error!("profile_agg: tick_size must not be NULL"));
-    let rows = ticks_per_row.unwrap_or(1);
-    if rows < 1 {
-        error!("profile_agg: ticks_per_row must be >= 1, got {rows}");
-    }
+    let (tick_size, rows) = grid_args(tick_size, ticks_per_row);
     let st = unsafe {
         state_mut::<State>(&mut state, fcinfo, || {
-            Some(P::new(tick_size, rows as u32).unwrap_or_else(|e| fail("profile_agg", e)))
+            Some(P::new(tick_size, rows).unwrap_or_else(|e| fail("profile_agg", e)))
         })
     };
     let p = st.as_mut().expect("created with a profile");
-    p.check_grid(tick_size, rows as u32).unwrap_or_else(|e| fail("profile_agg", e));
+    p.check_grid(tick_size, rows).unwrap_or_else(|e| fail("profile_agg", e));
     p.add(price, size, side_arg(side)).unwrap_or_else(|e| fail("profile_agg", e));
     state
 }
@@ -168,21 +174,17 @@ fn profile_state_trans(
     fcinfo: pg_sys::FunctionCallInfo,
 ) -> Internal {
     let (Some(price), Some(size)) = (price, size) else { return state };
-    let tick_size = tick_size.unwrap_or_else(|| error!("profile_agg: tick_size must not be NULL"));
-    let rows = ticks_per_row.unwrap_or(1);
-    if rows < 1 {
-        error!("profile_agg: ticks_per_row must be >= 1, got {rows}");
-    }
+    let (tick_size, rows) = grid_args(tick_size, ticks_per_row);
     let side = side_arg(side);
     let datum = match state.unwrap() {
         Some(d) => unsafe {
             let (d, p) = expanded::for_update::<P>(fcinfo, d, "profile_agg");
-            p.check_grid(tick_size, rows as u32).unwrap_or_else(|e| fail("profile_agg", e));
+            p.check_grid(tick_size, rows).unwrap_or_else(|e| fail("profile_agg", e));
             p.add(price, size, side).unwrap_or_else(|e| fail("profile_agg", e));
             d
         },
         None => {
-            let mut p = P::new(tick_size, rows as u32).unwrap_or_else(|e| fail("profile_agg", e));
+            let mut p = P::new(tick_size, rows).unwrap_or_else(|e| fail("profile_agg", e));
             p.add(price, size, side).unwrap_or_else(|e| fail("profile_agg", e));
             unsafe { expanded::create(fcinfo, p, "profile_agg") }
         }
