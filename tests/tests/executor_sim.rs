@@ -83,6 +83,14 @@ async fn setup(db: &TestDb) -> tokio_postgres::Client {
     c
 }
 
+/// An account of 50 whose day also started at 50. The running executor snapshots the account
+/// beside the test: a snapshot of the 100,000 account read before the change and written after
+/// it would otherwise start the day at 100,000 and fail the order on the daily loss instead.
+const SMALL_ACCOUNT: &str = "UPDATE tapeflow.risk_limits SET account_equity = 50;
+     INSERT INTO tapeflow.account_snapshots (broker, day, start_equity, equity, cash, buying_power)
+     VALUES ('sim', (now() AT TIME ZONE 'UTC')::date, 50, 50, 50, 50)
+     ON CONFLICT (broker, day) DO UPDATE SET start_equity = 50";
+
 #[tokio::test]
 async fn every_risk_gate_rejects_with_its_reason() {
     let db = TestDb::create("gates", false).await;
@@ -115,8 +123,8 @@ async fn every_risk_gate_rejects_with_its_reason() {
         ),
         ("price band", "", ("GT", 102.0, 101.0, 2), "price_band"),
         ("notional", "UPDATE tapeflow.risk_limits SET max_order_notional = 50", ("GT", 100.0, 99.0, 2), "max_notional"),
-        ("buying power", "UPDATE tapeflow.risk_limits SET account_equity = 50; DELETE FROM tapeflow.account_snapshots", ("GT", 100.0, 99.99, 2), "buying_power"),
-        ("risk budget", "UPDATE tapeflow.risk_limits SET account_equity = 50; DELETE FROM tapeflow.account_snapshots", ("GT", 100.0, 99.0, 2), "size"),
+        ("buying power", SMALL_ACCOUNT, ("GT", 100.0, 99.99, 2), "buying_power"),
+        ("risk budget", SMALL_ACCOUNT, ("GT", 100.0, 99.0, 2), "size"),
     ];
     let side = |entry: f64, stop: f64| if stop < entry { "buy" } else { "sell" };
     for (i, (name, sql, (sym, entry, stop, ago), want)) in cases.into_iter().enumerate() {
