@@ -58,8 +58,13 @@ impl SinkConfig {
 pub fn writers_from_env() -> anyhow::Result<usize> {
     Ok(match env_parse::<usize>("TAPEFLOW_FEED_WRITERS")? {
         Some(n) => n.clamp(1, 64),
-        None => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).min(4),
+        None => default_writers(),
     })
+}
+
+/// One writer per core, at most 4.
+fn default_writers() -> usize {
+    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).min(4)
 }
 
 /// Where providers put records; cheap to clone.
@@ -127,7 +132,7 @@ impl Sink {
 
     /// Records queued and not yet taken by a writer.
     pub fn depth(&self) -> usize {
-        self.shared.capacity.saturating_sub(self.shared.room.available_permits())
+        queued(&self.shared.room, self.shared.capacity)
     }
 
     /// The writer of the record's symbol: fixed once chosen, the one with the fewest symbols.
@@ -214,7 +219,7 @@ pub fn spawn(
 ) -> (Sink, tokio::task::JoinHandle<Written>) {
     let writers = writers_from_env().unwrap_or_else(|e| {
         tracing::warn!(error = %e, "using the default number of feed writers");
-        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).min(4)
+        default_writers()
     });
     spawn_writers(database_url, cfg, writers, shutdown)
 }
@@ -260,6 +265,11 @@ pub fn spawn_writers(
     (Sink { shared: Arc::new(shared) }, all)
 }
 
+/// Records queued for all writers: the permits of `room` (of `capacity`) taken.
+fn queued(room: &Semaphore, capacity: usize) -> usize {
+    capacity.saturating_sub(room.available_permits())
+}
+
 /// One writer's end of the queue.
 struct Queue {
     rx: mpsc::UnboundedReceiver<Record>,
@@ -272,8 +282,7 @@ impl Queue {
     async fn take(&mut self, batch: &mut Vec<Record>, max: usize) -> usize {
         let n = self.rx.recv_many(batch, max).await;
         self.room.add_permits(n);
-        let depth = self.capacity.saturating_sub(self.room.available_permits());
-        metrics::gauge!("tapeflow_feed_buffer_depth").set(depth as f64);
+        metrics::gauge!("tapeflow_feed_buffer_depth").set(queued(&self.room, self.capacity) as f64);
         n
     }
 }
