@@ -138,13 +138,14 @@ unsafe fn ours<T: FlatState>(datum: pg_sys::Datum) -> Option<(*mut Expanded<T>, 
     }
 }
 
+/// The bytes of a flat datum of the state type (detoasted if need be), without the header.
+unsafe fn stored_bytes<'a>(datum: pg_sys::Datum) -> &'a [u8] {
+    unsafe { pgrx::varlena::varlena_to_byte_slice(pg_sys::pg_detoast_datum_packed(datum.cast_mut_ptr())) }
+}
+
 /// Decodes a flat (or foreign) datum of the state type.
 unsafe fn decode<T: FlatState>(datum: pg_sys::Datum) -> T {
-    unsafe {
-        let v = pg_sys::pg_detoast_datum_packed(datum.cast_mut_ptr());
-        T::from_flat(pgrx::varlena::varlena_to_byte_slice(v))
-            .unwrap_or_else(|e| error!("invalid {} value: {e}", T::NAME))
-    }
+    unsafe { T::from_flat(stored_bytes(datum)).unwrap_or_else(|e| error!("invalid {} value: {e}", T::NAME)) }
 }
 
 /// The state `state` (not NULL) made changeable by a transition or combine function `what`:
@@ -163,12 +164,8 @@ pub unsafe fn for_update<'a, T: FlatState>(
         // in aggregate contexts, and what a final function or a cast returns is flat.
         let (datum, obj) = match ours::<T>(state) {
             Some((obj, true)) => (state, obj),
-            Some((obj, false)) => {
-                let d = new_object(agg_context(fcinfo, what), T::clone(&(*obj).value));
-                (d, ours::<T>(d).expect("just made").0)
-            }
-            None => {
-                let d = new_object(agg_context(fcinfo, what), decode::<T>(state));
+            _ => {
+                let d = new_object(agg_context(fcinfo, what), owned::<T>(state));
                 (d, ours::<T>(d).expect("just made").0)
             }
         };
@@ -218,11 +215,8 @@ pub unsafe fn owned<T: FlatState>(state: pg_sys::Datum) -> T {
 pub unsafe fn output<T: FlatState>(state: pg_sys::Datum) -> pg_sys::Datum {
     unsafe {
         let bytes = match ours::<T>(state) {
-            Some((obj, _)) => flat_bytes(obj).to_vec(),
-            None => {
-                let v = pg_sys::pg_detoast_datum_packed(state.cast_mut_ptr());
-                pgrx::varlena::varlena_to_byte_slice(v).to_vec()
-            }
+            Some((obj, _)) => flat_bytes(obj),
+            None => stored_bytes(state),
         };
         let text = hex::encode(bytes);
         let out = pg_sys::palloc(text.len() + 1).cast::<u8>();
