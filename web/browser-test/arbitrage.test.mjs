@@ -10,11 +10,10 @@
 // Without a database URL the tests are skipped.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
 import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { chromium } from 'playwright-core';
+import { launchChromium, psql } from './harness.mjs';
 import { loggedInContext } from './login.mjs';
 
 const webDir = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
@@ -28,9 +27,7 @@ const LIVE_TIMEOUT = 20_000;
 
 /** Rows of `query` (one json value per row) from the database. */
 function rows(query) {
-  const out = execFileSync('psql', [dbUrl, '-XAtq', '-v', 'ON_ERROR_STOP=1', '-c', `SELECT coalesce(json_agg(x), '[]') FROM (${query}) x`],
-    { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }).trim();
-  return JSON.parse(out);
+  return JSON.parse(psql(dbUrl, `SELECT coalesce(json_agg(x), '[]') FROM (${query}) x`));
 }
 const q = (s) => `'${String(s).replace(/'/g, "''")}'`;
 
@@ -66,12 +63,7 @@ const REPORT_SQL = `SELECT day::text, market_key, kind, opportunities, trim_scal
 let browser;
 before(async () => {
   if (skip) return;
-  browser = await chromium.launch({
-    executablePath: process.env.CHROMIUM_PATH || '/usr/bin/chromium',
-    headless: true,
-    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
-      '--disable-component-update', '--disable-sync'],
-  });
+  browser = await launchChromium();
   await mkdir(shots, { recursive: true });
 });
 after(() => browser?.close());
@@ -176,10 +168,10 @@ test('arbitrage page: sums, opportunities, paper trades, positions and report ar
       // A book of the quiet market changes so that buying both pays: the trigger opens an
       // opportunity and announces it; the page must show the new sums and the opportunity, and
       // then the executor's paper trade of it.
-      execFileSync('psql', [dbUrl, '-XAtq', '-v', 'ON_ERROR_STOP=1', '-c', liveSql], { stdio: 'ignore' });
+      psql(dbUrl, liveSql);
       assert.ok(rows(OPPS_SQL).length > oppsBefore, 'the change opened an opportunity (see TAPEFLOW_ARB_LIVE_SQL)');
       const [expected] = rows(`${MARKETS_SQL.replace('ORDER BY m.condition_id', '')} AND m.condition_id = ${q(liveMarket)}`);
-      // Shown by a read the event caused (the fallback poll comes only every 5 s).
+      // Shown by a read the event caused (the page does not poll).
       await page.waitForFunction(({ cond, sum, opps }) => {
         const cell = document.querySelector(`#arb-markets tr[data-condition="${cond}"] td[data-field="ask_sum"]`);
         return cell?.dataset.value === sum && document.querySelectorAll('#arb-opps tbody tr').length === opps

@@ -16,7 +16,7 @@ import assert from 'node:assert/strict';
 import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { chromium } from 'playwright-core';
+import { launchChromium } from './harness.mjs';
 import { fmtPriceText, fmtQty } from '../static/js/account-data.js';
 import { loggedInContext, sessionApi } from './login.mjs';
 
@@ -31,12 +31,7 @@ let browser;
 let context;
 let api;
 before(async () => {
-  browser = await chromium.launch({
-    executablePath: process.env.CHROMIUM_PATH || '/usr/bin/chromium',
-    headless: true,
-    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
-      '--disable-component-update', '--disable-sync'],
-  });
+  browser = await launchChromium();
   // One session for every page, from the login page.
   context = await loggedInContext(browser, baseUrl, { viewport: { width: 1440, height: 860 } });
   api = await sessionApi(context, baseUrl);

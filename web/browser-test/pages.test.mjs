@@ -11,11 +11,10 @@
 // server) the tests are skipped.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
 import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { chromium } from 'playwright-core';
+import { launchChromium, psql } from './harness.mjs';
 import { fmtAtTick } from '../static/js/format.js';
 import { loggedInContext, sessionApi } from './login.mjs';
 
@@ -29,8 +28,7 @@ const LIVE_TIMEOUT = 20_000;
 
 /** One value (or JSON, for a query returning json) from the database. */
 function sql(query, { json = false } = {}) {
-  const out = execFileSync('psql', [dbUrl, '-XAtq', '-v', 'ON_ERROR_STOP=1', '-c', query],
-    { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }).trim();
+  const out = psql(dbUrl, query);
   return json ? JSON.parse(out || 'null') : out;
 }
 
@@ -53,12 +51,7 @@ let context;
 let api;
 before(async () => {
   if (skip) return;
-  browser = await chromium.launch({
-    executablePath: process.env.CHROMIUM_PATH || '/usr/bin/chromium',
-    headless: true,
-    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
-      '--disable-component-update', '--disable-sync'],
-  });
+  browser = await launchChromium();
   context = await loggedInContext(browser, baseUrl, { viewport: { width: 1440, height: 900 } });
   api = await sessionApi(context, baseUrl);
   await mkdir(shots, { recursive: true });
