@@ -375,6 +375,12 @@ impl Arbitrage {
                 .iter()
                 .map(|r| r.get(0))
                 .collect();
+            if new.is_empty() {
+                continue;
+            }
+            // Limits read after the opportunities: a kill switch or limit set before an
+            // opportunity appeared is always the one it is gated by.
+            let limits = self.limits().await?;
             for id in new {
                 self.opportunity(id, mode, &limits, true).await?;
             }
