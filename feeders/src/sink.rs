@@ -39,31 +39,25 @@ pub struct SinkConfig {
     /// `TAPEFLOW_FEED_SHUTDOWN_SECS`: how long a shutdown waits for the database to take the
     /// queue (default 10).
     pub shutdown_grace: Duration,
+    /// `TAPEFLOW_FEED_WRITERS`: database connections writing in parallel (default one per core,
+    /// at most 4: a writer's COPY and triggers keep one backend busy on one core).
+    pub writers: usize,
 }
 
 impl SinkConfig {
     pub fn from_env() -> anyhow::Result<SinkConfig> {
-        // Read here too, so that a bad value stops the feed at start rather than in `spawn`.
-        writers_from_env()?;
         Ok(SinkConfig {
             capacity: env_parse("TAPEFLOW_FEED_BUFFER")?.unwrap_or(200_000).max(1),
             batch_rows: env_parse("TAPEFLOW_FEED_BATCH_ROWS")?.unwrap_or(10_000).max(1),
             shutdown_grace: Duration::from_secs(env_parse("TAPEFLOW_FEED_SHUTDOWN_SECS")?.unwrap_or(10)),
+            writers: env_parse::<usize>("TAPEFLOW_FEED_WRITERS")?
+                .map_or_else(default_writers, |n| n.clamp(1, 64)),
         })
     }
 }
 
-/// `TAPEFLOW_FEED_WRITERS`: database connections writing in parallel; by default one per core,
-/// at most 4 (a writer's COPY and triggers keep one backend busy on one core).
-pub fn writers_from_env() -> anyhow::Result<usize> {
-    Ok(match env_parse::<usize>("TAPEFLOW_FEED_WRITERS")? {
-        Some(n) => n.clamp(1, 64),
-        None => default_writers(),
-    })
-}
-
 /// One writer per core, at most 4.
-fn default_writers() -> usize {
+pub fn default_writers() -> usize {
     std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).min(4)
 }
 
@@ -210,30 +204,15 @@ impl std::ops::AddAssign for Written {
     }
 }
 
-/// Starts `TAPEFLOW_FEED_WRITERS` writers (see [`writers_from_env`]; a bad value, which
-/// [`SinkConfig::from_env`] reports, falls back on the default).
+/// Starts `cfg.writers` writers, each with its own connection. They end once every `Sink`
+/// clone is dropped and the queues are written, or, after `shutdown` fires, when the grace
+/// period runs out; the handle sums what they wrote.
 pub fn spawn(
     database_url: String,
     cfg: SinkConfig,
     shutdown: tokio_util::sync::CancellationToken,
 ) -> (Sink, tokio::task::JoinHandle<Written>) {
-    let writers = writers_from_env().unwrap_or_else(|e| {
-        tracing::warn!(error = %e, "using the default number of feed writers");
-        default_writers()
-    });
-    spawn_writers(database_url, cfg, writers, shutdown)
-}
-
-/// Starts `writers` writers, each with its own connection. They end once every `Sink` clone is
-/// dropped and the queues are written, or, after `shutdown` fires, when the grace period runs
-/// out; the handle sums what they wrote.
-pub fn spawn_writers(
-    database_url: String,
-    cfg: SinkConfig,
-    writers: usize,
-    shutdown: tokio_util::sync::CancellationToken,
-) -> (Sink, tokio::task::JoinHandle<Written>) {
-    let writers = writers.max(1);
+    let writers = cfg.writers.max(1);
     // A flush takes a place in every writer's queue, so there is room for one at least.
     let cfg = SinkConfig { capacity: cfg.capacity.max(writers), ..cfg };
     let room = Arc::new(Semaphore::new(cfg.capacity));
@@ -514,13 +493,13 @@ mod tests {
         })
     }
 
-    fn config(capacity: usize) -> SinkConfig {
-        SinkConfig { capacity, batch_rows: 5, shutdown_grace: Duration::from_secs(1) }
+    fn config(capacity: usize, writers: usize) -> SinkConfig {
+        SinkConfig { capacity, batch_rows: 5, shutdown_grace: Duration::from_secs(1), writers }
     }
 
     #[tokio::test]
     async fn a_symbol_stays_on_one_writer_and_symbols_spread_evenly() {
-        let (sink, _writers) = spawn_writers(NOWHERE.into(), config(100), 3, CancellationToken::new());
+        let (sink, _writers) = spawn(NOWHERE.into(), config(100, 3), CancellationToken::new());
         let symbols = ["A", "B", "C", "D", "E", "F", "G"];
         let first: Vec<usize> = symbols.iter().map(|s| sink.route(&tick(s, 0))).collect();
         let mut load = [0; 3];
@@ -537,7 +516,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_flush_waits_for_every_writer() {
-        let (sink, _writers) = spawn_writers(NOWHERE.into(), config(100), 2, CancellationToken::new());
+        let (sink, _writers) = spawn(NOWHERE.into(), config(100, 2), CancellationToken::new());
         // Nothing queued: every writer passes the marker at once.
         tokio::time::timeout(Duration::from_secs(5), sink.flush()).await.expect("an empty flush").unwrap();
         // One writer holds a tick it cannot write; the other has nothing.
@@ -551,7 +530,7 @@ mod tests {
     #[tokio::test]
     async fn the_bound_holds_for_all_writers_together() {
         let capacity = 20;
-        let (sink, _writers) = spawn_writers(NOWHERE.into(), config(capacity), 2, CancellationToken::new());
+        let (sink, _writers) = spawn(NOWHERE.into(), config(capacity, 2), CancellationToken::new());
         let mut sent = 0;
         loop {
             let symbol = if sent % 2 == 0 { "A" } else { "B" };
@@ -572,7 +551,7 @@ mod tests {
     #[tokio::test]
     async fn records_still_queued_when_the_grace_runs_out_are_counted_and_senders_told() {
         let shutdown = CancellationToken::new();
-        let (sink, writers) = spawn_writers(NOWHERE.into(), config(100), 2, shutdown.clone());
+        let (sink, writers) = spawn(NOWHERE.into(), config(100, 2), shutdown.clone());
         for i in 0..30 {
             sink.send(tick(if i % 2 == 0 { "A" } else { "B" }, i)).await.unwrap();
         }

@@ -236,20 +236,17 @@ async fn sink_phase(
     writers: usize,
 ) -> (Phase, Option<f64>) {
     use tapeflow_feeders::provider::Record;
-    use tapeflow_feeders::sink::{spawn_writers, SinkConfig};
+    use tapeflow_feeders::sink::{spawn, SinkConfig};
     let records: Vec<Record> = rows.iter().cloned().map(Record::Tick).collect();
     c.batch_execute("CHECKPOINT").await.unwrap();
     let lsn: String = one(c, "SELECT pg_current_wal_lsn()::text").await;
-    let cfg = SinkConfig { capacity: 200_000, batch_rows: batch, shutdown_grace: Duration::from_secs(10) };
+    let cfg =
+        SinkConfig { capacity: 200_000, batch_rows: batch, shutdown_grace: Duration::from_secs(10), writers };
     // Its connections are told apart by their name, to add up their backends' CPU.
     let app = "tapeflow_bench_sink";
     let sep = if url.contains('?') { '&' } else { '?' };
-    let (sink, done) = spawn_writers(
-        format!("{url}{sep}application_name={app}"),
-        cfg,
-        writers,
-        tokio_util::sync::CancellationToken::new(),
-    );
+    let (sink, done) =
+        spawn(format!("{url}{sep}application_name={app}"), cfg, tokio_util::sync::CancellationToken::new());
     // Every writer connected before the clock starts, as in a running feed: a watermark of
     // each symbol (long past) makes each write once.
     let mut symbols: Vec<&str> = rows.iter().map(|r| r.symbol.as_str()).collect();
@@ -456,7 +453,7 @@ async fn ingest(label: &str, url: &str, timescaledb: bool, rows: &[TickRow], bat
     show(how, &after, n, Some(base1.wall));
 
     // The feeder's path, with one writer and with its default count.
-    let writers = tapeflow_feeders::sink::writers_from_env().unwrap();
+    let writers = tapeflow_feeders::sink::SinkConfig::from_env().unwrap().writers;
     let mut fed = Vec::new();
     for w in if writers > 1 { vec![1, writers] } else { vec![1] } {
         c.batch_execute(if timescaledb {

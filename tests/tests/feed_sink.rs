@@ -30,7 +30,12 @@ fn tick(symbol: &str, i: i64) -> Record {
 }
 
 fn config(capacity: usize) -> SinkConfig {
-    SinkConfig { capacity, batch_rows: 500, shutdown_grace: Duration::from_secs(5) }
+    SinkConfig {
+        capacity,
+        batch_rows: 500,
+        shutdown_grace: Duration::from_secs(5),
+        writers: sink::default_writers(),
+    }
 }
 
 async fn setup() -> (TestDb, tokio_postgres::Client) {
