@@ -69,6 +69,13 @@ impl<F: Fn(&str) -> Option<String>> Vars<F> {
     }
 }
 
+/// A fixed variable lookup, for configuration tests: the given pairs, nothing else.
+pub fn lookup(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+    let map: std::collections::HashMap<String, String> =
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    move |name| map.get(name).cloned()
+}
+
 #[cfg(test)]
 mod tests {
     use super::Vars;

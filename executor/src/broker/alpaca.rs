@@ -1201,11 +1201,7 @@ mod tests {
         assert!(matches!(status_error(401, b""), BrokerError::Rejected { status: 401, .. }));
     }
 
-    fn vars(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
-        let map: std::collections::HashMap<String, String> =
-            pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-        move |k| map.get(k).cloned()
-    }
+    use tapeflow_db::config::lookup as vars;
 
     #[test]
     fn config_from_env() {

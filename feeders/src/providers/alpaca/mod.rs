@@ -210,12 +210,8 @@ impl Provider for AlpacaData {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashMap;
 
-    fn vars(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
-        let m: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-        move |k| m.get(k).cloned()
-    }
+    use tapeflow_db::config::lookup as vars;
 
     #[test]
     fn defaults_and_refusals() {

@@ -225,12 +225,8 @@ impl Provider for Polymarket {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashMap;
 
-    fn vars(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
-        let m: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-        move |k| m.get(k).cloned()
-    }
+    use tapeflow_db::config::lookup as vars;
 
     #[test]
     fn defaults_and_refusals() {
