@@ -32,6 +32,25 @@ CREATE TABLE IF NOT EXISTS tapeflow.newest_minutes (
 COMMENT ON TABLE tapeflow.newest_minutes IS
     'TimescaleDB path: each symbol''s newest minute as announced (its candle from every stored trade of it), kept by the tick insert trigger so that a statement merges its own trades instead of re-reading the minute. Forgotten on any update, delete or truncate of ticks. See 025_timescaledb_newest_minutes.';
 
+-- The refusal of a tick statement naming symbols that tapeflow.symbols does not hold (present:
+-- those the statement's lock found). 013's and 020's triggers, applied before this, spell out
+-- the same refusal.
+CREATE OR REPLACE FUNCTION tapeflow.refuse_unknown_symbols(wanted text[], present text[]) RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+    unknown text;
+    n bigint;
+BEGIN
+    SELECT string_agg(w, ', ' ORDER BY w), count(*) INTO unknown, n
+    FROM unnest(wanted) w WHERE w <> ALL (coalesce(present, '{}'));
+    IF n > 0 THEN
+        RAISE EXCEPTION 'unknown symbol%: %', CASE WHEN n > 1 THEN 's' ELSE '' END, unknown
+            USING ERRCODE = 'foreign_key_violation',
+                  DETAIL = 'Every tick must name a row of tapeflow.symbols; none of this statement''s ticks was stored.',
+                  HINT = 'insert the symbol into tapeflow.symbols first';
+    END IF;
+END $$;
+
 CREATE OR REPLACE FUNCTION tapeflow.ticks_inserted_timescaledb() RETURNS trigger LANGUAGE plpgsql
 SET enable_sort = off SET jit = off AS $$
 DECLARE
@@ -39,8 +58,6 @@ DECLARE
     buckets timestamptz[];
     own tapeflow.candle[];
     locked text[];
-    unknown text;
-    n_unknown bigint;
     kept_syms text[];
     kept_buckets timestamptz[];
     kept_candles tapeflow.candle[];
@@ -68,14 +85,7 @@ BEGIN
     -- Known symbols only, locked until commit (as 013's ticks_inserted).
     SELECT array_agg(l.symbol) INTO locked
     FROM (SELECT symbol FROM tapeflow.symbols WHERE symbol = ANY (syms) ORDER BY symbol FOR SHARE) l;
-    SELECT string_agg(w, ', ' ORDER BY w), count(*) INTO unknown, n_unknown
-    FROM unnest(syms) w WHERE w <> ALL (coalesce(locked, '{}'));
-    IF n_unknown > 0 THEN
-        RAISE EXCEPTION 'unknown symbol%: %', CASE WHEN n_unknown > 1 THEN 's' ELSE '' END, unknown
-            USING ERRCODE = 'foreign_key_violation',
-                  DETAIL = 'Every tick must name a row of tapeflow.symbols; none of this statement''s ticks was stored.',
-                  HINT = 'insert the symbol into tapeflow.symbols first';
-    END IF;
+    PERFORM tapeflow.refuse_unknown_symbols(syms, locked);
 
     -- The kept minutes, locked before anything is decided (and before the ticks are read).
     SELECT array_agg(k.symbol), array_agg(k.bucket), array_agg(k.candle)

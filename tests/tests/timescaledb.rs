@@ -211,6 +211,17 @@ async fn announcements(db: &TestDb, timescaledb: bool) -> Vec<Vec<serde_json::Va
     steps
 }
 
+/// Each step's announcements in one order (within a statement they come in any).
+fn sorted(steps: Vec<Vec<serde_json::Value>>) -> Vec<Vec<serde_json::Value>> {
+    steps
+        .into_iter()
+        .map(|mut s| {
+            s.sort_by_key(|c| c.to_string());
+            s
+        })
+        .collect()
+}
+
 #[tokio::test]
 async fn tick_inserts_announce_candles_on_both_paths() {
     let Some((tsdb, plain)) = databases("tsn").await else { return };
@@ -239,16 +250,7 @@ async fn tick_inserts_announce_candles_on_both_paths() {
     assert_eq!(late["low"], 49.5);
     assert_eq!(late["sell_volume"], 40.0);
 
-    // The plain path announced exactly the same candles (within a statement, in any order).
-    let sorted = |steps: Vec<Vec<serde_json::Value>>| {
-        steps
-            .into_iter()
-            .map(|mut s| {
-                s.sort_by_key(|c| c.to_string());
-                s
-            })
-            .collect::<Vec<_>>()
-    };
+    // The plain path announced exactly the same candles.
     assert_eq!(sorted(ts), sorted(pg));
 }
 
@@ -386,14 +388,5 @@ async fn newest_minute_announcements_follow_every_statement_correction_and_concu
     assert_eq!(counts(&ts[8]), vec![one("AAA", 2, 8), one("CCC", 2, 8)]);
 
     // The plain path, whose rollup stores every minute, announced the same candles.
-    let sorted = |steps: Vec<Vec<serde_json::Value>>| {
-        steps
-            .into_iter()
-            .map(|mut s| {
-                s.sort_by_key(|c| c.to_string());
-                s
-            })
-            .collect::<Vec<_>>()
-    };
     assert_eq!(sorted(ts), sorted(pg));
 }
