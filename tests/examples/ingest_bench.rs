@@ -436,13 +436,10 @@ async fn ingest(label: &str, url: &str, timescaledb: bool, rows: &[TickRow], bat
         println!("    {i}");
     }
 
-    c.batch_execute(if timescaledb {
-        "TRUNCATE tapeflow.ticks"
-    } else {
-        "TRUNCATE tapeflow.ticks, tapeflow.bars_1m"
-    })
-    .await
-    .unwrap();
+    // Emptied before each write (on TimescaleDB bars_1m is the aggregate over ticks).
+    let empty =
+        if timescaledb { "TRUNCATE tapeflow.ticks" } else { "TRUNCATE tapeflow.ticks, tapeflow.bars_1m" };
+    c.batch_execute(empty).await.unwrap();
     let after = phase(&mut c, &batches, Path::After).await;
     assert_eq!(after.stored as usize, n, "the new path stored every tick once");
     let how = if timescaledb {
@@ -456,13 +453,7 @@ async fn ingest(label: &str, url: &str, timescaledb: bool, rows: &[TickRow], bat
     let writers = tapeflow_feeders::sink::SinkConfig::from_env().unwrap().writers;
     let mut fed = Vec::new();
     for w in if writers > 1 { vec![1, writers] } else { vec![1] } {
-        c.batch_execute(if timescaledb {
-            "TRUNCATE tapeflow.ticks"
-        } else {
-            "TRUNCATE tapeflow.ticks, tapeflow.bars_1m"
-        })
-        .await
-        .unwrap();
+        c.batch_execute(empty).await.unwrap();
         let (p, client) = sink_phase(&c, url, rows, batch, w).await;
         assert_eq!(p.stored as usize, n, "the feeder stored every tick once ({w} writers)");
         let stored: i64 = one(&c, "SELECT count(*) FROM tapeflow.ticks").await;
