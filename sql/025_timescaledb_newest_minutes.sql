@@ -61,7 +61,7 @@ DECLARE
     kept_syms text[];
     kept_buckets timestamptz[];
     kept_candles tapeflow.candle[];
-    was timestamptz[];      -- per symbol: the kept minute when this statement began (NULL: none)
+    was timestamptz[];      -- per symbol: its kept minute as locked below (NULL: none)
     merged tapeflow.candle[];
     inserted text[];
     i int;
@@ -87,7 +87,9 @@ BEGIN
     FROM (SELECT symbol FROM tapeflow.symbols WHERE symbol = ANY (syms) ORDER BY symbol FOR SHARE) l;
     PERFORM tapeflow.refuse_unknown_symbols(syms, locked);
 
-    -- The kept minutes, locked before anything is decided (and before the ticks are read).
+    -- The kept minutes, locked before anything is decided (and before the ticks are read), and
+    -- used as read here: a row another statement creates after this lock is not among them and
+    -- goes through the key below, never through an update computed from an unlocked read.
     SELECT array_agg(k.symbol), array_agg(k.bucket), array_agg(k.candle)
       INTO kept_syms, kept_buckets, kept_candles
     FROM (SELECT symbol, bucket, candle FROM tapeflow.newest_minutes
@@ -173,10 +175,7 @@ BEGIN
         CREATE TRIGGER ticks_inserted AFTER INSERT ON tapeflow.ticks
             REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION tapeflow.ticks_inserted_timescaledb();
         DROP TRIGGER IF EXISTS ticks_forget_newest ON tapeflow.ticks;
-        CREATE TRIGGER ticks_forget_newest AFTER UPDATE OR DELETE ON tapeflow.ticks
-            FOR EACH STATEMENT EXECUTE FUNCTION tapeflow.newest_minutes_forget();
-        DROP TRIGGER IF EXISTS ticks_forget_newest_truncate ON tapeflow.ticks;
-        CREATE TRIGGER ticks_forget_newest_truncate AFTER TRUNCATE ON tapeflow.ticks
+        CREATE TRIGGER ticks_forget_newest AFTER UPDATE OR DELETE OR TRUNCATE ON tapeflow.ticks
             FOR EACH STATEMENT EXECUTE FUNCTION tapeflow.newest_minutes_forget();
     END IF;
 END $$;
