@@ -10,6 +10,7 @@ pub mod exact;
 pub mod flow;
 pub mod footprint;
 pub mod ladder;
+pub mod newest_minute;
 pub mod polymarket;
 pub mod profile;
 pub mod risk;

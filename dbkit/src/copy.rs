@@ -5,8 +5,8 @@
 //! such a trade (a replay after a crash or reconnect) fails as a whole on that key and is then
 //! written again through a staging table with `INSERT … ON CONFLICT DO NOTHING`, which skips
 //! what is stored and keeps the rest. New trades, the common case, thus cost one COPY; a replay
-//! costs a failed COPY more than before. With TimescaleDB every batch takes the staging path
-//! (see `copy_straight_in`). Quotes always go through staging.
+//! costs a failed COPY more than before. The same holds with TimescaleDB, whose insert triggers
+//! are row triggers for that reason (sql/026). Quotes always go through staging.
 
 use anyhow::Context;
 use chrono::{DateTime, Utc};
@@ -73,9 +73,6 @@ pub async fn write_ticks<R: Borrow<TickRow> + Sync>(client: &mut Client, rows: &
         return Ok(0);
     }
     let batch = in_key_order(rows);
-    if !copy_straight_in(client).await? {
-        return merge_ticks(client, &batch, true).await;
-    }
     let sink = client
         .copy_in(&format!("COPY tapeflow.ticks ({TICK_COLUMNS}) FROM STDIN BINARY"))
         .await
@@ -83,7 +80,7 @@ pub async fn write_ticks<R: Borrow<TickRow> + Sync>(client: &mut Client, rows: &
     match copy_ticks(sink, &batch).await {
         Ok(n) => Ok(n),
         // Some trade is stored already: nothing of this COPY was, so merge the batch instead.
-        Err(e) if is_duplicate_key(&e) => merge_ticks(client, &batch, false).await,
+        Err(e) if is_duplicate_key(&e) => merge_ticks(client, &batch).await,
         Err(e) => Err(e).with_context(|| format!("writing {} ticks", batch.len())),
     }
 }
@@ -99,22 +96,6 @@ fn is_duplicate_key(e: &tokio_postgres::Error) -> bool {
             .is_some_and(|d| d.message().contains("duplicate key value violates unique constraint")),
         _ => false,
     }
-}
-
-/// Whether ticks may be COPYed straight into the table: not with TimescaleDB. A COPY into a
-/// hypertable that has a statement trigger with a transition table (ours) runs row by row, and
-/// that path records no continuous-aggregate invalidation (2.28): a late trade would never
-/// reach its materialized minute. Its INSERT path records them.
-async fn copy_straight_in(client: &Client) -> anyhow::Result<bool> {
-    let rows = client
-        .simple_query("SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'timescaledb')")
-        .await
-        .context("looking for TimescaleDB")?;
-    let timescaledb = rows.iter().find_map(|m| match m {
-        tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).map(|v| v == "t"),
-        _ => None,
-    });
-    Ok(timescaledb == Some(false))
 }
 
 /// The rows sorted by the ticks' key, byte-wise, without repeats of a key.
@@ -158,13 +139,12 @@ async fn copy_ticks(sink: CopyInSink<bytes::Bytes>, rows: &[&TickRow]) -> Result
     writer.finish().await
 }
 
-/// The staging path (a replay; every batch with TimescaleDB): the rows COPYed into a temporary
-/// table, then inserted in the key order the COPY path uses (the C collation is byte order), so
-/// that a merging writer and a copying one also wait for each other instead of deadlocking;
-/// `ON CONFLICT DO NOTHING` skips the stored trades, at once or, with `plain_first`, after a
-/// plain insert met one.
-async fn merge_ticks(client: &mut Client, rows: &[&TickRow], plain_first: bool) -> anyhow::Result<u64> {
-    let mut tx = client.transaction().await?;
+/// The staging path (a replay): the rows COPYed into a temporary table, then inserted in the
+/// key order the COPY path uses (the C collation is byte order), so that a merging writer and a
+/// copying one also wait for each other instead of deadlocking; `ON CONFLICT DO NOTHING` skips
+/// the stored trades.
+async fn merge_ticks(client: &mut Client, rows: &[&TickRow]) -> anyhow::Result<u64> {
+    let tx = client.transaction().await?;
     tx.batch_execute(
         "SET LOCAL client_min_messages = warning;
          CREATE TEMP TABLE IF NOT EXISTS staging_ticks (LIKE tapeflow.ticks INCLUDING DEFAULTS) ON COMMIT DELETE ROWS",
@@ -173,27 +153,14 @@ async fn merge_ticks(client: &mut Client, rows: &[&TickRow], plain_first: bool) 
     .context("creating the ticks' staging table")?;
     let sink = tx.copy_in(&format!("COPY staging_ticks ({TICK_COLUMNS}) FROM STDIN BINARY")).await?;
     copy_ticks(sink, rows).await.context("staging ticks")?;
-    let insert = format!(
-        "INSERT INTO tapeflow.ticks ({TICK_COLUMNS}) SELECT {TICK_COLUMNS} FROM staging_ticks
-         ORDER BY symbol COLLATE \"C\", time, trade_id COLLATE \"C\""
-    );
-    if plain_first {
-        // A plain insert checks the key in the same descent that inserts the entry; ON CONFLICT
-        // first searches the key, then inserts (two descents a row). Only a batch holding a
-        // stored trade needs the latter: it fails here, and the savepoint keeps the staging.
-        let plain = tx.savepoint("plain_insert").await?;
-        match plain.execute(&insert, &[]).await {
-            Ok(n) => {
-                plain.commit().await?;
-                tx.commit().await?;
-                return Ok(n);
-            }
-            Err(e) if is_duplicate_key(&e) => plain.rollback().await?,
-            Err(e) => return Err(e).with_context(|| format!("writing {} ticks", rows.len())),
-        }
-    }
     let inserted = tx
-        .execute(&format!("{insert} ON CONFLICT DO NOTHING"), &[])
+        .execute(
+            &format!(
+                "INSERT INTO tapeflow.ticks ({TICK_COLUMNS}) SELECT {TICK_COLUMNS} FROM staging_ticks
+                 ORDER BY symbol COLLATE \"C\", time, trade_id COLLATE \"C\" ON CONFLICT DO NOTHING"
+            ),
+            &[],
+        )
         .await
         .with_context(|| format!("merging {} ticks", rows.len()))?;
     tx.commit().await?;

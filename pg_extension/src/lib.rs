@@ -18,6 +18,7 @@ mod polymarket;
 pub mod profile;
 mod scheduler;
 pub mod state;
+mod statement_ticks;
 mod varlena;
 
 #[pgrx::pg_guard]
@@ -25,6 +26,7 @@ pub extern "C-unwind" fn _PG_init() {
     scheduler::init();
     backtest::init();
     varlena::register_invalidation();
+    statement_ticks::init();
 }
 
 #[cfg(test)]

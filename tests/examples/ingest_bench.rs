@@ -443,7 +443,7 @@ async fn ingest(label: &str, url: &str, timescaledb: bool, rows: &[TickRow], bat
     let after = phase(&mut c, &batches, Path::After).await;
     assert_eq!(after.stored as usize, n, "the new path stored every tick once");
     let how = if timescaledb {
-        "after (013: staging + insert, one key)"
+        "after (013, 026: COPY into ticks, row triggers)"
     } else {
         "after (013: COPY into ticks, one key)"
     };

@@ -15,7 +15,7 @@ const OLD: &str = "0.1.0";
 /// The previous release, whose aggregates keep `internal` states.
 const PREVIOUS: &str = "0.2.0";
 /// The version this build installs.
-const CURRENT: &str = "0.3.0";
+const CURRENT: &str = "0.4.0";
 
 static COUNTER: AtomicUsize = AtomicUsize::new(0);
 

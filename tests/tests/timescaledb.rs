@@ -390,3 +390,91 @@ async fn newest_minute_announcements_follow_every_statement_correction_and_concu
     // The plain path, whose rollup stores every minute, announced the same candles.
     assert_eq!(sorted(ts), sorted(pg));
 }
+
+/// A statement inside another and a failed one inside a savepoint; returns the announcements of
+/// each step. On the TimescaleDB path each statement's row triggers gather into a frame of its
+/// own (sql/026): an inner statement's rows are not the outer's, and the rows a failed statement
+/// had gathered are dropped with its subtransaction.
+async fn nested_statement_steps(db: &TestDb) -> Vec<Vec<serde_json::Value>> {
+    let c = db.client().await;
+    c.batch_execute(
+        "INSERT INTO tapeflow.symbols (symbol, tick_size) VALUES ('AAA', 0.01), ('BBB', 0.01);
+         -- Refuses a trade marked bad, after the rows before it were stored and gathered.
+         CREATE FUNCTION public.refuse_bad() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN
+             IF NEW.trade_id LIKE 'bad%' THEN RAISE EXCEPTION 'refused %', NEW.trade_id; END IF;
+             RETURN NULL;
+         END $$;
+         CREATE TRIGGER zz_refuse_bad AFTER INSERT ON tapeflow.ticks FOR EACH ROW EXECUTE FUNCTION public.refuse_bad();
+         -- Inserts `n` trades of `symbol` at 15:00:30, the last marked bad when `fail`; a failure
+         -- is caught (a subtransaction rolled back).
+         CREATE FUNCTION public.inner_trades(symbol text, n int, fail boolean) RETURNS int LANGUAGE plpgsql AS $$
+         BEGIN
+             INSERT INTO tapeflow.ticks (time, symbol, price, size, side, trade_id)
+             SELECT timestamptz '2024-03-04 15:00:30+00' + i * interval '1 ms', symbol, 60, 1, 'B',
+                    CASE WHEN fail AND i = n - 1 THEN 'bad-' ELSE 'in-' END || i
+             FROM generate_series(0, n - 1) i ORDER BY i;
+             RETURN n;
+         EXCEPTION WHEN raise_exception THEN
+             RETURN 0;
+         END $$;",
+    )
+    .await
+    .unwrap();
+    let mut events = tapeflow_db::listen(db.url.clone(), vec!["tapeflow_candles".into()]);
+    assert!(matches!(events.recv().await, Some(ListenEvent::Connected)));
+    let quiet = Duration::from_millis(1200);
+    let outer = |inner: &str| {
+        format!(
+            "INSERT INTO tapeflow.ticks (time, symbol, price, size, side, trade_id)
+             SELECT timestamptz '2024-03-04 15:00:00+00' + i * interval '1 s', 'AAA', 50, 2, 'S', 'out-' || i
+             FROM generate_series(0, 4) i, (SELECT {inner}) f"
+        )
+    };
+    let mut steps = Vec::new();
+    // An insert inside an insert: BBB's three trades and AAA's five, each announced alone.
+    c.batch_execute(&outer("public.inner_trades('BBB', 3, false)")).await.unwrap();
+    steps.push(announced(&mut events, quiet).await);
+    // The inner insert fails on its third trade after two were gathered: AAA's next five only.
+    c.batch_execute(&outer("public.inner_trades('AAA', 3, true)").replace("'out-'", "'out2-'"))
+        .await
+        .unwrap();
+    steps.push(announced(&mut events, quiet).await);
+    // A failed statement, rolled back to a savepoint, then one more trade in the transaction.
+    c.batch_execute("BEGIN; SAVEPOINT s").await.unwrap();
+    let failed = c
+        .batch_execute(
+            "INSERT INTO tapeflow.ticks (time, symbol, price, size, side, trade_id) VALUES
+                 ('2024-03-04 15:00:40+00', 'BBB', 61, 1, 'B', 'ok-1'), ('2024-03-04 15:00:41+00', 'BBB', 61, 1, 'B', 'bad-2')",
+        )
+        .await;
+    assert!(failed.is_err());
+    c.batch_execute(
+        "ROLLBACK TO SAVEPOINT s;
+         INSERT INTO tapeflow.ticks (time, symbol, price, size, side, trade_id) VALUES ('2024-03-04 15:00:50+00', 'BBB', 62, 1, 'B', 'last');
+         COMMIT",
+    )
+    .await
+    .unwrap();
+    steps.push(announced(&mut events, quiet).await);
+    steps
+}
+
+#[tokio::test]
+async fn gathered_minutes_belong_to_their_own_statement() {
+    let Some((tsdb, plain)) = databases("tsf").await else { return };
+    let ts = nested_statement_steps(&tsdb).await;
+    let pg = nested_statement_steps(&plain).await;
+    let counts = |s: &Vec<serde_json::Value>| {
+        let mut v: Vec<(String, i64)> =
+            s.iter().map(|c| (c["symbol"].as_str().unwrap().into(), c["trades"].as_i64().unwrap())).collect();
+        v.sort();
+        v
+    };
+    let one = |s: &str, n: i64| (s.to_string(), n);
+    assert_eq!(counts(&ts[0]), vec![one("AAA", 5), one("BBB", 3)]);
+    assert_eq!(counts(&ts[1]), vec![one("AAA", 10)], "the failed inner insert's trades are not announced");
+    // Nor the insert rolled back to the savepoint: BBB's minute holds its first three and the last.
+    assert_eq!(counts(&ts[2]), vec![one("BBB", 4)]);
+    assert_eq!(sorted(ts), sorted(pg));
+}
