@@ -254,6 +254,22 @@ async fn tick_inserts_announce_candles_on_both_paths() {
     assert_eq!(sorted(ts), sorted(pg));
 }
 
+/// (symbol, minute, trades) of each announcement of a step, sorted.
+fn minute_counts(step: &[serde_json::Value]) -> Vec<(String, String, i64)> {
+    let mut v: Vec<(String, String, i64)> = step
+        .iter()
+        .map(|c| {
+            (
+                c["symbol"].as_str().unwrap().into(),
+                c["bucket"].as_str().unwrap().into(),
+                c["trades"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    v.sort();
+    v
+}
+
 /// `n` trades of `symbol` from `at` (UTC, within one minute), ids `tag-0`, `tag-1`, ...
 fn trades(symbol: &str, at: &str, n: usize, tag: &str) -> String {
     format!(
@@ -348,20 +364,7 @@ async fn newest_minute_announcements_follow_every_statement_correction_and_concu
     let Some((tsdb, plain)) = databases("tsm").await else { return };
     let ts = newest_minute_steps(&tsdb).await;
     let pg = newest_minute_steps(&plain).await;
-    let counts = |s: &Vec<serde_json::Value>| {
-        let mut v: Vec<(String, String, i64)> = s
-            .iter()
-            .map(|c| {
-                (
-                    c["symbol"].as_str().unwrap().into(),
-                    c["bucket"].as_str().unwrap().into(),
-                    c["trades"].as_i64().unwrap(),
-                )
-            })
-            .collect();
-        v.sort();
-        v
-    };
+    let counts = minute_counts;
     let at = |m: u32| format!("2024-03-04T15:0{m}:00+00:00");
     let one = |s: &str, m: u32, n: i64| (s.to_string(), at(m), n);
     assert_eq!(counts(&ts[0]), vec![one("AAA", 0, 10), one("BBB", 0, 10)]);
@@ -465,13 +468,8 @@ async fn gathered_minutes_belong_to_their_own_statement() {
     let Some((tsdb, plain)) = databases("tsf").await else { return };
     let ts = nested_statement_steps(&tsdb).await;
     let pg = nested_statement_steps(&plain).await;
-    let counts = |s: &Vec<serde_json::Value>| {
-        let mut v: Vec<(String, i64)> =
-            s.iter().map(|c| (c["symbol"].as_str().unwrap().into(), c["trades"].as_i64().unwrap())).collect();
-        v.sort();
-        v
-    };
-    let one = |s: &str, n: i64| (s.to_string(), n);
+    let counts = minute_counts;
+    let one = |s: &str, n: i64| (s.to_string(), "2024-03-04T15:00:00+00:00".to_string(), n);
     assert_eq!(counts(&ts[0]), vec![one("AAA", 5), one("BBB", 3)]);
     assert_eq!(counts(&ts[1]), vec![one("AAA", 10)], "the failed inner insert's trades are not announced");
     // Nor the insert rolled back to the savepoint: BBB's minute holds its first three and the last.
