@@ -10,12 +10,11 @@
 //! drops the frames it opened. A row inserted straight into a chunk, with no statement on the
 //! hypertable around it, is not gathered (no statement trigger fires for it either).
 
-use crate::candle::{timestamptz, Candle};
+use crate::candle::{side_arg, timestamptz, Candle};
 use pgrx::prelude::*;
 use std::cell::RefCell;
 use std::num::NonZeroUsize;
 use tapeflow_analytics::newest_minute::NewestMinutes;
-use tapeflow_analytics::Side;
 
 /// The columns read from a stored tick, in this order.
 const COLUMNS: [&str; 6] = ["symbol", "time", "price", "size", "side", "trade_id"];
@@ -101,7 +100,7 @@ fn ticks_row_gather<'a>(
     FRAMES.with_borrow_mut(|frames| {
         let Some(frame) = frames.last_mut() else { return };
         // SAFETY: a row trigger's relation is open and its tuple is a row of that relation;
-        // the columns read are NOT NULL (a NULL would be read as none and refused below).
+        // the columns read are NOT NULL (`get` refuses a NULL).
         unsafe {
             let rel = data.tg_relation;
             let relid = (*rel).rd_id;
@@ -123,7 +122,7 @@ fn ticks_row_gather<'a>(
             let time = get(1).value() as i64;
             let price = f64::from_datum(get(2), false).unwrap_or_default();
             let size = f64::from_datum(get(3), false).unwrap_or_default();
-            let side = Side::from_code(get(4).value() as u8).unwrap_or(Side::Unknown);
+            let side = side_arg(Some(get(4).value() as i8));
             let trade_id = <&str>::from_datum(get(5), false).unwrap_or_default();
             frame
                 .minutes

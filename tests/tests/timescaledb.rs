@@ -364,16 +364,15 @@ async fn newest_minute_announcements_follow_every_statement_correction_and_concu
     let Some((tsdb, plain)) = databases("tsm").await else { return };
     let ts = newest_minute_steps(&tsdb).await;
     let pg = newest_minute_steps(&plain).await;
-    let counts = minute_counts;
     let at = |m: u32| format!("2024-03-04T15:0{m}:00+00:00");
     let one = |s: &str, m: u32, n: i64| (s.to_string(), at(m), n);
-    assert_eq!(counts(&ts[0]), vec![one("AAA", 0, 10), one("BBB", 0, 10)]);
-    assert_eq!(counts(&ts[1]), vec![one("AAA", 0, 20)]);
-    assert_eq!(counts(&ts[2]), vec![one("AAA", 0, 25)]);
-    assert_eq!(counts(&ts[3]), vec![one("AAA", 1, 10)]);
+    assert_eq!(minute_counts(&ts[0]), vec![one("AAA", 0, 10), one("BBB", 0, 10)]);
+    assert_eq!(minute_counts(&ts[1]), vec![one("AAA", 0, 20)]);
+    assert_eq!(minute_counts(&ts[2]), vec![one("AAA", 0, 25)]);
+    assert_eq!(minute_counts(&ts[3]), vec![one("AAA", 1, 10)]);
     assert!(ts[4].is_empty(), "a delete announces nothing: {:?}", ts[4]);
-    assert_eq!(counts(&ts[5]), vec![one("AAA", 1, 10)], "two deleted, two added");
-    assert_eq!(counts(&ts[6]), vec![one("AAA", 1, 11)]);
+    assert_eq!(minute_counts(&ts[5]), vec![one("AAA", 1, 10)], "two deleted, two added");
+    assert_eq!(minute_counts(&ts[6]), vec![one("AAA", 1, 11)]);
     // e-5 (size 1 + 5 % 3 = 3) was updated to 100: the minute's volume shows it.
     let volume: f64 = tsdb
         .client()
@@ -387,8 +386,11 @@ async fn newest_minute_announcements_follow_every_statement_correction_and_concu
         .get(0);
     assert_eq!(ts[6][0]["volume"].as_f64().unwrap(), volume);
     assert!(volume > 100.0);
-    assert_eq!(counts(&ts[7]), vec![one("AAA", 2, 4), one("AAA", 2, 7), one("CCC", 2, 4), one("CCC", 2, 7)]);
-    assert_eq!(counts(&ts[8]), vec![one("AAA", 2, 8), one("CCC", 2, 8)]);
+    assert_eq!(
+        minute_counts(&ts[7]),
+        vec![one("AAA", 2, 4), one("AAA", 2, 7), one("CCC", 2, 4), one("CCC", 2, 7)]
+    );
+    assert_eq!(minute_counts(&ts[8]), vec![one("AAA", 2, 8), one("CCC", 2, 8)]);
 
     // The plain path, whose rollup stores every minute, announced the same candles.
     assert_eq!(sorted(ts), sorted(pg));
@@ -468,11 +470,14 @@ async fn gathered_minutes_belong_to_their_own_statement() {
     let Some((tsdb, plain)) = databases("tsf").await else { return };
     let ts = nested_statement_steps(&tsdb).await;
     let pg = nested_statement_steps(&plain).await;
-    let counts = minute_counts;
     let one = |s: &str, n: i64| (s.to_string(), "2024-03-04T15:00:00+00:00".to_string(), n);
-    assert_eq!(counts(&ts[0]), vec![one("AAA", 5), one("BBB", 3)]);
-    assert_eq!(counts(&ts[1]), vec![one("AAA", 10)], "the failed inner insert's trades are not announced");
+    assert_eq!(minute_counts(&ts[0]), vec![one("AAA", 5), one("BBB", 3)]);
+    assert_eq!(
+        minute_counts(&ts[1]),
+        vec![one("AAA", 10)],
+        "the failed inner insert's trades are not announced"
+    );
     // Nor the insert rolled back to the savepoint: BBB's minute holds its first three and the last.
-    assert_eq!(counts(&ts[2]), vec![one("BBB", 4)]);
+    assert_eq!(minute_counts(&ts[2]), vec![one("BBB", 4)]);
     assert_eq!(sorted(ts), sorted(pg));
 }
