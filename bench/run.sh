@@ -14,6 +14,7 @@
 #               and with TAPEFLOW_FEED_WRITERS, in one run (plain path; TimescaleDB too when
 #               installed), then tick -> SSE latency p50/p99 at 10,000 ticks/s
 #               (tests/examples/ingest_bench.rs; BENCH_INGEST_TICKS, BENCH_INGEST_BATCH,
+#               BENCH_INGEST_ROUNDS: pairs of COPY and feeder behind the median ratio,
 #               TAPEFLOW_FEED_WRITERS, BENCH_LATENCY_RATE, BENCH_LATENCY_SECS)
 #   citus       the same ticks (BENCH_TICKS, default 10M) written and profiled per symbol and
 #               across symbols on one server and on the local Citus cluster (make citus), same

@@ -8,11 +8,10 @@
 //! costs a failed COPY more than before. The same holds with TimescaleDB, whose insert triggers
 //! are row triggers for that reason (sql/026). Quotes always go through staging.
 
+use crate::binary_copy::BinaryCopyRows;
 use anyhow::Context;
 use chrono::{DateTime, Utc};
-use futures_util::pin_mut;
 use std::borrow::Borrow;
-use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::Type;
 use tokio_postgres::{Client, CopyInSink};
@@ -43,9 +42,9 @@ pub struct QuoteRow {
     pub exchange: Option<String>,
 }
 
-const TICK_COLUMNS: &str = "time, symbol, price, size, side, side_source, trade_id, exchange, conditions";
+pub const TICK_COLUMNS: &str = "time, symbol, price, size, side, side_source, trade_id, exchange, conditions";
 
-const TICK_TYPES: [Type; 9] = [
+const TICK_TYPES: &[Type] = &[
     Type::TIMESTAMPTZ,
     Type::TEXT,
     Type::FLOAT8,
@@ -80,7 +79,7 @@ pub async fn write_ticks<R: Borrow<TickRow> + Sync>(client: &mut Client, rows: &
     match copy_ticks(sink, &batch).await {
         Ok(n) => Ok(n),
         // Some trade is stored already: nothing of this COPY was, so merge the batch instead.
-        Err(e) if is_duplicate_key(&e) => merge_ticks(client, &batch).await,
+        Err(e) if e.downcast_ref().is_some_and(is_duplicate_key) => merge_ticks(client, &batch).await,
         Err(e) => Err(e).with_context(|| format!("writing {} ticks", batch.len())),
     }
 }
@@ -99,30 +98,49 @@ fn is_duplicate_key(e: &tokio_postgres::Error) -> bool {
 }
 
 /// The rows sorted by the ticks' key, byte-wise, without repeats of a key.
+///
+/// A feed delivers its trades in time order, so the sort is done as a stable bucketing by
+/// symbol (a batch holds few), each symbol's rows then sorted only when they are not in
+/// `(time, trade_id)` order already: a general sort compared the symbols' bytes some 130,000
+/// times a 10,000-row batch, a fifth of the feeder's CPU (measured with perf).
 fn in_key_order<R: Borrow<TickRow>>(rows: &[R]) -> Vec<&TickRow> {
-    let mut batch: Vec<&TickRow> = rows.iter().map(Borrow::borrow).collect();
-    // Stable, so that of two rows with one key the earlier one is kept.
-    batch.sort_by(|a, b| {
-        (a.symbol.as_bytes(), a.time, a.trade_id.as_bytes()).cmp(&(
-            b.symbol.as_bytes(),
-            b.time,
-            b.trade_id.as_bytes(),
-        ))
-    });
-    batch.dedup_by(|later, earlier| {
-        later.symbol == earlier.symbol && later.time == earlier.time && later.trade_id == earlier.trade_id
-    });
+    let mut symbols: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+    let mut buckets: Vec<Vec<&TickRow>> = Vec::new();
+    for r in rows.iter().map(Borrow::borrow) {
+        let next = buckets.len();
+        let i = *symbols.entry(r.symbol.as_str()).or_insert(next);
+        if i == next {
+            buckets.push(Vec::new());
+        }
+        buckets[i].push(r);
+    }
+    let mut order: Vec<(&str, usize)> = symbols.into_iter().collect();
+    order.sort_unstable_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+    let later_key =
+        |a: &TickRow, b: &TickRow| (a.time, a.trade_id.as_bytes()).cmp(&(b.time, b.trade_id.as_bytes()));
+    let mut batch = Vec::with_capacity(rows.len());
+    for (_, i) in order {
+        let bucket = &mut buckets[i];
+        if !bucket.is_sorted_by(|a, b| later_key(a, b).is_le()) {
+            // Stable, so that of two rows with one key the earlier one is kept.
+            bucket.sort_by(|a, b| later_key(a, b));
+        }
+        bucket.dedup_by(|later, earlier| later.time == earlier.time && later.trade_id == earlier.trade_id);
+        batch.append(bucket);
+    }
     batch
 }
 
-/// Streams the rows into `sink` (a COPY of [`TICK_COLUMNS`]) and finishes it.
-async fn copy_ticks(sink: CopyInSink<bytes::Bytes>, rows: &[&TickRow]) -> Result<u64, tokio_postgres::Error> {
-    let writer = BinaryCopyInWriter::new(sink, &TICK_TYPES);
-    pin_mut!(writer);
-    for r in rows {
+/// Streams the rows into `sink` (a `COPY … FROM STDIN BINARY` of [`TICK_COLUMNS`]) and
+/// finishes it; returns the rows the server stored.
+pub async fn copy_ticks<R: Borrow<TickRow>>(
+    sink: CopyInSink<bytes::Bytes>,
+    rows: &[R],
+) -> anyhow::Result<u64> {
+    let mut writer = BinaryCopyRows::new(sink, TICK_TYPES);
+    for r in rows.iter().map(Borrow::borrow) {
         let side = r.side as i8;
         writer
-            .as_mut()
             .write(&[
                 &r.time,
                 &r.symbol,
@@ -136,7 +154,7 @@ async fn copy_ticks(sink: CopyInSink<bytes::Bytes>, rows: &[&TickRow]) -> Result
             ])
             .await?;
     }
-    writer.finish().await
+    Ok(writer.finish().await?)
 }
 
 /// The staging path (a replay): the rows COPYed into a temporary table, then inserted in the
@@ -186,15 +204,11 @@ pub async fn write_quotes<R: Borrow<QuoteRow> + Sync>(
     )
     .await?;
     let sink = tx.copy_in(&format!("COPY staging_quotes ({QUOTE_COLUMNS}) FROM STDIN BINARY")).await?;
-    let types =
-        [Type::TIMESTAMPTZ, Type::TEXT, Type::FLOAT8, Type::FLOAT8, Type::FLOAT8, Type::FLOAT8, Type::TEXT];
-    let writer = BinaryCopyInWriter::new(sink, &types);
-    pin_mut!(writer);
+    const TYPES: &[Type] =
+        &[Type::TIMESTAMPTZ, Type::TEXT, Type::FLOAT8, Type::FLOAT8, Type::FLOAT8, Type::FLOAT8, Type::TEXT];
+    let mut writer = BinaryCopyRows::new(sink, TYPES);
     for q in rows.iter().map(Borrow::borrow) {
-        writer
-            .as_mut()
-            .write(&[&q.time, &q.symbol, &q.bid, &q.ask, &q.bid_size, &q.ask_size, &q.exchange])
-            .await?;
+        writer.write(&[&q.time, &q.symbol, &q.bid, &q.ask, &q.bid_size, &q.ask_size, &q.exchange]).await?;
     }
     writer.finish().await?;
     // In key order, so two writers of the same quotes wait for each other instead of deadlocking.
@@ -243,5 +257,28 @@ mod tests {
         let order: Vec<f64> = in_key_order(&rows).iter().map(|r| r.price).collect();
         // "B" < "a" < "b" byte-wise; "10" < "2".
         assert_eq!(order, [5.0, 4.0, 3.0, 2.0, 1.0]);
+    }
+
+    proptest::proptest! {
+        /// The bucketed sort gives what a plain stable sort by the key and a dedup give.
+        #[test]
+        fn key_order_is_a_stable_sort_by_the_key_without_repeats(
+            rows in proptest::collection::vec((0usize..4, 0i64..6, 0u8..4), 0..60)
+        ) {
+            let symbols = ["b", "a", "B", "ab"];
+            let rows: Vec<TickRow> = rows
+                .iter()
+                .enumerate()
+                .map(|(i, &(s, t, id))| tick(symbols[s], t, &id.to_string(), i as f64))
+                .collect();
+            let mut expected: Vec<&TickRow> = rows.iter().collect();
+            expected.sort_by(|a, b| {
+                (a.symbol.as_bytes(), a.time, a.trade_id.as_bytes()).cmp(&(b.symbol.as_bytes(), b.time, b.trade_id.as_bytes()))
+            });
+            expected.dedup_by(|l, e| l.symbol == e.symbol && l.time == e.time && l.trade_id == e.trade_id);
+            let got: Vec<f64> = in_key_order(&rows).iter().map(|r| r.price).collect();
+            let want: Vec<f64> = expected.iter().map(|r| r.price).collect();
+            proptest::prop_assert_eq!(got, want);
+        }
     }
 }

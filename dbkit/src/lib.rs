@@ -3,6 +3,7 @@
 
 pub mod backoff;
 pub mod bars;
+pub mod binary_copy;
 pub mod config;
 pub mod copy;
 pub mod listen;

@@ -20,7 +20,10 @@
 //!      with one writer and with `TAPEFLOW_FEED_WRITERS` (one per core, at most 4), each from
 //!      empty tables; timed from the first send to the answer of a flush after the last;
 //!   6. a replay of the first batches (every trade stored already);
-//!   7. the baseline again.
+//!   7. the baseline again;
+//!   8. the goal's figure: the baseline and the feeder's path with its default writer count in
+//!      turn, `BENCH_INGEST_ROUNDS` (5) times, the ratio taken pair by pair; the median is
+//!      what is compared with 0.5x.
 //!
 //! Each batch is one transaction. Times are wall-clock from the first batch to the last commit;
 //! the server backend's CPU time and the WAL written are shown beside them. The rollups of
@@ -34,14 +37,11 @@
 //! moment it was called, to the moment the client parsed the event.
 
 use chrono::{DateTime, Duration as ChronoDuration, Utc};
-use futures_util::pin_mut;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tapeflow_db::copy::{write_ticks, TickRow};
 use tapeflow_tests::{add_user, free_port, login, repo_root, spawn_web, SseReader, TestDb};
-use tokio_postgres::binary_copy::BinaryCopyInWriter;
-use tokio_postgres::types::Type;
 use tokio_postgres::Client;
 
 fn env_usize(name: &str, default: usize) -> usize {
@@ -150,43 +150,13 @@ fn build_rows(tape: &[Trade], n: usize, symbols: usize) -> Vec<TickRow> {
     rows
 }
 
-const COLUMNS: &str = "time, symbol, price, size, side, side_source, trade_id, exchange, conditions";
+const COLUMNS: &str = tapeflow_db::copy::TICK_COLUMNS;
 
-/// Binary COPY of `rows` with `statement` (a `COPY … FROM STDIN BINARY` of [`COLUMNS`]).
+/// Binary COPY of `rows` with `statement` (a `COPY … FROM STDIN BINARY` of [`COLUMNS`]), by
+/// the feeder's own encoder.
 async fn copy_rows(c: &Client, statement: &str, rows: &[TickRow]) -> u64 {
     let sink = c.copy_in(statement).await.unwrap();
-    let types = [
-        Type::TIMESTAMPTZ,
-        Type::TEXT,
-        Type::FLOAT8,
-        Type::FLOAT8,
-        Type::CHAR,
-        Type::TEXT,
-        Type::TEXT,
-        Type::TEXT,
-        Type::TEXT_ARRAY,
-    ];
-    let writer = BinaryCopyInWriter::new(sink, &types);
-    pin_mut!(writer);
-    for r in rows {
-        let side = r.side as i8;
-        writer
-            .as_mut()
-            .write(&[
-                &r.time,
-                &r.symbol,
-                &r.price,
-                &r.size,
-                &side,
-                &r.side_source,
-                &r.trade_id,
-                &r.exchange,
-                &r.conditions,
-            ])
-            .await
-            .unwrap();
-    }
-    writer.finish().await.unwrap()
+    tapeflow_db::copy::copy_ticks(sink, rows).await.unwrap()
 }
 
 /// The write path before 013 (`write_ticks` as it was): staging, then the ordered upsert, in
@@ -508,16 +478,43 @@ async fn ingest(label: &str, url: &str, timescaledb: bool, rows: &[TickRow], bat
     }
     let ratio = |d: Duration| base.as_secs_f64() / d.as_secs_f64();
     let feeder: Vec<String> = fed.iter().map(|(w, d)| format!("{w} writer(s) {:.2}x", ratio(*d))).collect();
-    // The goal is the feeder's path as it runs: its default writer count.
-    let best = fed.last().map(|(_, d)| ratio(*d)).unwrap_or(0.0);
     println!(
-        "  {label}: before {:.2}x, after {:.2}x the plain COPY (mean of the two COPY runs, {:.2} s); after is {:.1}x faster than before; feeder {}; goal 0.5x for the feeder: {}",
+        "  {label}: before {:.2}x, after {:.2}x the plain COPY (mean of the two COPY runs, {:.2} s); after is {:.1}x faster than before; feeder {}",
         ratio(before.wall),
         ratio(after.wall),
         base.as_secs_f64(),
         before.wall.as_secs_f64() / after.wall.as_secs_f64(),
         feeder.join(", "),
-        if best >= 0.5 { "met" } else { "not met" }
+    );
+
+    // The goal's figure: the plain COPY and the feeder's path as it runs (its default writer
+    // count) in turn, BENCH_INGEST_ROUNDS times, the ratio taken pair by pair and its median
+    // kept. The same COPY has taken from 1.0 to 2.0 s on this kind of machine from one run to
+    // the next; a pair runs seconds apart, so a drift of the machine's speed moves both sides.
+    let rounds = env_usize("BENCH_INGEST_ROUNDS", 5).max(1);
+    let mut pairs = Vec::with_capacity(rounds);
+    for _ in 0..rounds {
+        c.batch_execute("TRUNCATE bench_copy").await.unwrap();
+        let copy = phase(&mut c, &batches, Path::PlainCopy).await;
+        c.batch_execute(empty).await.unwrap();
+        let (p, _) = sink_phase(&c, url, rows, batch, writers).await;
+        assert_eq!(p.stored as usize, n, "the feeder stored every tick once ({writers} writers)");
+        pairs.push((copy.wall, p.wall));
+    }
+    let mut ratios: Vec<f64> =
+        pairs.iter().map(|(copy, fed)| copy.as_secs_f64() / fed.as_secs_f64()).collect();
+    ratios.sort_by(f64::total_cmp);
+    let median = ratios[ratios.len() / 2];
+    let shown: Vec<String> = pairs
+        .iter()
+        .map(|(copy, fed)| format!("{:.2}/{:.2} s", copy.as_secs_f64(), fed.as_secs_f64()))
+        .collect();
+    println!(
+        "  {label}, {rounds} pairs (plain COPY / feeder with {writers} writers): {}; ratios {:.2}x to {:.2}x, median {median:.2}x; goal 0.5x: {}",
+        shown.join(", "),
+        ratios[0],
+        ratios[ratios.len() - 1],
+        if median >= 0.5 { "met" } else { "not met" }
     );
     c.batch_execute("DROP TABLE bench_copy; DROP TABLE IF EXISTS bench_bars_before").await.unwrap();
 }
