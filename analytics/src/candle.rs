@@ -16,6 +16,15 @@ use serde::{Deserialize, Serialize};
 /// `timestamptz`; the analytics never need calendar arithmetic on them.
 pub type Micros = i64;
 
+/// One minute in [`Micros`].
+pub const MINUTE: Micros = 60_000_000;
+
+/// The start of the minute holding `t`, as `tapeflow.minute` (`date_bin('1 minute', t,
+/// '2000-01-01 00:00+00')`; that origin is the epoch of [`Micros`]).
+pub fn minute_of(t: Micros) -> Micros {
+    t - t.rem_euclid(MINUTE)
+}
+
 /// One bar's OHLC with times, volume by aggressor side, trade count and notional.
 ///
 /// `volume`, `buy_volume`, `sell_volume` and `notional` are the correctly rounded values of

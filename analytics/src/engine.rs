@@ -583,7 +583,7 @@ mod tests {
     use crate::strategy::SignalKind;
     use serde::de::value::{Error as DeError, MapDeserializer};
 
-    const MINUTE: Micros = 60_000_000;
+    use crate::MINUTE;
 
     fn candle(open: f64, high: f64, low: f64, close: f64, volume: f64) -> Candle {
         Candle::from_ohlcv(0, open, high, low, close, volume)

@@ -20,5 +20,5 @@ pub mod state;
 pub mod stats;
 pub mod strategy;
 
-pub use candle::{Candle, Micros, TradeError};
+pub use candle::{minute_of, Candle, Micros, TradeError, MINUTE};
 pub use side::{Side, SideSource};

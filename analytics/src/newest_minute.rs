@@ -4,17 +4,9 @@
 //! which would make TimescaleDB copy row by row and record no continuous-aggregate
 //! invalidation.
 
+pub use crate::candle::{minute_of, MINUTE};
 use crate::{Candle, Micros, Side, TradeError};
 use std::collections::HashMap;
-
-/// One minute in [`Micros`].
-pub const MINUTE: Micros = 60_000_000;
-
-/// The start of the minute holding `t`, as `tapeflow.minute` (`date_bin('1 minute', t,
-/// '2000-01-01 00:00+00')`; that origin is the epoch of [`Micros`]).
-pub fn minute_of(t: Micros) -> Micros {
-    t - t.rem_euclid(MINUTE)
-}
 
 /// A symbol's newest minute among the trades added.
 #[derive(Debug, Clone, PartialEq)]

@@ -6,12 +6,10 @@
 //! hours, maximum open positions, daily loss limit, price sanity band. Sizing (risk budget,
 //! buying power, notional) follows in [`crate::sizing`].
 
-use crate::candle::Micros;
+use crate::candle::{Micros, MINUTE};
 use rust_decimal::prelude::ToPrimitive;
 use rust_decimal::Decimal;
 use std::fmt;
-
-const MINUTE_US: Micros = 60_000_000;
 
 /// The global limits (`tapeflow.risk_limits`) and the strategy's own.
 #[derive(Debug, Clone, PartialEq)]
@@ -80,7 +78,7 @@ pub fn check_entry(l: &Limits, c: &EntryCheck) -> Result<(), Rejection> {
     if c.account_blocked {
         return Err(Rejection::new("account_blocked", "the broker reports the account or trading blocked"));
     }
-    let age = c.now - (c.signal_bar + MINUTE_US);
+    let age = c.now - (c.signal_bar + MINUTE);
     if age > l.signal_ttl_us {
         return Err(Rejection::new(
             "stale",

@@ -325,7 +325,7 @@ pub async fn run(config: DemoConfig) -> anyhow::Result<()> {
     // Backfill in one-hour steps up to now (or, without the live stream, to today's start),
     // reporting progress.
     let backfill_end = if config.live { now_us() } else { day_start(local_date(now_us())) };
-    if backfill_end - cursor > 60_000_000 {
+    if backfill_end - cursor > tapeflow_analytics::MINUTE {
         tracing::info!(from = %to_utc(cursor), to = %to_utc(backfill_end), "backfilling demo market");
         let mut written = 0u64;
         while cursor < backfill_end && !*stop.borrow() {

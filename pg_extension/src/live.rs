@@ -19,7 +19,7 @@ use std::panic::AssertUnwindSafe;
 use tapeflow_analytics::engine::BarOutput;
 use tapeflow_analytics::sizing::{position_size, SizeInputs};
 use tapeflow_analytics::strategy::SignalKind;
-use tapeflow_analytics::Side;
+use tapeflow_analytics::{Side, MINUTE};
 
 /// Checks strategy parameters (jsonb) against the engine's: raises an error naming an unknown
 /// key or an out-of-range value. Used by the strategy_configs trigger.
@@ -28,8 +28,6 @@ fn validate_params(params: JsonB) -> bool {
     engine_params(&params);
     true
 }
-
-const MINUTE_US: i64 = 60_000_000;
 
 struct Config {
     symbol: String,
@@ -115,7 +113,7 @@ fn limits(at: TimestampWithTimeZone) -> Limits {
     Limits {
         horizon,
         watermarked,
-        ttl_us: ttl_us.unwrap_or(2 * MINUTE_US),
+        ttl_us: ttl_us.unwrap_or(2 * MINUTE),
         equity: money("account_equity", &equity),
         max_notional: money("max_order_notional", &max_notional),
     }
@@ -423,7 +421,7 @@ fn evaluate(cfg: &Config, at: TimestampWithTimeZone, limits: &Limits) -> (i32, i
     .unwrap_or_else(|e| error!("{e}"));
     let last_us = last.map(micros).unwrap_or(i64::MIN);
     let first_new =
-        last.map(|l| timestamptz(micros(l) + MINUTE_US)).unwrap_or_else(|| timestamptz(micros(horizon) - 1));
+        last.map(|l| timestamptz(micros(l) + MINUTE)).unwrap_or_else(|| timestamptz(micros(horizon) - 1));
     // Nothing closed since the last evaluated bar (a quiet or stopped feed): the session
     // is not evaluated again, so an idle cycle costs one index probe per config.
     let fresh = Spi::get_one_with_args::<bool>(
@@ -447,7 +445,7 @@ fn evaluate(cfg: &Config, at: TimestampWithTimeZone, limits: &Limits) -> (i32, i
     let outputs = run_engine(params, &series);
     let (mut n, mut s) = (0, 0);
     for o in outputs.iter().filter(|o| o.time > last_us) {
-        let fresh = micros(at) - (o.time + MINUTE_US) <= limits.ttl_us;
+        let fresh = micros(at) - (o.time + MINUTE) <= limits.ttl_us;
         s += record(cfg, o, at, fresh, risk_pct, limits);
         n += 1;
     }

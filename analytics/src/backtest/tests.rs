@@ -6,7 +6,7 @@ use crate::strategy::SignalKind;
 use serde::de::value::{Error as DeError, MapDeserializer};
 use std::collections::HashMap;
 
-const MINUTE: Micros = 60_000_000;
+use crate::MINUTE;
 
 fn candle(open: f64, high: f64, low: f64, close: f64) -> Candle {
     Candle::from_ohlcv(0, open, high, low, close, 1000.0)

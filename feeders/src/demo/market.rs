@@ -64,10 +64,8 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Exp1, Pareto, StandardNormal};
 use std::sync::Arc;
-use tapeflow_analytics::Side;
+use tapeflow_analytics::{Side, MINUTE};
 
-/// Microseconds per minute.
-const MINUTE_US: i64 = 60_000_000;
 /// Multiplier of the date in a sequence number.
 pub const SEQ_DAY_FACTOR: i64 = 10_000_000;
 /// Offset of overnight-segment sequence numbers within a day; also the per-segment trade cap.
@@ -658,7 +656,7 @@ fn regime_schedule(spec: &SegmentSpec, rng: &mut ChaCha8Rng) -> Vec<(i64, i64, b
     let mut trend = rng.gen_bool(0.5);
     let mut t = spec.start;
     while t < spec.end {
-        let len = rng.gen_range(REGIME_MINUTES.0 * MINUTE_US..=REGIME_MINUTES.1 * MINUTE_US);
+        let len = rng.gen_range(REGIME_MINUTES.0 * MINUTE..=REGIME_MINUTES.1 * MINUTE);
         let end = (t + len).min(spec.end);
         out.push((t, end, trend));
         t = end;
@@ -1004,7 +1002,7 @@ mod tests {
             let (open, _) = session_bounds(d);
             for idx in 0..m.symbols().len() {
                 for (t, _, size, ..) in trades(&session(&mut m, idx, d)) {
-                    buckets[((t - open) / (30 * MINUTE_US)) as usize] += size as u64;
+                    buckets[((t - open) / (30 * MINUTE)) as usize] += size as u64;
                 }
             }
         }
