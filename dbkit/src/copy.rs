@@ -185,6 +185,101 @@ async fn merge_ticks(client: &mut Client, rows: &[&TickRow]) -> anyhow::Result<u
     Ok(inserted)
 }
 
+/// A provider's notice that a trade it sent was cancelled (or reported in error), or corrected.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TickAmend {
+    pub symbol: String,
+    /// The stored trade's `trade_id`.
+    pub trade_id: String,
+    /// The notice's time. The trade is looked for from [`AMEND_LOOKBACK`] before it to a minute
+    /// after it, since a notice may carry the trade's time or its own.
+    pub at: DateTime<Utc>,
+    /// For a correction, the trade as it should have been; `None` for a cancel.
+    pub replacement: Option<TickReplacement>,
+}
+
+/// A corrected trade: a new id, price, size and conditions. Its time, side, side source and
+/// exchange are the original's (the side was classified at ingest, against the quotes then).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TickReplacement {
+    pub trade_id: String,
+    pub price: f64,
+    pub size: f64,
+    pub conditions: Option<Vec<String>>,
+}
+
+/// How far before its notice a cancelled or corrected trade is looked for: one extended US
+/// session (04:00-20:00 New York). Trade ids are unique per exchange and day, so the window
+/// never reaches another day's trade with the same id.
+pub const AMEND_LOOKBACK: chrono::Duration = chrono::Duration::hours(16);
+
+/// What [`amend_ticks`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Amended {
+    /// Trades removed (cancelled, or replaced by their correction).
+    pub removed: u64,
+    /// Corrected trades stored in their place.
+    pub replaced: u64,
+    /// Notices whose trade is not stored (never received, or already amended: a replay).
+    pub not_found: u64,
+}
+
+/// Applies cancels and corrections to the stored ticks, in order, in one transaction. The
+/// ticks' delete and insert triggers keep the rollups equal to the trades. Idempotent: a
+/// notice applied again finds its trade gone and changes nothing.
+pub async fn amend_ticks<R: Borrow<TickAmend> + Sync>(
+    client: &mut Client,
+    amends: &[R],
+) -> anyhow::Result<Amended> {
+    let mut done = Amended::default();
+    if amends.is_empty() {
+        return Ok(done);
+    }
+    let tx = client.transaction().await?;
+    let remove = tx
+        .prepare(
+            "DELETE FROM tapeflow.ticks
+             WHERE symbol = $1 AND trade_id = $2 AND time >= $3 AND time <= $4
+             RETURNING time, side, side_source, exchange",
+        )
+        .await?;
+    let insert = tx
+        .prepare(&format!(
+            "INSERT INTO tapeflow.ticks ({TICK_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+             ON CONFLICT DO NOTHING"
+        ))
+        .await?;
+    for a in amends.iter().map(Borrow::borrow) {
+        let gone = tx
+            .query(
+                &remove,
+                &[&a.symbol, &a.trade_id, &(a.at - AMEND_LOOKBACK), &(a.at + chrono::Duration::minutes(1))],
+            )
+            .await
+            .with_context(|| format!("removing trade {} of {}", a.trade_id, a.symbol))?;
+        if gone.is_empty() {
+            done.not_found += 1;
+            continue;
+        }
+        done.removed += gone.len() as u64;
+        let Some(r) = &a.replacement else { continue };
+        let old = &gone[0];
+        let (time, side, source, exchange): (DateTime<Utc>, i8, String, Option<String>) =
+            (old.get(0), old.get(1), old.get(2), old.get(3));
+        done.replaced += tx
+            .execute(
+                &insert,
+                &[&time, &a.symbol, &r.price, &r.size, &side, &source, &r.trade_id, &exchange, &r.conditions],
+            )
+            .await
+            .with_context(|| {
+                format!("storing the correction {} of {} {}", r.trade_id, a.symbol, a.trade_id)
+            })?;
+    }
+    tx.commit().await?;
+    Ok(done)
+}
+
 const QUOTE_COLUMNS: &str = "time, symbol, bid, ask, bid_size, ask_size, exchange";
 
 /// Writes top-of-book quotes in one transaction, as ticks are written; returns how many were

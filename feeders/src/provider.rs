@@ -9,7 +9,7 @@ use crate::status::StatusRegistry;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 pub use tapeflow_db::bars::BarRow;
-pub use tapeflow_db::copy::{QuoteRow, TickRow};
+pub use tapeflow_db::copy::{QuoteRow, TickAmend, TickReplacement, TickRow};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
@@ -32,6 +32,9 @@ pub enum Record {
     Quote(QuoteRow),
     /// A ready-made one-minute bar, for `tapeflow.bars_1m_imported`.
     Bar(BarRow),
+    /// A trade sent before, cancelled or corrected by its provider: applied after the records
+    /// queued before it, by the writer of its symbol.
+    Amend(TickAmend),
     /// Not data: acknowledged by the writer once everything queued before it is written
     /// (see [`Sink::flush`]).
     Flush(crate::sink::FlushAck),

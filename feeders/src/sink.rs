@@ -19,7 +19,7 @@
 //! written. A flush goes to every writer and is answered when all of them have written what
 //! was queued before it.
 
-use crate::provider::{BarRow, QuoteRow, Record, TickRow};
+use crate::provider::{BarRow, QuoteRow, Record, TickAmend, TickRow};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -139,6 +139,7 @@ impl Sink {
             Record::Tick(t) => &t.symbol,
             Record::Quote(q) => &q.symbol,
             Record::Bar(b) => &b.symbol,
+            Record::Amend(a) => &a.symbol,
             Record::Watermark { symbol, .. } => symbol,
             Record::Flush(_) => return 0,
         };
@@ -190,6 +191,8 @@ pub struct Written {
     pub quotes: u64,
     pub bars: u64,
     pub rejected: u64,
+    /// Cancels and corrections that found their trade (see [`tapeflow_db::copy::amend_ticks`]).
+    pub amended: u64,
     /// Records still queued when the shutdown grace ran out (the database was away).
     pub abandoned: u64,
 }
@@ -200,6 +203,7 @@ impl std::ops::AddAssign for Written {
         self.quotes += o.quotes;
         self.bars += o.bars;
         self.rejected += o.rejected;
+        self.amended += o.amended;
         self.abandoned += o.abandoned;
     }
 }
@@ -362,6 +366,8 @@ impl Db {
             metrics::counter!("tapeflow_feed_rows_written_total", "kind" => "tick").increment(done.ticks);
             metrics::counter!("tapeflow_feed_rows_written_total", "kind" => "quote").increment(done.quotes);
             metrics::counter!("tapeflow_feed_rows_written_total", "kind" => "bar").increment(done.bars);
+            metrics::counter!("tapeflow_feed_rows_written_total", "kind" => "amendment")
+                .increment(done.amended);
             *total += done;
             match result {
                 Ok(()) => {}
@@ -389,8 +395,8 @@ impl Db {
 
     async fn write_part(&mut self, part: &[Record], done: &mut Written) -> Result<(), WriteError> {
         // References into the batch, which is kept for a retry: no row is copied.
-        let (mut ticks, mut quotes, mut bars) =
-            (Vec::<&TickRow>::new(), Vec::<&QuoteRow>::new(), Vec::<BarRow>::new());
+        let (mut ticks, mut quotes, mut bars, mut amends) =
+            (Vec::<&TickRow>::new(), Vec::<&QuoteRow>::new(), Vec::<BarRow>::new(), Vec::<&TickAmend>::new());
         // The newest watermark of each symbol in the part: a later one replaces an earlier.
         let mut marks = std::collections::BTreeMap::new();
         for r in part {
@@ -398,20 +404,29 @@ impl Db {
                 Record::Tick(t) => ticks.push(t),
                 Record::Quote(q) => quotes.push(q),
                 Record::Bar(b) => bars.push(b.clone()),
+                Record::Amend(a) => amends.push(a),
                 Record::Watermark { symbol, complete_until } => {
                     marks.insert(symbol.as_str(), *complete_until);
                 }
                 Record::Flush(_) => {}
             }
         }
-        if ticks.is_empty() && quotes.is_empty() && bars.is_empty() && marks.is_empty() {
+        if ticks.is_empty() && quotes.is_empty() && bars.is_empty() && amends.is_empty() && marks.is_empty() {
             return Ok(()); // flush markers only: what came before them is written
         }
+        let writer = self.index;
         let client = self.client().await.map_err(WriteError::Other)?;
         // Quotes first: a reader that sees a trade also sees the quote in force when it printed.
         done.quotes += tapeflow_db::copy::write_quotes(client, &quotes).await.map_err(WriteError::from)?;
         done.ticks += tapeflow_db::copy::write_ticks(client, &ticks).await.map_err(WriteError::from)?;
         done.bars += tapeflow_db::bars::write_bars(client, &bars).await.map_err(WriteError::from)?;
+        // After the ticks: a notice may amend a trade of this very batch.
+        let amended = tapeflow_db::copy::amend_ticks(client, &amends).await.map_err(WriteError::from)?;
+        if amended.not_found > 0 {
+            tracing::warn!(writer, notices = amended.not_found,
+                "a cancel or correction names a trade that is not stored (a replay, or a trade never received)");
+        }
+        done.amended += amended.removed;
         if !marks.is_empty() {
             // Only once the rows sent before them are committed (above). A refused row earlier
             // in the part fails the part first, so no watermark passes a row not stored; a

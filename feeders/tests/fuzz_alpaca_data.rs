@@ -15,7 +15,7 @@ use tapeflow_analytics::Side;
 use tapeflow_feeders::providers::alpaca::frames::{
     parse_quotes_page, parse_stream_frame, parse_trades_page, Bar, Quote, StreamMessage, Trade,
 };
-use tapeflow_feeders::providers::alpaca::rest::{quote_row, tick_row};
+use tapeflow_feeders::providers::alpaca::rest::{cancel_amend, correction_amend, quote_row, tick_row};
 
 fn check_trade(t: &Trade) {
     assert!(t.price.is_finite() && t.price > 0.0, "{t:?}");
@@ -40,6 +40,19 @@ fn check_bar(b: &Bar) {
     assert!(b.volume.is_finite() && b.volume >= 0.0, "{b:?}");
     assert_eq!(b.time.timestamp().rem_euclid(60), 0, "{b:?}");
     assert!(b.trades.is_none_or(|n| n >= 0), "{b:?}");
+}
+
+/// A cancel or correction names a stored trade id of the trades' form; a correction's trade is
+/// one `tapeflow.ticks` takes.
+fn check_amend(a: &tapeflow_feeders::provider::TickAmend) {
+    assert!(!a.trade_id.is_empty() && a.trade_id.len() <= 40, "{a:?}");
+    if let Some(r) = &a.replacement {
+        assert!(r.price.is_finite() && r.price > 0.0 && r.size.is_finite() && r.size >= 0.0, "{a:?}");
+        assert!(
+            r.conditions.as_ref().is_none_or(|c| c.len() <= 32 && c.iter().all(|c| c.len() <= 8)),
+            "{a:?}"
+        );
+    }
 }
 
 fn time() -> impl Strategy<Value = String> + Clone {
@@ -69,10 +82,17 @@ fn message() -> impl Strategy<Value = Value> + Clone {
     });
     let bar = (time(), price())
         .prop_map(|(t, p)| json!({"T":"b","S":"SPY","o":p,"h":p,"l":p,"c":p,"v":49378,"t":t,"n":12,"vw":p}));
+    let cancel = (time(), price(), any::<u32>())
+        .prop_map(|(t, p, i)| json!({"T":"x","S":"AAPL","i":i,"x":"D","p":p,"s":1,"a":"C","z":"C","t":t}));
+    let correction = (time(), price(), any::<u32>(), any::<u32>()).prop_map(|(t, p, oi, ci)| {
+        json!({"T":"c","S":"AAPL","x":"D","oi":oi,"op":p,"os":1,"oc":["@"],"ci":ci,"cp":p,"cs":3,"cc":["@","I"],"z":"C","t":t})
+    });
     prop_oneof![
         4 => trade,
         3 => quote,
         1 => bar,
+        1 => cancel,
+        1 => correction,
         1 => prop::sample::select(vec![
             json!({"T":"success","msg":"connected"}),
             json!({"T":"success","msg":"authenticated"}),
@@ -93,11 +113,14 @@ fn fuzz_alpaca_data_frames() {
         {"T":"t","i":1,"S":"A","x":"D","p":1,"s":1,"t":"2021-02-22T15:51:44Z","c":["@"],"z":"C"},
         {"T":"q","S":"A","bx":"U","bp":1,"bs":1,"ax":"Q","ap":1,"as":1,"t":"2021-02-22T15:51:44Z"},
         {"T":"b","S":"A","o":1,"h":1,"l":1,"c":1,"v":1,"n":1,"vw":1,"t":"2021-02-22T15:51:00Z"},
-        {"T":"error","code":1,"msg":"m"},{"T":"subscription","trades":[],"quotes":[],"bars":[]}
+        {"T":"error","code":1,"msg":"m"},{"T":"subscription","trades":[],"quotes":[],"bars":[]},
+        {"T":"c","S":"A","x":"D","oi":1,"op":1,"os":1,"oc":[],"ci":2,"cp":1,"cs":1,"cc":[],"t":"2021-02-22T15:51:44Z"},
+        {"T":"x","S":"A","i":1,"x":"D","p":1,"s":1,"a":"C","t":"2021-02-22T15:51:44Z"}
     ]);
     let mut keys = keys_of(&sample);
     keys.extend(
-        ["t", "q", "b", "u", "d", "success", "error", "subscription", "authenticated"].map(String::from),
+        ["t", "q", "b", "u", "d", "c", "x", "success", "error", "subscription", "authenticated"]
+            .map(String::from),
     );
     let frames = mutated_json(frame(), dictionary(keys));
     fuzz("alpaca_data_frames", frames, |text| {
@@ -113,6 +136,8 @@ fn fuzz_alpaca_data_frames() {
                 StreamMessage::Trade(t) => check_trade(t),
                 StreamMessage::Quote(q) => check_quote(q),
                 StreamMessage::Bar(b) => check_bar(b),
+                StreamMessage::Cancel(x) => check_amend(&cancel_amend(&x.symbol, x)),
+                StreamMessage::Correction(c) => check_amend(&correction_amend(&c.symbol, c)),
                 _ => {}
             }
         }
@@ -122,7 +147,18 @@ fn fuzz_alpaca_data_frames() {
 
 fn page(kind: &'static str) -> impl Strategy<Value = Value> + Clone {
     let trade = (time(), price(), any::<u32>())
-        .prop_map(|(t, p, i)| json!({"t":t,"x":"V","p":p,"s":50,"c":["@","T","I"],"i":i,"z":"C"}));
+        .prop_map(|(t, p, i)| json!({"t":t,"x":"V","p":p,"s":50,"c":["@","T","I"],"i":i,"z":"C"}))
+        .prop_flat_map(|item| {
+            prop::sample::select(vec![None, Some("canceled"), Some("incorrect"), Some("corrected")]).prop_map(
+                move |u| {
+                    let mut item = item.clone();
+                    if let Some(u) = u {
+                        item["u"] = json!(u);
+                    }
+                    item
+                },
+            )
+        });
     let quote = (time(), price(), price())
         .prop_map(|(t, b, a)| json!({"t":t,"ax":"Q","ap":a,"as":4,"bx":"K","bp":b,"bs":2,"c":["R"],"z":"C"}));
     let item = if kind == "trades" { trade.boxed() } else { quote.boxed() };

@@ -247,6 +247,55 @@ impl FakeAlpacaData {
         t
     }
 
+    /// Cancels a published trade: a cancel message (`T: "x"`, action `C`, the trade's own time)
+    /// to the sessions subscribed to its trades, and `"u": "canceled"` on it in the history.
+    pub fn cancel(&self, t: &FakeTrade) {
+        let mut st = self.state();
+        Self::mark(&mut st, t, "canceled");
+        let msg = json!({"T": "x", "S": t.symbol, "i": t.id, "x": t.exchange, "p": t.price, "s": t.size,
+                         "a": "C", "z": "C", "t": ts(t.time)});
+        Self::push(&st, &t.symbol, |s| &s.trades, &msg);
+    }
+
+    /// Corrects a published trade to `price` and `size` under a new id: a correction message
+    /// (`T: "c"`) to the trades' sessions; in the history the original is marked
+    /// `"u": "incorrect"` and the corrected trade listed after it, `"u": "corrected"`, at the
+    /// original's time. Returns the corrected trade.
+    pub fn correct(&self, t: &FakeTrade, price: f64, size: f64, conditions: &[&str]) -> FakeTrade {
+        let mut st = self.state();
+        let id = {
+            let n = st.next_trade_id.entry(t.symbol.clone()).or_insert(1000);
+            *n += 1;
+            *n
+        };
+        let at = Self::mark(&mut st, t, "incorrect");
+        let body = json!({"t": ts(t.time), "x": t.exchange, "p": price, "s": size, "c": conditions, "i": id,
+                          "z": "C", "u": "corrected"});
+        st.trades.get_mut(&t.symbol).expect("a published trade").insert(at + 1, Item { time: t.time, body });
+        let msg = json!({"T": "c", "S": t.symbol, "x": t.exchange, "oi": t.id, "op": t.price, "os": t.size,
+                         "oc": t.conditions, "ci": id, "cp": price, "cs": size, "cc": conditions, "z": "C",
+                         "t": ts(t.time)});
+        Self::push(&st, &t.symbol, |s| &s.trades, &msg);
+        FakeTrade {
+            id,
+            price,
+            size,
+            conditions: conditions.iter().map(|c| c.to_string()).collect(),
+            ..t.clone()
+        }
+    }
+
+    /// Sets `u` on a trade in the history; returns its index there.
+    fn mark(st: &mut State_, t: &FakeTrade, update: &str) -> usize {
+        let items = st.trades.get_mut(&t.symbol).expect("a published trade");
+        let at = items
+            .iter()
+            .position(|i| i.body["i"] == json!(t.id) && i.body["x"] == json!(t.exchange))
+            .expect("a published trade");
+        items[at].body["u"] = json!(update);
+        at
+    }
+
     /// Publishes a quote now.
     pub fn quote(&self, symbol: &str, bid: f64, ask: f64) {
         let mut st = self.state();

@@ -2,8 +2,8 @@
 //! server: authentication, trades and quotes stored with exchange, conditions and Lee-Ready
 //! sides, symbols added and deactivated while running, a forced disconnect whose gap is loaded
 //! from the history with exact counts, a restart that loses nothing, refused keys, the
-//! connection limit, unreadable frames, a database that goes away, and a backfill that
-//! resumes where it was interrupted.
+//! connection limit, unreadable frames, a database that goes away, a backfill that resumes
+//! where it was interrupted, and cancelled and corrected trades, live and in a gap.
 
 use std::time::{Duration, Instant};
 use tapeflow_tests::fake_alpaca_data::{FakeAlpacaData, FakeDataOptions, RestFault};
@@ -362,6 +362,120 @@ async fn the_connection_limit_backs_off_then_streams() {
         Some(STATUS),
     )
     .await;
+}
+
+/// The trades' ids, in time order.
+async fn trade_ids(c: &tokio_postgres::Client) -> Vec<String> {
+    c.query("SELECT trade_id FROM tapeflow.ticks WHERE symbol = 'AAPL' ORDER BY time, trade_id", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+}
+
+/// The rollups' trade count and volume over all minutes.
+async fn rolled_up(c: &tokio_postgres::Client) -> (i64, f64) {
+    let r = c
+        .query_one(
+            "SELECT coalesce(sum(tapeflow.trades(candle)), 0)::bigint, coalesce(sum(tapeflow.volume(candle)), 0)
+             FROM tapeflow.bars_1m WHERE symbol = 'AAPL'",
+            &[],
+        )
+        .await
+        .unwrap();
+    (r.get(0), r.get(1))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancelled_and_corrected_trades_leave_the_ticks_and_their_rollups_live_and_in_a_gap() {
+    let (db, c) = setup(&["AAPL"]).await;
+    let fake = FakeAlpacaData::start(FakeDataOptions { max_page: 4, ..FakeDataOptions::default() }).await;
+    let _feed = run_feed(&db.url, &fake, &[]);
+    wait_subscribed(&fake, &["AAPL"]).await;
+    let id = |t: &tapeflow_tests::fake_alpaca_data::FakeTrade| format!("{}-{}", t.exchange, t.id);
+    let live: Vec<_> =
+        (0..4).map(|k| fake.trade("AAPL", 150.0 + k as f64, 10.0 + k as f64, "V", &["@"])).collect();
+    wait_until(&c, "SELECT count(*) = 4 FROM tapeflow.ticks", Duration::from_secs(20), Some(STATUS)).await;
+    let side: String = c
+        .query_one("SELECT side::text FROM tapeflow.ticks WHERE trade_id = $1", &[&id(&live[1])])
+        .await
+        .unwrap()
+        .get(0);
+
+    // On the stream: the first trade cancelled, the second corrected.
+    fake.cancel(&live[0]);
+    let fixed = fake.correct(&live[1], 149.5, 7.0, &["@", "I"]);
+    wait_until(
+        &c,
+        &format!("SELECT count(*) = 1 FROM tapeflow.ticks WHERE trade_id = '{}'", id(&fixed)),
+        Duration::from_secs(20),
+        Some(STATUS),
+    )
+    .await;
+    assert_eq!(trade_ids(&c).await, [id(&fixed), id(&live[2]), id(&live[3])]);
+    let r = c
+        .query_one(
+            "SELECT price, size, conditions, time, side::text, side_source, exchange FROM tapeflow.ticks WHERE trade_id = $1",
+            &[&id(&fixed)],
+        )
+        .await
+        .unwrap();
+    assert_eq!((r.get::<_, f64>(0), r.get::<_, f64>(1)), (149.5, 7.0));
+    assert_eq!(r.get::<_, Option<Vec<String>>>(2), Some(vec!["@".to_string(), "I".to_string()]));
+    let at: chrono::DateTime<chrono::Utc> = r.get(3);
+    assert!((at - live[1].time).num_microseconds().unwrap().abs() < 1, "the original's time: {at}");
+    assert_eq!((r.get::<_, String>(4), r.get::<_, String>(5)), (side, "inferred".to_string()));
+    assert_eq!(r.get::<_, Option<String>>(6).as_deref(), Some("V"));
+    assert_eq!(rolled_up(&c).await, (3, 7.0 + 12.0 + 13.0));
+
+    // The same notices again (as after a reconnect) change nothing.
+    fake.cancel(&live[0]);
+    let marker = fake.trade("AAPL", 151.0, 1.0, "V", &[]);
+    wait_until(
+        &c,
+        &format!("SELECT count(*) = 1 FROM tapeflow.ticks WHERE trade_id = '{}'", id(&marker)),
+        Duration::from_secs(20),
+        Some(STATUS),
+    )
+    .await;
+    assert_eq!(trade_ids(&c).await.len(), 4);
+
+    // In a gap: the history marks what did not stand, and the backfill leaves it out.
+    fake.refuse_connections(true);
+    fake.drop_streams();
+    fake.wait("the session gone", Duration::from_secs(10), |f| f.sessions().0 == 0).await;
+    let gap: Vec<_> = (0..3).map(|k| fake.trade("AAPL", 152.0 + k as f64, 20.0, "D", &["@"])).collect();
+    fake.cancel(&gap[0]);
+    let gap_fixed = fake.correct(&gap[1], 152.5, 21.0, &["@"]);
+    fake.refuse_connections(false);
+    wait_subscribed(&fake, &["AAPL"]).await;
+    let after = fake.trade("AAPL", 153.0, 2.0, "V", &[]);
+    wait_until(
+        &c,
+        &format!(
+            "SELECT count(*) = 2 FROM tapeflow.ticks WHERE trade_id IN ('{}', '{}')",
+            id(&after),
+            id(&gap[2])
+        ),
+        Duration::from_secs(30),
+        Some(STATUS),
+    )
+    .await;
+    wait_until(
+        &c,
+        "SELECT bool_and(finished_at IS NOT NULL) FROM tapeflow.backfill_progress WHERE kind = 'gap'",
+        Duration::from_secs(20),
+        Some("SELECT row_to_json(p)::text FROM tapeflow.backfill_progress p"),
+    )
+    .await;
+    let ids = trade_ids(&c).await;
+    assert_eq!(
+        ids,
+        [id(&fixed), id(&live[2]), id(&live[3]), id(&marker), id(&gap_fixed), id(&gap[2]), id(&after)],
+        "neither the cancelled nor the incorrect gap trade is stored"
+    );
+    assert_eq!(rolled_up(&c).await, (7, 7.0 + 12.0 + 13.0 + 1.0 + 21.0 + 20.0 + 2.0));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -31,8 +31,42 @@ impl Trade {
     /// equal ids stay apart. The stream and the REST history give the same for a trade, which
     /// is what lets the writer drop the second copy after a gap backfill.
     pub fn trade_id(&self) -> String {
-        format!("{}-{}", self.exchange, self.id)
+        stored_trade_id(&self.exchange, self.id)
     }
+}
+
+/// `T: "x"`: a trade cancelled (`a` = `C`) or reported in error (`E`); either way it did not
+/// happen. Field names as alpaca-py's `TRADE_CANCEL_MAPPING`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TradeCancel {
+    pub symbol: String,
+    /// `i`, `x`: the trade's id and exchange.
+    pub id: u64,
+    pub exchange: String,
+    pub price: f64,
+    pub size: f64,
+    pub time: DateTime<Utc>,
+    /// `a`: `C` cancel, `E` error.
+    pub action: String,
+}
+
+/// `T: "c"`: a trade corrected: the original's id (`oi`) and the corrected trade (`ci`, `cp`,
+/// `cs`, `cc`), on one exchange (`x`). Field names as alpaca-py's `TRADE_CORRECTION_MAPPING`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TradeCorrection {
+    pub symbol: String,
+    pub exchange: String,
+    pub original_id: u64,
+    pub corrected_id: u64,
+    pub price: f64,
+    pub size: f64,
+    pub conditions: Vec<String>,
+    pub time: DateTime<Utc>,
+}
+
+/// The stored id of trade `id` on `exchange` (see [`Trade::trade_id`]).
+pub fn stored_trade_id(exchange: &str, id: u64) -> String {
+    format!("{exchange}-{id}")
 }
 
 /// A top-of-book quote (`T: "q"` on the stream).
@@ -92,13 +126,15 @@ pub enum StreamMessage {
     Trade(Trade),
     Quote(Quote),
     Bar(Bar),
-    /// A known type this feeder does not use (daily bars, statuses, LULD bands, corrections,
-    /// cancels, imbalances): its `T`.
+    Cancel(TradeCancel),
+    Correction(TradeCorrection),
+    /// A known type this feeder does not use (daily bars, statuses, LULD bands, imbalances):
+    /// its `T`.
     Ignored(String),
 }
 
 /// Types of the v2 stock stream that are understood but not stored.
-const IGNORED_TYPES: &[&str] = &["d", "s", "l", "c", "x", "i"];
+const IGNORED_TYPES: &[&str] = &["d", "s", "l", "i"];
 
 /// What the stream's error codes mean for the connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -211,6 +247,31 @@ pub fn parse_stream_message(v: &Value) -> Result<StreamMessage, String> {
         "t" => Ok(StreamMessage::Trade(trade_from(o, None)?)),
         "q" => Ok(StreamMessage::Quote(quote_from(o, None)?)),
         "b" | "u" => Ok(StreamMessage::Bar(bar_from(o, None, t == "u")?)),
+        "x" => Ok(StreamMessage::Cancel(TradeCancel {
+            symbol: symbol_of(o, None)?,
+            id: whole(o, "i")?,
+            exchange: opt_string(o, "x")?.unwrap_or_default(),
+            price: number(o, "p")?,
+            size: non_negative(o, "s")?,
+            time: time(o, "t")?,
+            action: opt_string(o, "a")?.unwrap_or_default(),
+        })),
+        "c" => {
+            let price = number(o, "cp")?;
+            if price <= 0.0 {
+                return Err(format!("corrected price \"cp\" is not positive ({price})"));
+            }
+            Ok(StreamMessage::Correction(TradeCorrection {
+                symbol: symbol_of(o, None)?,
+                exchange: opt_string(o, "x")?.unwrap_or_default(),
+                original_id: whole(o, "oi")?,
+                corrected_id: whole(o, "ci")?,
+                price,
+                size: non_negative(o, "cs")?,
+                conditions: conditions(o, "cc")?,
+                time: time(o, "t")?,
+            }))
+        }
         other if IGNORED_TYPES.contains(&other) => Ok(StreamMessage::Ignored(other.to_string())),
         other => Err(format!("unknown message type {:?}", truncate(other, 40))),
     }
@@ -251,6 +312,17 @@ fn number(o: &Map<String, Value>, key: &str) -> Result<f64, String> {
     }
 }
 
+/// A trade id: a whole number ≥ 0.
+fn whole(o: &Map<String, Value>, key: &str) -> Result<u64, String> {
+    match o.get(key) {
+        Some(Value::Number(n)) => {
+            n.as_u64().ok_or_else(|| format!("trade id \"{key}\" is not a whole number ≥ 0"))
+        }
+        Some(other) => Err(format!("trade id \"{key}\" is {}", kind(other))),
+        None => Err(format!("no trade id \"{key}\"")),
+    }
+}
+
 fn non_negative(o: &Map<String, Value>, key: &str) -> Result<f64, String> {
     let x = number(o, key)?;
     if x < 0.0 {
@@ -277,18 +349,20 @@ fn opt_string(o: &Map<String, Value>, key: &str) -> Result<Option<String>, Strin
 
 /// Trade conditions: a list of codes (stocks) or one string (options); at most 32 codes of at
 /// most 8 characters, so a hostile frame cannot store a novel per trade.
-fn conditions(o: &Map<String, Value>) -> Result<Vec<String>, String> {
-    let codes: Vec<String> = match o.get("c") {
+fn conditions(o: &Map<String, Value>, key: &str) -> Result<Vec<String>, String> {
+    let codes: Vec<String> = match o.get(key) {
         None | Some(Value::Null) => return Ok(Vec::new()),
         Some(Value::String(s)) => vec![s.clone()],
         Some(Value::Array(a)) => a
             .iter()
-            .map(|c| c.as_str().map(str::to_string).ok_or("a condition \"c\" is not a string"))
+            .map(|c| {
+                c.as_str().map(str::to_string).ok_or_else(|| format!("a condition \"{key}\" is not a string"))
+            })
             .collect::<Result<_, _>>()?,
-        Some(other) => return Err(format!("conditions \"c\" are {}", kind(other))),
+        Some(other) => return Err(format!("conditions \"{key}\" are {}", kind(other))),
     };
     if codes.len() > 32 || codes.iter().any(|c| c.len() > 8) {
-        return Err("conditions \"c\" are too many or too long".into());
+        return Err(format!("conditions \"{key}\" are too many or too long"));
     }
     Ok(codes)
 }
@@ -296,11 +370,7 @@ fn conditions(o: &Map<String, Value>) -> Result<Vec<String>, String> {
 /// A trade from a stream message or a REST item (whose symbol is the key it is listed under).
 pub fn trade_from(o: &Map<String, Value>, symbol: Option<&str>) -> Result<Trade, String> {
     let symbol = symbol_of(o, symbol)?;
-    let id = match o.get("i") {
-        Some(Value::Number(n)) => n.as_u64().ok_or("trade id \"i\" is not a whole number ≥ 0")?,
-        Some(other) => return Err(format!("trade id \"i\" is {}", kind(other))),
-        None => return Err("no trade id \"i\"".into()),
-    };
+    let id = whole(o, "i")?;
     let price = number(o, "p")?;
     if price <= 0.0 {
         return Err(format!("price \"p\" is not positive ({price})"));
@@ -313,7 +383,7 @@ pub fn trade_from(o: &Map<String, Value>, symbol: Option<&str>) -> Result<Trade,
         price,
         size: non_negative(o, "s")?,
         time: time(o, "t")?,
-        conditions: conditions(o)?,
+        conditions: conditions(o, "c")?,
         tape: opt_string(o, "z")?,
     })
 }
@@ -373,25 +443,33 @@ pub struct Page<T> {
     pub next_page_token: Option<String>,
 }
 
-/// A page of `GET /v2/stocks/trades` (either form).
+/// A page of `GET /v2/stocks/trades` (either form), without the trades that did not stand.
 pub fn parse_trades_page(body: &[u8]) -> Result<Page<Trade>, String> {
-    parse_page(body, "trades", trade_from)
+    parse_page(body, "trades", |o, s| if superseded(o) { Ok(None) } else { trade_from(o, s).map(Some) })
+}
+
+/// Whether a history trade did not stand: its update `u` (Alpaca's `stock_trade_update`:
+/// `canceled`, `incorrect`, `corrected`) says it was cancelled, or was the incorrect original
+/// of a correction, whose corrected trade (`corrected`) is listed as a trade of its own.
+fn superseded(o: &Map<String, Value>) -> bool {
+    matches!(o.get("u").and_then(Value::as_str), Some("canceled" | "incorrect"))
 }
 
 /// A page of `GET /v2/stocks/quotes` (either form).
 pub fn parse_quotes_page(body: &[u8]) -> Result<Page<Quote>, String> {
-    parse_page(body, "quotes", quote_from)
+    parse_page(body, "quotes", |o, s| quote_from(o, s).map(Some))
 }
 
 /// A page of `GET /v2/stocks/bars` (either form).
 pub fn parse_bars_page(body: &[u8]) -> Result<Page<Bar>, String> {
-    parse_page(body, "bars", |o, s| bar_from(o, s, false))
+    parse_page(body, "bars", |o, s| bar_from(o, s, false).map(Some))
 }
 
+/// `item` reads one item: `None` for one to leave out.
 fn parse_page<T>(
     body: &[u8],
     key: &str,
-    item: impl Fn(&Map<String, Value>, Option<&str>) -> Result<T, String>,
+    item: impl Fn(&Map<String, Value>, Option<&str>) -> Result<Option<T>, String>,
 ) -> Result<Page<T>, String> {
     let v: Value = serde_json::from_slice(body).map_err(|e| format!("not JSON: {e}"))?;
     let o = v.as_object().ok_or_else(|| format!("the answer is {}, not an object", kind(&v)))?;
@@ -411,7 +489,8 @@ fn parse_page<T>(
         for it in list {
             match it.as_object() {
                 Some(obj) => match item(obj, symbol) {
-                    Ok(t) => page.items.push(t),
+                    Ok(Some(t)) => page.items.push(t),
+                    Ok(None) => {}
                     Err(e) => page.bad.push((e, it.to_string())),
                 },
                 None => page.bad.push((format!("an item is {}", kind(it)), it.to_string())),
@@ -512,6 +591,46 @@ mod tests {
         assert_eq!((b.volume, b.trades, b.updated), (49378.0, None, false));
         assert_eq!(m[3], StreamMessage::Ignored("d".into()));
         assert_eq!(m[4], StreamMessage::Ignored("s".into()));
+    }
+
+    /// Field names as alpaca-py maps them (`TRADE_CANCEL_MAPPING`, `TRADE_CORRECTION_MAPPING`).
+    #[test]
+    fn cancels_and_corrections_name_the_trade_they_amend() {
+        let frame = r#"[{"T":"x","S":"AAPL","i":96921,"x":"D","p":126.55,"s":1,"a":"C","z":"C","t":"2021-02-22T15:51:44.208Z"},
+            {"T":"c","S":"AAPL","x":"D","oi":96922,"op":126.55,"os":1,"oc":["@"],"ci":96930,"cp":126.5,"cs":3,"cc":["@","I"],"z":"C","t":"2021-02-22T15:51:45Z"}]"#;
+        let (m, bad) = parse_stream_frame(frame).unwrap();
+        assert!(bad.is_empty(), "{bad:?}");
+        let StreamMessage::Cancel(x) = &m[0] else { panic!("{m:?}") };
+        assert_eq!(
+            (x.symbol.as_str(), x.id, x.exchange.as_str(), x.action.as_str()),
+            ("AAPL", 96921, "D", "C")
+        );
+        assert_eq!(stored_trade_id(&x.exchange, x.id), "D-96921");
+        let StreamMessage::Correction(c) = &m[1] else { panic!("{m:?}") };
+        assert_eq!((c.original_id, c.corrected_id, c.price, c.size), (96922, 96930, 126.5, 3.0));
+        assert_eq!(c.conditions, vec!["@", "I"]);
+        for broken in [
+            json!({"T":"x","S":"AAPL","x":"D","p":1,"s":1,"a":"C","t":"2021-02-22T15:51:44Z"}),
+            json!({"T":"x","S":"AAPL","i":-4,"x":"D","p":1,"s":1,"a":"C","t":"2021-02-22T15:51:44Z"}),
+            json!({"T":"c","S":"AAPL","x":"D","oi":1,"ci":2,"cp":0,"cs":1,"t":"2021-02-22T15:51:44Z"}),
+            json!({"T":"c","S":"AAPL","x":"D","oi":1,"cp":1,"cs":1,"t":"2021-02-22T15:51:44Z"}),
+            json!({"T":"c","S":"AAPL","x":"D","oi":1,"ci":2,"cp":1,"cs":-1,"t":"2021-02-22T15:51:44Z"}),
+            json!({"T":"c","S":"AAPL","x":"D","oi":1,"ci":2,"cp":1,"cs":1,"cc":[7],"t":"2021-02-22T15:51:44Z"}),
+        ] {
+            assert!(parse_stream_message(&broken).is_err(), "{broken}");
+        }
+    }
+
+    #[test]
+    fn history_trades_that_did_not_stand_are_left_out() {
+        let page = br#"{"trades":{"AAPL":[{"t":"2022-03-09T05:00:02Z","x":"D","p":159.07,"s":1,"i":151,"u":"canceled"},
+                         {"t":"2022-03-09T05:00:03Z","x":"D","p":159.07,"s":2,"i":152,"u":"incorrect"},
+                         {"t":"2022-03-09T05:00:03Z","x":"D","p":159.01,"s":2,"i":160,"u":"corrected"},
+                         {"t":"2022-03-09T05:00:04Z","x":"D","p":159.02,"s":5,"i":153}]},"next_page_token":null}"#;
+        let p = parse_trades_page(page).unwrap();
+        let ids: Vec<u64> = p.items.iter().map(|t| t.id).collect();
+        assert_eq!(ids, [160, 153]);
+        assert!(p.bad.is_empty());
     }
 
     #[test]

@@ -2,12 +2,12 @@
 //! window, trades classified by Lee-Ready on the window's quotes, written through the sink page
 //! by page with a resume point after each; and the `tapeflow-feed backfill alpaca` command.
 
-use super::frames::{self, Page, Quote, Trade};
+use super::frames::{self, stored_trade_id, Page, Quote, Trade, TradeCancel, TradeCorrection};
 use super::store::Store;
 use super::{AlpacaDataConfig, HistoryQuotes, NAME};
 use crate::ingest_side::IngestClassifier;
 use crate::progress::Progress;
-use crate::provider::{FeedCtx, Instrument, QuoteRow, Record, TickRow};
+use crate::provider::{FeedCtx, Instrument, QuoteRow, Record, TickAmend, TickReplacement, TickRow};
 use crate::status::{ConnStatus, FeedState};
 use anyhow::Context;
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -390,6 +390,31 @@ pub fn tick_row(symbol: &str, t: &Trade, side: Side, side_source: &'static str) 
         trade_id: t.trade_id(),
         exchange: (!t.exchange.is_empty()).then(|| t.exchange.clone()),
         conditions: (!t.conditions.is_empty()).then(|| t.conditions.clone()),
+    }
+}
+
+/// The amendment a cancel (or error) notice makes: the trade is removed.
+pub fn cancel_amend(symbol: &str, c: &TradeCancel) -> TickAmend {
+    TickAmend {
+        symbol: symbol.to_string(),
+        trade_id: stored_trade_id(&c.exchange, c.id),
+        at: c.time,
+        replacement: None,
+    }
+}
+
+/// The amendment a correction makes: the original trade is replaced by the corrected one.
+pub fn correction_amend(symbol: &str, c: &TradeCorrection) -> TickAmend {
+    TickAmend {
+        symbol: symbol.to_string(),
+        trade_id: stored_trade_id(&c.exchange, c.original_id),
+        at: c.time,
+        replacement: Some(TickReplacement {
+            trade_id: stored_trade_id(&c.exchange, c.corrected_id),
+            price: c.price,
+            size: c.size,
+            conditions: (!c.conditions.is_empty()).then(|| c.conditions.clone()),
+        }),
     }
 }
 

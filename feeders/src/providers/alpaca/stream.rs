@@ -545,6 +545,24 @@ async fn session(
                         return SessionEnd::Shutdown;
                     }
                 }
+                StreamMessage::Cancel(x) => {
+                    status.message(Some(x.time));
+                    let Some(inst) = refs.get(&x.symbol) else { continue };
+                    tracing::info!(provider = NAME, symbol = %inst.symbol, trade = x.id, exchange = %x.exchange,
+                        action = %x.action, "alpaca stream: a trade cancelled; removing it");
+                    if ctx.sink.send(Record::Amend(rest::cancel_amend(&inst.symbol, &x))).await.is_err() {
+                        return SessionEnd::Shutdown;
+                    }
+                }
+                StreamMessage::Correction(x) => {
+                    status.message(Some(x.time));
+                    let Some(inst) = refs.get(&x.symbol) else { continue };
+                    tracing::info!(provider = NAME, symbol = %inst.symbol, trade = x.original_id, corrected = x.corrected_id,
+                        exchange = %x.exchange, "alpaca stream: a trade corrected; replacing it");
+                    if ctx.sink.send(Record::Amend(rest::correction_amend(&inst.symbol, &x))).await.is_err() {
+                        return SessionEnd::Shutdown;
+                    }
+                }
                 StreamMessage::Bar(b) => {
                     status.message(Some(b.time));
                     let Some(inst) = refs.get(&b.symbol) else { continue };
