@@ -15,7 +15,7 @@ use tapeflow_analytics::Side;
 use tapeflow_feeders::providers::alpaca::frames::{
     parse_quotes_page, parse_stream_frame, parse_trades_page, Bar, Quote, StreamMessage, Trade,
 };
-use tapeflow_feeders::providers::alpaca::rest::{cancel_amend, correction_amend, quote_row, tick_row};
+use tapeflow_feeders::providers::alpaca::rest::{quote_row, tick_amend, tick_row};
 
 fn check_trade(t: &Trade) {
     assert!(t.price.is_finite() && t.price > 0.0, "{t:?}");
@@ -136,8 +136,7 @@ fn fuzz_alpaca_data_frames() {
                 StreamMessage::Trade(t) => check_trade(t),
                 StreamMessage::Quote(q) => check_quote(q),
                 StreamMessage::Bar(b) => check_bar(b),
-                StreamMessage::Cancel(x) => check_amend(&cancel_amend(&x.symbol, x)),
-                StreamMessage::Correction(c) => check_amend(&correction_amend(&c.symbol, c)),
+                StreamMessage::Amend(a) => check_amend(&tick_amend(a.symbol(), a)),
                 _ => {}
             }
         }

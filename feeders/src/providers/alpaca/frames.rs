@@ -64,6 +64,29 @@ pub struct TradeCorrection {
     pub time: DateTime<Utc>,
 }
 
+/// A trade sent before and amended: cancelled or corrected.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Amendment {
+    Cancel(TradeCancel),
+    Correction(TradeCorrection),
+}
+
+impl Amendment {
+    pub fn symbol(&self) -> &str {
+        match self {
+            Amendment::Cancel(x) => &x.symbol,
+            Amendment::Correction(c) => &c.symbol,
+        }
+    }
+
+    pub fn time(&self) -> DateTime<Utc> {
+        match self {
+            Amendment::Cancel(x) => x.time,
+            Amendment::Correction(c) => c.time,
+        }
+    }
+}
+
 /// The stored id of trade `id` on `exchange` (see [`Trade::trade_id`]).
 pub fn stored_trade_id(exchange: &str, id: u64) -> String {
     format!("{exchange}-{id}")
@@ -126,8 +149,8 @@ pub enum StreamMessage {
     Trade(Trade),
     Quote(Quote),
     Bar(Bar),
-    Cancel(TradeCancel),
-    Correction(TradeCorrection),
+    /// `T: "x"` or `T: "c"`.
+    Amend(Amendment),
     /// A known type this feeder does not use (daily bars, statuses, LULD bands, imbalances):
     /// its `T`.
     Ignored(String),
@@ -247,7 +270,7 @@ pub fn parse_stream_message(v: &Value) -> Result<StreamMessage, String> {
         "t" => Ok(StreamMessage::Trade(trade_from(o, None)?)),
         "q" => Ok(StreamMessage::Quote(quote_from(o, None)?)),
         "b" | "u" => Ok(StreamMessage::Bar(bar_from(o, None, t == "u")?)),
-        "x" => Ok(StreamMessage::Cancel(TradeCancel {
+        "x" => Ok(StreamMessage::Amend(Amendment::Cancel(TradeCancel {
             symbol: symbol_of(o, None)?,
             id: whole(o, "i")?,
             exchange: opt_string(o, "x")?.unwrap_or_default(),
@@ -255,13 +278,13 @@ pub fn parse_stream_message(v: &Value) -> Result<StreamMessage, String> {
             size: non_negative(o, "s")?,
             time: time(o, "t")?,
             action: opt_string(o, "a")?.unwrap_or_default(),
-        })),
+        }))),
         "c" => {
             let price = number(o, "cp")?;
             if price <= 0.0 {
                 return Err(format!("corrected price \"cp\" is not positive ({price})"));
             }
-            Ok(StreamMessage::Correction(TradeCorrection {
+            Ok(StreamMessage::Amend(Amendment::Correction(TradeCorrection {
                 symbol: symbol_of(o, None)?,
                 exchange: opt_string(o, "x")?.unwrap_or_default(),
                 original_id: whole(o, "oi")?,
@@ -270,7 +293,7 @@ pub fn parse_stream_message(v: &Value) -> Result<StreamMessage, String> {
                 size: non_negative(o, "cs")?,
                 conditions: conditions(o, "cc")?,
                 time: time(o, "t")?,
-            }))
+            })))
         }
         other if IGNORED_TYPES.contains(&other) => Ok(StreamMessage::Ignored(other.to_string())),
         other => Err(format!("unknown message type {:?}", truncate(other, 40))),
@@ -600,13 +623,13 @@ mod tests {
             {"T":"c","S":"AAPL","x":"D","oi":96922,"op":126.55,"os":1,"oc":["@"],"ci":96930,"cp":126.5,"cs":3,"cc":["@","I"],"z":"C","t":"2021-02-22T15:51:45Z"}]"#;
         let (m, bad) = parse_stream_frame(frame).unwrap();
         assert!(bad.is_empty(), "{bad:?}");
-        let StreamMessage::Cancel(x) = &m[0] else { panic!("{m:?}") };
+        let StreamMessage::Amend(Amendment::Cancel(x)) = &m[0] else { panic!("{m:?}") };
         assert_eq!(
             (x.symbol.as_str(), x.id, x.exchange.as_str(), x.action.as_str()),
             ("AAPL", 96921, "D", "C")
         );
         assert_eq!(stored_trade_id(&x.exchange, x.id), "D-96921");
-        let StreamMessage::Correction(c) = &m[1] else { panic!("{m:?}") };
+        let StreamMessage::Amend(Amendment::Correction(c)) = &m[1] else { panic!("{m:?}") };
         assert_eq!((c.original_id, c.corrected_id, c.price, c.size), (96922, 96930, 126.5, 3.0));
         assert_eq!(c.conditions, vec!["@", "I"]);
         for broken in [

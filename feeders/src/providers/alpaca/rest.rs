@@ -2,7 +2,7 @@
 //! window, trades classified by Lee-Ready on the window's quotes, written through the sink page
 //! by page with a resume point after each; and the `tapeflow-feed backfill alpaca` command.
 
-use super::frames::{self, stored_trade_id, Page, Quote, Trade, TradeCancel, TradeCorrection};
+use super::frames::{self, stored_trade_id, Amendment, Page, Quote, Trade};
 use super::store::Store;
 use super::{AlpacaDataConfig, HistoryQuotes, NAME};
 use crate::ingest_side::IngestClassifier;
@@ -393,29 +393,22 @@ pub fn tick_row(symbol: &str, t: &Trade, side: Side, side_source: &'static str) 
     }
 }
 
-/// The amendment a cancel (or error) notice makes: the trade is removed.
-pub fn cancel_amend(symbol: &str, c: &TradeCancel) -> TickAmend {
-    TickAmend {
-        symbol: symbol.to_string(),
-        trade_id: stored_trade_id(&c.exchange, c.id),
-        at: c.time,
-        replacement: None,
-    }
-}
-
-/// The amendment a correction makes: the original trade is replaced by the corrected one.
-pub fn correction_amend(symbol: &str, c: &TradeCorrection) -> TickAmend {
-    TickAmend {
-        symbol: symbol.to_string(),
-        trade_id: stored_trade_id(&c.exchange, c.original_id),
-        at: c.time,
-        replacement: Some(TickReplacement {
-            trade_id: stored_trade_id(&c.exchange, c.corrected_id),
-            price: c.price,
-            size: c.size,
-            conditions: (!c.conditions.is_empty()).then(|| c.conditions.clone()),
-        }),
-    }
+/// What an amendment does to the stored ticks: a cancel (or error) removes the trade; a
+/// correction replaces it by the corrected one.
+pub fn tick_amend(symbol: &str, a: &Amendment) -> TickAmend {
+    let (trade_id, replacement) = match a {
+        Amendment::Cancel(x) => (stored_trade_id(&x.exchange, x.id), None),
+        Amendment::Correction(c) => (
+            stored_trade_id(&c.exchange, c.original_id),
+            Some(TickReplacement {
+                trade_id: stored_trade_id(&c.exchange, c.corrected_id),
+                price: c.price,
+                size: c.size,
+                conditions: (!c.conditions.is_empty()).then(|| c.conditions.clone()),
+            }),
+        ),
+    };
+    TickAmend { symbol: symbol.to_string(), trade_id, at: a.time(), replacement }
 }
 
 /// The quote row of an Alpaca quote; the exchange column holds `bid/ask` exchanges when they

@@ -545,21 +545,12 @@ async fn session(
                         return SessionEnd::Shutdown;
                     }
                 }
-                StreamMessage::Cancel(x) => {
-                    status.message(Some(x.time));
-                    let Some(inst) = refs.get(&x.symbol) else { continue };
-                    tracing::info!(provider = NAME, symbol = %inst.symbol, trade = x.id, exchange = %x.exchange,
-                        action = %x.action, "alpaca stream: a trade cancelled; removing it");
-                    if ctx.sink.send(Record::Amend(rest::cancel_amend(&inst.symbol, &x))).await.is_err() {
-                        return SessionEnd::Shutdown;
-                    }
-                }
-                StreamMessage::Correction(x) => {
-                    status.message(Some(x.time));
-                    let Some(inst) = refs.get(&x.symbol) else { continue };
-                    tracing::info!(provider = NAME, symbol = %inst.symbol, trade = x.original_id, corrected = x.corrected_id,
-                        exchange = %x.exchange, "alpaca stream: a trade corrected; replacing it");
-                    if ctx.sink.send(Record::Amend(rest::correction_amend(&inst.symbol, &x))).await.is_err() {
+                StreamMessage::Amend(a) => {
+                    status.message(Some(a.time()));
+                    let Some(inst) = refs.get(a.symbol()) else { continue };
+                    let amend = rest::tick_amend(&inst.symbol, &a);
+                    tracing::info!(provider = NAME, ?amend, "alpaca stream: a trade cancelled or corrected");
+                    if ctx.sink.send(Record::Amend(amend)).await.is_err() {
                         return SessionEnd::Shutdown;
                     }
                 }
