@@ -5,7 +5,7 @@
 
 use chrono::{TimeZone, Utc};
 use std::time::Duration;
-use tapeflow_db::copy::TickRow;
+use tapeflow_db::copy::{TickAmend, TickReplacement, TickRow};
 use tapeflow_db::ListenEvent;
 use tapeflow_tests::*;
 use tokio::sync::mpsc::Receiver;
@@ -86,7 +86,7 @@ async fn assert_same_answers(tsdb: &tokio_postgres::Client, plain: &tokio_postgr
 #[tokio::test]
 async fn timescaledb_path_answers_like_plain_path() {
     let Some((tsdb, plain)) = databases("tsq").await else { return };
-    let (ts, pg) = (tsdb.client().await, plain.client().await);
+    let (mut ts, mut pg) = (tsdb.client().await, plain.client().await);
     ts.batch_execute(MARKET).await.unwrap();
     pg.batch_execute(MARKET).await.unwrap();
 
@@ -132,6 +132,45 @@ async fn timescaledb_path_answers_like_plain_path() {
     pg.batch_execute(late).await.unwrap();
     ts.batch_execute(REFRESH).await.unwrap();
     assert_same_answers(&ts, &pg, "after late trades").await;
+
+    // A provider's cancel and correction (tapeflow_db::copy::amend_ticks), into those
+    // compressed chunks: the refresh applies them as the plain path's triggers do.
+    let at = |s: &str| chrono::DateTime::parse_from_rfc3339(s).unwrap().to_utc();
+    let amends = [
+        TickAmend {
+            symbol: "AAPL".into(),
+            trade_id: "0-5".into(),
+            at: at("2024-03-04T14:33:55Z"),
+            replacement: None,
+        },
+        TickAmend {
+            symbol: "ESH4".into(),
+            trade_id: "1-7".into(),
+            at: at("2024-03-05T14:35:29Z"),
+            replacement: Some(TickReplacement {
+                trade_id: "fix-1".into(),
+                price: 5125.0,
+                size: 3.0,
+                conditions: None,
+            }),
+        },
+    ];
+    for c in [&mut ts, &mut pg] {
+        let done = tapeflow_db::copy::amend_ticks(c, &amends).await.unwrap();
+        assert_eq!((done.removed, done.replaced, done.not_found), (2, 1, 0));
+    }
+    ts.batch_execute(REFRESH).await.unwrap();
+    assert_same_answers(&ts, &pg, "after a cancel and a correction").await;
+    let fixed: i64 = ts
+        .query_one(
+            "SELECT count(*) FROM tapeflow.ticks
+             WHERE (symbol, trade_id) IN (('AAPL', '0-5'), ('ESH4', '1-7'), ('ESH4', 'fix-1'))",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(fixed, 1, "the cancelled and the corrected trade gone, the correction stored");
 
     // rebuild_rollups() works on both paths and leaves the same minutes.
     let rebuilt_ts: i64 = ts.query_one("SELECT tapeflow.rebuild_rollups()", &[]).await.unwrap().get(0);
