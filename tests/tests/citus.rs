@@ -12,7 +12,7 @@
 use chrono::{DateTime, Duration as ChronoDuration, Utc};
 use futures_util::StreamExt;
 use std::time::{Duration, Instant};
-use tapeflow_db::copy::{write_ticks, TickRow};
+use tapeflow_db::copy::{amend_ticks, write_ticks, TickAmend, TickReplacement, TickRow};
 use tapeflow_tests::citus_cluster::{citus_installed, CitusCluster};
 use tapeflow_tests::ground_truth::{data_dir, GroundTruthSet};
 use tapeflow_tests::TestDb;
@@ -297,6 +297,39 @@ async fn citus_cluster_gives_the_single_server_answers() {
         .unwrap()
         .get(0);
     println!("ticks shards per worker {per_worker:?}; the 3 symbols live on {symbol_nodes} worker(s)");
+
+    // A provider's cancel and correction (tapeflow_db::copy::amend_ticks) through the
+    // coordinator: the side-by-side answers below include them.
+    let first: Vec<(String, chrono::DateTime<chrono::Utc>, f64)> = single
+        .query("SELECT trade_id, time, price FROM tapeflow.ticks WHERE symbol = 'BTCUSDT' ORDER BY time, trade_id LIMIT 2", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+    let amends = [
+        TickAmend {
+            symbol: "BTCUSDT".into(),
+            trade_id: first[0].0.clone(),
+            at: first[0].1,
+            replacement: None,
+        },
+        TickAmend {
+            symbol: "BTCUSDT".into(),
+            trade_id: first[1].0.clone(),
+            at: first[1].1,
+            replacement: Some(TickReplacement {
+                trade_id: format!("{}-fixed", first[1].0),
+                price: first[1].2 + 1.0,
+                size: 0.5,
+                conditions: None,
+            }),
+        },
+    ];
+    for c in [&mut single, &mut coord] {
+        let done = amend_ticks(c, &amends).await.unwrap();
+        assert_eq!((done.removed, done.replaced, done.not_found), (2, 1, 0));
+    }
 
     // Side by side, exactly.
     let qs = queries(&single).await;
