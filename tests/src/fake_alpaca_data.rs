@@ -222,11 +222,7 @@ impl FakeAlpacaData {
     ) -> FakeTrade {
         let mut st = self.state();
         let time = Self::next_time(&mut st);
-        let id = {
-            let n = st.next_trade_id.entry(symbol.to_string()).or_insert(1000);
-            *n += 1;
-            *n
-        };
+        let id = Self::next_trade_id(&mut st, symbol);
         let body =
             json!({"t": ts(time), "x": exchange, "p": price, "s": size, "c": conditions, "i": id, "z": "C"});
         let mut msg = body.clone();
@@ -263,11 +259,7 @@ impl FakeAlpacaData {
     /// original's time. Returns the corrected trade.
     pub fn correct(&self, t: &FakeTrade, price: f64, size: f64, conditions: &[&str]) -> FakeTrade {
         let mut st = self.state();
-        let id = {
-            let n = st.next_trade_id.entry(t.symbol.clone()).or_insert(1000);
-            *n += 1;
-            *n
-        };
+        let id = Self::next_trade_id(&mut st, &t.symbol);
         let at = Self::mark(&mut st, t, "incorrect");
         let body = json!({"t": ts(t.time), "x": t.exchange, "p": price, "s": size, "c": conditions, "i": id,
                           "z": "C", "u": "corrected"});
@@ -283,6 +275,13 @@ impl FakeAlpacaData {
             conditions: conditions.iter().map(|c| c.to_string()).collect(),
             ..t.clone()
         }
+    }
+
+    /// The next trade id of `symbol` (ids count per symbol from 1001).
+    fn next_trade_id(st: &mut State_, symbol: &str) -> u64 {
+        let n = st.next_trade_id.entry(symbol.to_string()).or_insert(1000);
+        *n += 1;
+        *n
     }
 
     /// Sets `u` on a trade in the history; returns its index there.

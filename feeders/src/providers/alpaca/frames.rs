@@ -279,22 +279,16 @@ pub fn parse_stream_message(v: &Value) -> Result<StreamMessage, String> {
             time: time(o, "t")?,
             action: opt_string(o, "a")?.unwrap_or_default(),
         }))),
-        "c" => {
-            let price = number(o, "cp")?;
-            if price <= 0.0 {
-                return Err(format!("corrected price \"cp\" is not positive ({price})"));
-            }
-            Ok(StreamMessage::Amend(Amendment::Correction(TradeCorrection {
-                symbol: symbol_of(o, None)?,
-                exchange: opt_string(o, "x")?.unwrap_or_default(),
-                original_id: whole(o, "oi")?,
-                corrected_id: whole(o, "ci")?,
-                price,
-                size: non_negative(o, "cs")?,
-                conditions: conditions(o, "cc")?,
-                time: time(o, "t")?,
-            })))
-        }
+        "c" => Ok(StreamMessage::Amend(Amendment::Correction(TradeCorrection {
+            symbol: symbol_of(o, None)?,
+            exchange: opt_string(o, "x")?.unwrap_or_default(),
+            original_id: whole(o, "oi")?,
+            corrected_id: whole(o, "ci")?,
+            price: positive_price(o, "cp")?,
+            size: non_negative(o, "cs")?,
+            conditions: conditions(o, "cc")?,
+            time: time(o, "t")?,
+        }))),
         other if IGNORED_TYPES.contains(&other) => Ok(StreamMessage::Ignored(other.to_string())),
         other => Err(format!("unknown message type {:?}", truncate(other, 40))),
     }
@@ -333,6 +327,15 @@ fn number(o: &Map<String, Value>, key: &str) -> Result<f64, String> {
         Some(other) => Err(format!("\"{key}\" is {}, not a number", kind(other))),
         None => Err(format!("no \"{key}\"")),
     }
+}
+
+/// A trade's price: a number above 0.
+fn positive_price(o: &Map<String, Value>, key: &str) -> Result<f64, String> {
+    let price = number(o, key)?;
+    if price <= 0.0 {
+        return Err(format!("price \"{key}\" is not positive ({price})"));
+    }
+    Ok(price)
 }
 
 /// A trade id: a whole number ≥ 0.
@@ -394,10 +397,7 @@ fn conditions(o: &Map<String, Value>, key: &str) -> Result<Vec<String>, String> 
 pub fn trade_from(o: &Map<String, Value>, symbol: Option<&str>) -> Result<Trade, String> {
     let symbol = symbol_of(o, symbol)?;
     let id = whole(o, "i")?;
-    let price = number(o, "p")?;
-    if price <= 0.0 {
-        return Err(format!("price \"p\" is not positive ({price})"));
-    }
+    let price = positive_price(o, "p")?;
     let exchange = opt_string(o, "x")?.unwrap_or_default();
     Ok(Trade {
         symbol,
