@@ -14,7 +14,8 @@
 //!   1. baseline: the same batches COPYed into an unindexed table with the ticks' columns;
 //!   2. before: the old write path (COPY → staging → INSERT … ON CONFLICT) on the old schema;
 //!   3. the migrations from 013 on, applied over those stored ticks;
-//!   4. after: `tapeflow_db::copy::write_ticks` on the new schema, from empty tables;
+//!   4. after: `tapeflow_db::copy::write_ticks` on the new schema, from empty tables, and (plain
+//!      path) the same batches into tables with only the unique key, in three layouts;
 //!   5. the feeder's path: the same ticks sent one by one through `tapeflow_feeders::sink`
 //!      (the bounded queue, batches of `BENCH_INGEST_BATCH`, watermark and reject handling),
 //!      with one writer and with `TAPEFLOW_FEED_WRITERS` (one per core, at most 4), each from
@@ -154,7 +155,7 @@ const COLUMNS: &str = tapeflow_db::copy::TICK_COLUMNS;
 
 /// Binary COPY of `rows` with `statement` (a `COPY … FROM STDIN BINARY` of [`COLUMNS`]), by
 /// the feeder's own encoder.
-async fn copy_rows(c: &Client, statement: &str, rows: &[TickRow]) -> u64 {
+async fn copy_rows<R: std::borrow::Borrow<TickRow> + Sync>(c: &Client, statement: &str, rows: &[R]) -> u64 {
     let sink = c.copy_in(statement).await.unwrap();
     tapeflow_db::copy::copy_ticks(sink, rows).await.unwrap()
 }
@@ -193,6 +194,19 @@ enum Path {
     Before,
     /// `tapeflow_db::copy::write_ticks`.
     After,
+    /// COPY into tables with the ticks' columns and one unique key, nothing else.
+    KeyOnly(KeyLayout),
+}
+
+/// The key-only tables of [`key_alone`].
+#[derive(Clone, Copy)]
+enum KeyLayout {
+    /// `bench_key`, unique `(symbol, time, trade_id)` as the ticks.
+    SymbolFirst,
+    /// `bench_key_time`, unique `(time, symbol, trade_id)`.
+    TimeFirst,
+    /// `bench_key_<i>` for the i-th symbol, keyed as the ticks.
+    TablePerSymbol,
 }
 
 /// The feeder's path: every row sent through a sink of `writers` writers, then a flush.
@@ -285,6 +299,7 @@ async fn phase(c: &mut Client, batches: &[&[TickRow]], path: Path) -> Phase {
     let lsn: String = one(c, "SELECT pg_current_wal_lsn()::text").await;
     let cpu0 = backend_cpu(pid);
     let copy = format!("COPY bench_copy ({COLUMNS}) FROM STDIN BINARY");
+    let symbols = symbols_of(batches);
     let start = Instant::now();
     let mut stored = 0;
     for b in batches {
@@ -292,6 +307,7 @@ async fn phase(c: &mut Client, batches: &[&[TickRow]], path: Path) -> Phase {
             Path::PlainCopy => copy_rows(c, &copy, b).await,
             Path::Before => old_write_ticks(c, b).await,
             Path::After => write_ticks(c, b).await.unwrap(),
+            Path::KeyOnly(layout) => key_copy(c, b, layout, &symbols).await,
         };
     }
     let wall = start.elapsed();
@@ -317,6 +333,113 @@ fn show(what: &str, p: &Phase, n: usize, baseline: Option<Duration>) {
         p.wal_mb,
         ratio
     );
+}
+
+/// The unique key's share, and what its insertion point costs: the batches COPYed into tables
+/// with the ticks' columns and only one unique key (no trigger, no checks), each batch in its
+/// key's order: the ticks' own `(symbol, time, trade_id)`; the same with the time first; and
+/// each symbol's rows into a table of its own keyed like the ticks. With the symbol first, a
+/// symbol's trades go in at the right edge of its own key range, in the middle of the index,
+/// where PostgreSQL splits a full leaf page in half (its 90/10 split is for the index's right
+/// edge, or for narrow fixed-width keys); the two others put every row at an index's right
+/// edge, the time-led key at the price of reads of one symbol scanning every symbol's trades,
+/// the tables per symbol at the price of a COPY per symbol a batch. Leaf density from
+/// pgstattuple, when it is installed.
+async fn key_alone(c: &mut Client, batches: &[&[TickRow]], n: usize, base: Duration) {
+    let symbols = symbols_of(batches).len();
+    let mut ddl = "CREATE TABLE bench_key (LIKE bench_copy, UNIQUE (symbol, time, trade_id));
+         CREATE TABLE bench_key_time (LIKE bench_copy, UNIQUE (time, symbol, trade_id));"
+        .to_string();
+    for i in 0..symbols {
+        ddl += &format!("CREATE TABLE bench_key_{i} (LIKE bench_copy, UNIQUE (symbol, time, trade_id));");
+    }
+    c.batch_execute(&ddl).await.unwrap();
+    let stattuple = c.batch_execute("CREATE EXTENSION IF NOT EXISTS pgstattuple").await.is_ok();
+    println!("  the key alone: COPY into tables with the ticks' columns and one unique key, no trigger");
+    for (layout, what, table) in [
+        (KeyLayout::SymbolFirst, "  unique (symbol, time, trade_id)", "bench_key"),
+        (KeyLayout::TimeFirst, "  unique (time, symbol, trade_id)", "bench_key_time"),
+        (KeyLayout::TablePerSymbol, "  the same, a table per symbol", "bench_key_0"),
+    ] {
+        let p = phase(c, batches, Path::KeyOnly(layout)).await;
+        assert_eq!(p.stored as usize, n, "{what}: every tick stored");
+        show(what, &p, n, Some(base));
+        let density = if stattuple {
+            let d: i32 = one(
+                c,
+                &format!(
+                    "SELECT round(avg_leaf_density)::int FROM pg_index i, pgstatindex(i.indexrelid::regclass)
+                     WHERE i.indrelid = '{table}'::regclass"
+                ),
+            )
+            .await;
+            format!("leaf pages {d} % full")
+        } else {
+            "leaf density: pgstattuple is not installed".into()
+        };
+        println!("      ({density})");
+    }
+    let mut drop = "DROP TABLE bench_key; DROP TABLE bench_key_time;".to_string();
+    for i in 0..symbols {
+        drop += &format!("DROP TABLE bench_key_{i};");
+    }
+    c.batch_execute(&drop).await.unwrap();
+}
+
+/// The symbols of the batches, sorted.
+fn symbols_of<'a>(batches: &[&'a [TickRow]]) -> Vec<&'a str> {
+    let mut symbols: Vec<&str> = batches.iter().flat_map(|b| b.iter().map(|r| r.symbol.as_str())).collect();
+    symbols.sort_unstable();
+    symbols.dedup();
+    symbols
+}
+
+/// One batch into the key-only tables of [`key_alone`], in one transaction; `symbols` numbers
+/// the tables per symbol.
+async fn key_copy(c: &mut Client, batch: &[TickRow], layout: KeyLayout, symbols: &[&str]) -> u64 {
+    let mut rows: Vec<&TickRow> = batch.iter().collect();
+    let symbol_first = |a: &&TickRow, b: &&TickRow| {
+        (a.symbol.as_bytes(), a.time, a.trade_id.as_bytes()).cmp(&(
+            b.symbol.as_bytes(),
+            b.time,
+            b.trade_id.as_bytes(),
+        ))
+    };
+    let mut parts: Vec<(String, Vec<&TickRow>)> = match layout {
+        KeyLayout::SymbolFirst => {
+            rows.sort_by(symbol_first);
+            vec![("bench_key".into(), rows)]
+        }
+        KeyLayout::TimeFirst => {
+            rows.sort_by(|a, b| {
+                (a.time, a.symbol.as_bytes(), a.trade_id.as_bytes()).cmp(&(
+                    b.time,
+                    b.symbol.as_bytes(),
+                    b.trade_id.as_bytes(),
+                ))
+            });
+            vec![("bench_key_time".into(), rows)]
+        }
+        KeyLayout::TablePerSymbol => {
+            rows.sort_by(symbol_first);
+            symbols
+                .iter()
+                .enumerate()
+                .map(|(i, s)| {
+                    (format!("bench_key_{i}"), rows.iter().copied().filter(|r| r.symbol == *s).collect())
+                })
+                .filter(|(_, mine): &(String, Vec<&TickRow>)| !mine.is_empty())
+                .collect()
+        }
+    };
+    let tx = c.transaction().await.unwrap();
+    let mut stored = 0;
+    for (table, mine) in parts.drain(..) {
+        let sink = tx.copy_in(&format!("COPY {table} ({COLUMNS}) FROM STDIN BINARY")).await.unwrap();
+        stored += tapeflow_db::copy::copy_ticks(sink, &mine).await.unwrap();
+    }
+    tx.commit().await.unwrap();
+    stored
 }
 
 /// The rollups in a form two runs can compare (VWAP rounded: its float sum depends on the order
@@ -418,6 +541,9 @@ async fn ingest(label: &str, url: &str, timescaledb: bool, rows: &[TickRow], bat
         "after (013: COPY into ticks, one key)"
     };
     show(how, &after, n, Some(base1.wall));
+    if !timescaledb {
+        key_alone(&mut c, &batches, n, base1.wall).await;
+    }
 
     // The feeder's path, with one writer and with its default count.
     let writers = tapeflow_feeders::sink::SinkConfig::from_env().unwrap().writers;
