@@ -20,7 +20,6 @@
 //! was queued before it.
 
 use crate::provider::{BarRow, QuoteRow, Record, TickAmend, TickRow};
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tapeflow_db::backoff::Backoff;
@@ -75,7 +74,8 @@ struct Shared {
     room: Arc<Semaphore>,
     capacity: usize,
     /// Which writer each symbol seen so far goes to, and how many symbols each writer has.
-    routes: Mutex<(HashMap<String, usize>, Vec<usize>)>,
+    /// (foldhash: it is looked up once per record sent.)
+    routes: Mutex<(foldhash::HashMap<String, usize>, Vec<usize>)>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -232,7 +232,7 @@ pub fn spawn(
         queues,
         room,
         capacity: cfg.capacity,
-        routes: Mutex::new((HashMap::new(), vec![0; writers])),
+        routes: Mutex::new((foldhash::HashMap::default(), vec![0; writers])),
     };
     let all = tokio::spawn(async move {
         let mut total = Written::default();
