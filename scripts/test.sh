@@ -30,4 +30,13 @@ bash scripts/migrate.sh
 bash scripts/db-refresh-extension.sh "$(bash scripts/cluster.sh url)" --stamp
 
 echo "==> integration tests"
+# The TimescaleDB and Citus paths are tested where those are installed. Each skipped test says
+# so in its own output, which cargo shows only on failure, so the skips are named here too.
+if [ "$(psql "$(bash scripts/cluster.sh url)" -XtAc "SELECT EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb')
+      AND 'timescaledb' = ANY (string_to_array(replace(current_setting('shared_preload_libraries'), ' ', ''), ','))")" != t ]; then
+  echo "    skipped: the TimescaleDB-path tests (TimescaleDB is not installed, or not preloaded, in the cluster)"
+fi
+if ! bash scripts/citus.sh available; then
+  echo "    skipped: the Citus tests (Citus is not installed)"
+fi
 cargo test --no-fail-fast -p tapeflow-tests -- --test-threads=2

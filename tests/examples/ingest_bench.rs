@@ -299,7 +299,7 @@ async fn phase(c: &mut Client, batches: &[&[TickRow]], path: Path) -> Phase {
     let lsn: String = one(c, "SELECT pg_current_wal_lsn()::text").await;
     let cpu0 = backend_cpu(pid);
     let copy = format!("COPY bench_copy ({COLUMNS}) FROM STDIN BINARY");
-    let symbols = symbols_of(batches);
+    let symbols = if matches!(path, Path::KeyOnly(_)) { symbols_of(batches) } else { Vec::new() };
     let start = Instant::now();
     let mut stored = 0;
     for b in batches {
@@ -405,7 +405,7 @@ async fn key_copy(c: &mut Client, batch: &[TickRow], layout: KeyLayout, symbols:
             b.trade_id.as_bytes(),
         ))
     };
-    let mut parts: Vec<(String, Vec<&TickRow>)> = match layout {
+    let parts: Vec<(String, Vec<&TickRow>)> = match layout {
         KeyLayout::SymbolFirst => {
             rows.sort_by(symbol_first);
             vec![("bench_key".into(), rows)]
@@ -422,19 +422,17 @@ async fn key_copy(c: &mut Client, batch: &[TickRow], layout: KeyLayout, symbols:
         }
         KeyLayout::TablePerSymbol => {
             rows.sort_by(symbol_first);
-            symbols
-                .iter()
-                .enumerate()
-                .map(|(i, s)| {
-                    (format!("bench_key_{i}"), rows.iter().copied().filter(|r| r.symbol == *s).collect())
+            rows.chunk_by(|a, b| a.symbol == b.symbol)
+                .map(|mine| {
+                    let i = symbols.binary_search(&mine[0].symbol.as_str()).expect("a symbol of the batches");
+                    (format!("bench_key_{i}"), mine.to_vec())
                 })
-                .filter(|(_, mine): &(String, Vec<&TickRow>)| !mine.is_empty())
                 .collect()
         }
     };
     let tx = c.transaction().await.unwrap();
     let mut stored = 0;
-    for (table, mine) in parts.drain(..) {
+    for (table, mine) in parts {
         let sink = tx.copy_in(&format!("COPY {table} ({COLUMNS}) FROM STDIN BINARY")).await.unwrap();
         stored += tapeflow_db::copy::copy_ticks(sink, &mine).await.unwrap();
     }
