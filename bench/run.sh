@@ -53,11 +53,6 @@ db_before() {
   echo "$url"
 }
 
-timescaledb_preloaded() {
-  [ "$(psql "$ADMIN" -XtAc "SELECT EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb')
-        AND current_setting('shared_preload_libraries') LIKE '%timescaledb%'")" = t ]
-}
-
 for w in "${what[@]}"; do
   case "$w" in
     profile) fresh_db; psql "$URL" -X -v ticks="${BENCH_TICKS:-10000000}" -f bench/profile.sql ;;
@@ -82,7 +77,7 @@ for w in "${what[@]}"; do
       # Databases of its own run (another run beside it recreates $DB, or its own).
       ingest_db="${DB}_ingest_$$"
       plain="$(db_before "$ingest_db" 013 off)"
-      ts=""; if timescaledb_preloaded; then ts="$(db_before "${ingest_db}_ts" 013 on)"; fi
+      ts=""; if bash scripts/cluster.sh timescaledb; then ts="$(db_before "${ingest_db}_ts" 013 on)"; fi
       BENCH_INGEST_URL="$plain" BENCH_INGEST_TS_URL="$ts" BENCH_INGEST_TRADES="$([ -s "$trades" ] && echo "$trades")" \
         DATABASE_URL="$(bash scripts/cluster.sh url)" cargo run -q --release -p tapeflow-tests --example ingest_bench
       rm -f "$trades"

@@ -4,6 +4,8 @@
 #   cluster.sh stop    stop it
 #   cluster.sh url     print its libpq URL
 #   cluster.sh status  exit 0 when it is running
+#   cluster.sh timescaledb  exit 0 when it runs with TimescaleDB installed and preloaded (the
+#                      migrations then take the TimescaleDB path; its tests and benchmarks run)
 # PostgreSQL refuses to run as root, so as root the server runs as the `postgres` user.
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
@@ -77,11 +79,17 @@ stop() {
   fi
 }
 
+has_timescaledb() {
+  [ "$("$PGBIN/psql" "postgresql://postgres@127.0.0.1:$PORT/postgres" -XtAc "SELECT EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb')
+      AND 'timescaledb' = ANY (string_to_array(replace(current_setting('shared_preload_libraries'), ' ', ''), ','))" 2>/dev/null)" = t ]
+}
+
 case "${1:-}" in
   start) start ;;
   stop) stop ;;
   url) url ;;
   status) running ;;
   restart) stop; start ;;
-  *) echo "usage: $0 start|stop|restart|url|status" >&2; exit 2 ;;
+  timescaledb) has_timescaledb ;;
+  *) echo "usage: $0 start|stop|restart|url|status|timescaledb" >&2; exit 2 ;;
 esac

@@ -32,8 +32,7 @@ bash scripts/db-refresh-extension.sh "$(bash scripts/cluster.sh url)" --stamp
 echo "==> integration tests"
 # The TimescaleDB and Citus paths are tested where those are installed. Each skipped test says
 # so in its own output, which cargo shows only on failure, so the skips are named here too.
-if [ "$(psql "$(bash scripts/cluster.sh url)" -XtAc "SELECT EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb')
-      AND 'timescaledb' = ANY (string_to_array(replace(current_setting('shared_preload_libraries'), ' ', ''), ','))")" != t ]; then
+if ! bash scripts/cluster.sh timescaledb; then
   echo "    skipped: the TimescaleDB-path tests (TimescaleDB is not installed, or not preloaded, in the cluster)"
 fi
 if ! bash scripts/citus.sh available; then
