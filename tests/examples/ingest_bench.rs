@@ -394,23 +394,15 @@ fn symbols_of<'a>(batches: &[&'a [TickRow]]) -> Vec<&'a str> {
     symbols
 }
 
-/// One batch into the key-only tables of [`key_alone`], in one transaction; `symbols` numbers
-/// the tables per symbol.
+/// One batch into the key-only tables of [`key_alone`], in one transaction, in the order of
+/// the table's key; `symbols` numbers the tables per symbol.
 async fn key_copy(c: &mut Client, batch: &[TickRow], layout: KeyLayout, symbols: &[&str]) -> u64 {
-    let mut rows: Vec<&TickRow> = batch.iter().collect();
-    let symbol_first = |a: &&TickRow, b: &&TickRow| {
-        (a.symbol.as_bytes(), a.time, a.trade_id.as_bytes()).cmp(&(
-            b.symbol.as_bytes(),
-            b.time,
-            b.trade_id.as_bytes(),
-        ))
-    };
+    // In the ticks' key order, by the function write_ticks uses.
+    let rows = tapeflow_db::copy::in_key_order(batch);
     let parts: Vec<(String, Vec<&TickRow>)> = match layout {
-        KeyLayout::SymbolFirst => {
-            rows.sort_by(symbol_first);
-            vec![("bench_key".into(), rows)]
-        }
+        KeyLayout::SymbolFirst => vec![("bench_key".into(), rows)],
         KeyLayout::TimeFirst => {
+            let mut rows = rows;
             rows.sort_by(|a, b| {
                 (a.time, a.symbol.as_bytes(), a.trade_id.as_bytes()).cmp(&(
                     b.time,
@@ -420,15 +412,13 @@ async fn key_copy(c: &mut Client, batch: &[TickRow], layout: KeyLayout, symbols:
             });
             vec![("bench_key_time".into(), rows)]
         }
-        KeyLayout::TablePerSymbol => {
-            rows.sort_by(symbol_first);
-            rows.chunk_by(|a, b| a.symbol == b.symbol)
-                .map(|mine| {
-                    let i = symbols.binary_search(&mine[0].symbol.as_str()).expect("a symbol of the batches");
-                    (format!("bench_key_{i}"), mine.to_vec())
-                })
-                .collect()
-        }
+        KeyLayout::TablePerSymbol => rows
+            .chunk_by(|a, b| a.symbol == b.symbol)
+            .map(|mine| {
+                let i = symbols.binary_search(&mine[0].symbol.as_str()).expect("a symbol of the batches");
+                (format!("bench_key_{i}"), mine.to_vec())
+            })
+            .collect(),
     };
     let tx = c.transaction().await.unwrap();
     let mut stored = 0;
