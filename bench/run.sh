@@ -13,7 +13,8 @@
 #               after sql/013_ingest.sql, and the feeder's path through its sink with one writer
 #               and with TAPEFLOW_FEED_WRITERS, in one run (plain path; TimescaleDB too when
 #               installed), the unique key alone in three layouts (symbol-led, time-led, a
-#               table per symbol), then tick -> SSE latency p50/p99 at 10,000 ticks/s
+#               table per symbol) and with a text or an int4 symbol, then tick -> SSE
+#               latency p50/p99 at 10,000 ticks/s
 #               (tests/examples/ingest_bench.rs; BENCH_INGEST_TICKS, BENCH_INGEST_BATCH,
 #               BENCH_INGEST_ROUNDS: pairs of COPY and feeder behind the median ratio,
 #               TAPEFLOW_FEED_WRITERS, BENCH_LATENCY_RATE, BENCH_LATENCY_SECS)

@@ -15,7 +15,8 @@
 //!   2. before: the old write path (COPY → staging → INSERT … ON CONFLICT) on the old schema;
 //!   3. the migrations from 013 on, applied over those stored ticks;
 //!   4. after: `tapeflow_db::copy::write_ticks` on the new schema, from empty tables, and (plain
-//!      path) the same batches into tables with only the unique key, in three layouts;
+//!      path) the same batches into tables with only the unique key, in three layouts, and
+//!      the same rows by `INSERT … SELECT` into keys with a text and with an int4 symbol;
 //!   5. the feeder's path: the same ticks sent one by one through `tapeflow_feeders::sink`
 //!      (the bounded queue, batches of `BENCH_INGEST_BATCH`, watermark and reject handling),
 //!      with one writer and with `TAPEFLOW_FEED_WRITERS` (one per core, at most 4), each from
@@ -386,6 +387,53 @@ async fn key_alone(c: &mut Client, batches: &[&[TickRow]], n: usize, base: Durat
     c.batch_execute(&drop).await.unwrap();
 }
 
+/// What an integer symbol id in the key would save: the rows of `bench_copy` inserted by one
+/// `INSERT … SELECT` in time order (the feed's order, each row at its own symbol's edge) into
+/// a heap with no index, and into tables keyed `(symbol, time, trade_id)` with the text symbol
+/// and with an `int4` id in its place. The key's cost is the keyed insert's backend CPU minus
+/// the unindexed one's, from the same statement shape.
+async fn key_types(c: &Client) {
+    c.batch_execute(
+        "CREATE TABLE bench_ids AS SELECT symbol, (row_number() OVER (ORDER BY symbol))::int4 AS id
+             FROM (SELECT DISTINCT symbol FROM bench_copy) s;
+         CREATE TABLE bench_src_id AS SELECT b.time, i.id AS symbol, b.price, b.size, b.side, b.side_source,
+             b.trade_id, b.exchange, b.conditions FROM bench_copy b JOIN bench_ids i USING (symbol);",
+    )
+    .await
+    .unwrap();
+    println!("  the key's symbol type: INSERT … SELECT of the same rows in time order");
+    let mut heap = None;
+    for (what, source) in [
+        ("  no index", "bench_copy"),
+        ("  unique (symbol text, time, trade_id)", "bench_copy"),
+        ("  unique (symbol int4, time, trade_id)", "bench_src_id"),
+    ] {
+        let key = if heap.is_none() { "" } else { ", UNIQUE (symbol, time, trade_id)" };
+        c.batch_execute(&format!("CREATE TABLE bench_typed (LIKE {source}{key}); CHECKPOINT")).await.unwrap();
+        let pid: i32 = one(c, "SELECT pg_backend_pid()").await;
+        let cpu0 = backend_cpu(pid);
+        let start = Instant::now();
+        let n = c
+            .execute(
+                &format!("INSERT INTO bench_typed SELECT * FROM {source} ORDER BY time, symbol, trade_id"),
+                &[],
+            )
+            .await
+            .unwrap();
+        let wall = start.elapsed().as_secs_f64();
+        let cpu = cpu0.zip(backend_cpu(pid)).map(|(a, b)| b - a);
+        c.batch_execute("DROP TABLE bench_typed").await.unwrap();
+        let shown = cpu.map(|c| format!("{c:.2} CPU-s")).unwrap_or_else(|| "- CPU-s".into());
+        let over = match (heap, cpu) {
+            (Some(Some(h)), Some(c)) => format!(", the key {:.2} CPU-s", c - h),
+            _ => String::new(),
+        };
+        println!("  {what:<44} {n} rows, {wall:.2} s, {shown}{over}");
+        heap.get_or_insert(cpu);
+    }
+    c.batch_execute("DROP TABLE bench_ids; DROP TABLE bench_src_id").await.unwrap();
+}
+
 /// The symbols of the batches, sorted.
 fn symbols_of<'a>(batches: &[&'a [TickRow]]) -> Vec<&'a str> {
     let mut symbols: Vec<&str> = batches.iter().flat_map(|b| b.iter().map(|r| r.symbol.as_str())).collect();
@@ -531,6 +579,7 @@ async fn ingest(label: &str, url: &str, timescaledb: bool, rows: &[TickRow], bat
     show(how, &after, n, Some(base1.wall));
     if !timescaledb {
         key_alone(&mut c, &batches, n, base1.wall).await;
+        key_types(&c).await;
     }
 
     // The feeder's path, with one writer and with its default count.
