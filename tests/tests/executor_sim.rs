@@ -222,6 +222,14 @@ async fn bracket_round_trip_fills_positions_and_announces() {
     let pnl: Decimal =
         c.query_one("SELECT realised_pnl FROM tapeflow.position_book", &[]).await.unwrap().get(0);
     assert_eq!(pnl, d("1968.03"));
+    // The target's fill and the stop's cancel are two updates, recorded one after the other
+    // (as Alpaca sends them): the flat position can be read before the cancel lands.
+    wait_true(
+        &c,
+        "SELECT NOT EXISTS (SELECT 1 FROM tapeflow.orders WHERE leg = 'stop_loss' AND status = 'new')",
+        Duration::from_secs(5),
+    )
+    .await;
     let statuses: Vec<(String, String)> = c
         .query("SELECT leg, status FROM tapeflow.orders ORDER BY id", &[])
         .await
