@@ -1,6 +1,7 @@
 //! Database plumbing shared by Tapeflow's daemons: where the database is, connecting with
 //! backoff, a LISTEN stream that survives reconnects, and batched COPY of ticks.
 
+pub mod amend;
 pub mod backoff;
 pub mod bars;
 pub mod binary_copy;

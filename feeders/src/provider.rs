@@ -8,8 +8,9 @@ use crate::sink::Sink;
 use crate::status::StatusRegistry;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+pub use tapeflow_db::amend::{TickAmend, TickReplacement};
 pub use tapeflow_db::bars::BarRow;
-pub use tapeflow_db::copy::{QuoteRow, TickAmend, TickReplacement, TickRow};
+pub use tapeflow_db::copy::{QuoteRow, TickRow};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 

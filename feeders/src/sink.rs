@@ -22,6 +22,7 @@
 use crate::provider::{BarRow, QuoteRow, Record, TickAmend, TickRow};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use tapeflow_db::amend::{self, HeldIndex};
 use tapeflow_db::backoff::Backoff;
 use tapeflow_db::config::env_parse;
 use tokio::sync::{mpsc, oneshot, Semaphore};
@@ -191,7 +192,8 @@ pub struct Written {
     pub quotes: u64,
     pub bars: u64,
     pub rejected: u64,
-    /// Cancels and corrections that found their trade (see [`tapeflow_db::copy::amend_ticks`]).
+    /// Trades removed by cancels and corrections, at once or when written after their notice
+    /// (see [`tapeflow_db::amend`]).
     pub amended: u64,
     /// Records still queued when the shutdown grace ran out (the database was away).
     pub abandoned: u64,
@@ -281,6 +283,7 @@ async fn writer(
         url,
         index,
         client: None,
+        held: HeldIndex::default(),
         backoff: Backoff::new(Duration::from_millis(200), Duration::from_secs(10)),
     };
     let mut total = Written::default();
@@ -332,6 +335,8 @@ struct Db {
     url: String,
     index: usize,
     client: Option<Client>,
+    /// The trades that notices held in the database wait for (read at each connect).
+    held: HeldIndex,
     backoff: Backoff,
 }
 
@@ -348,8 +353,19 @@ fn is_data_error(e: &tokio_postgres::Error) -> bool {
 impl Db {
     async fn client(&mut self) -> anyhow::Result<&mut Client> {
         if self.client.as_ref().is_none_or(|c| c.is_closed()) {
-            self.client = Some(tapeflow_db::connect(&self.url, Duration::ZERO).await?);
-            tracing::info!(writer = self.index, "feed writer connected");
+            let client = tapeflow_db::connect(&self.url, Duration::ZERO).await?;
+            let (held, dropped) = amend::held_trades(&client).await?;
+            if dropped > 0 {
+                tracing::warn!(
+                    writer = self.index,
+                    notices = dropped,
+                    "dropped cancels and corrections held a week without their trade"
+                );
+            }
+            self.held = HeldIndex::default();
+            self.held.add(held);
+            self.client = Some(client);
+            tracing::info!(writer = self.index, held = self.held.len(), "feed writer connected");
         }
         Ok(self.client.as_mut().expect("connected above"))
     }
@@ -415,18 +431,29 @@ impl Db {
             return Ok(()); // flush markers only: what came before them is written
         }
         let writer = self.index;
-        let client = self.client().await.map_err(WriteError::Other)?;
+        self.client().await.map_err(WriteError::Other)?;
+        let due = self.held.due(&ticks);
+        let client = self.client.as_mut().expect("connected above");
         // Quotes first: a reader that sees a trade also sees the quote in force when it printed.
         done.quotes += tapeflow_db::copy::write_quotes(client, &quotes).await.map_err(WriteError::from)?;
         done.ticks += tapeflow_db::copy::write_ticks(client, &ticks).await.map_err(WriteError::from)?;
         done.bars += tapeflow_db::bars::write_bars(client, &bars).await.map_err(WriteError::from)?;
-        // After the ticks: a notice may amend a trade of this very batch.
-        let amended = tapeflow_db::copy::amend_ticks(client, &amends).await.map_err(WriteError::from)?;
+        // After the ticks: a notice may amend a trade of this very batch, and notices held
+        // before wait for trades it may hold.
+        let amended = amend::amend_ticks(client, &amends).await.map_err(WriteError::from)?;
         if amended.not_found > 0 {
-            tracing::warn!(writer, notices = amended.not_found,
-                "a cancel or correction names a trade that is not stored (a replay, or a trade never received)");
+            tracing::info!(writer, notices = amended.not_found,
+                "a cancel or correction names a trade that is not stored; held until it is written (or a replay)");
         }
-        done.amended += amended.removed;
+        let applied = amend::apply_held(client, &due).await.map_err(WriteError::from)?;
+        if applied.removed > 0 {
+            tracing::info!(
+                writer,
+                trades = applied.removed,
+                "held cancels and corrections applied to trades written after them"
+            );
+        }
+        done.amended += amended.removed + applied.removed;
         if !marks.is_empty() {
             // Only once the rows sent before them are committed (above). A refused row earlier
             // in the part fails the part first, so no watermark passes a row not stored; a
@@ -442,6 +469,12 @@ impl Db {
                 )
                 .await
                 .map_err(|e| WriteError::from(anyhow::Error::from(e)))?;
+        }
+        if !due.is_empty() || !amended.held.is_empty() {
+            self.held.remove(&due);
+            self.held.add(amended.held.into_iter().chain(applied.held));
+            metrics::gauge!("tapeflow_feed_held_amendments", "writer" => writer.to_string())
+                .set(self.held.len() as f64);
         }
         Ok(())
     }

@@ -623,6 +623,8 @@ fn api_error(status: StatusCode, message: &str) -> Response {
     (status, Json(json!({ "message": message }))).into_response()
 }
 
+/// The history as it stands when asked, answered after the REST delay (a slow link: what
+/// changes meanwhile is not in the answer).
 async fn history(
     State(shared): State<Arc<Shared>>,
     Path(kind): Path<String>,
@@ -635,9 +637,14 @@ async fn history(
         st.requests.push(uri.path_and_query().map(|p| p.to_string()).unwrap_or_default());
         st.rest_delay
     };
+    let answer = history_now(&shared, &kind, &headers, &q);
     if !delay.is_zero() {
         tokio::time::sleep(delay).await;
     }
+    answer
+}
+
+fn history_now(shared: &Shared, kind: &str, headers: &HeaderMap, q: &BTreeMap<String, String>) -> Response {
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("");
     if header("apca-api-key-id") != shared.opts.key_id
         || header("apca-api-secret-key") != shared.opts.secret_key
@@ -645,7 +652,7 @@ async fn history(
         return api_error(StatusCode::UNAUTHORIZED, "unauthorized.");
     }
     {
-        let mut st = lock(&shared);
+        let mut st = lock(shared);
         if let Some(n) = st.rest_fail_after.as_mut() {
             if *n == 0 {
                 return api_error(StatusCode::INTERNAL_SERVER_ERROR, "internal server error");
@@ -704,7 +711,7 @@ async fn history(
             None => return api_error(StatusCode::BAD_REQUEST, "invalid page token"),
         },
     };
-    let st = lock(&shared);
+    let st = lock(shared);
     let source = if kind == "trades" { &st.trades } else { &st.quotes };
     let mut wanted: Vec<&str> = symbols.split(',').collect();
     wanted.sort_unstable();
@@ -725,5 +732,5 @@ async fn history(
             .push(i.body.clone());
     }
     let next = (offset + page.len() < all.len()).then(|| format!("tfp-{:x}", offset + page.len()));
-    Json(json!({ kind.as_str(): by_symbol, "next_page_token": next })).into_response()
+    Json(json!({ kind: by_symbol, "next_page_token": next })).into_response()
 }

@@ -12,7 +12,8 @@
 use chrono::{DateTime, Duration as ChronoDuration, Utc};
 use futures_util::StreamExt;
 use std::time::{Duration, Instant};
-use tapeflow_db::copy::{amend_ticks, write_ticks, TickAmend, TickReplacement, TickRow};
+use tapeflow_db::amend::{amend_ticks, TickAmend, TickReplacement};
+use tapeflow_db::copy::{write_ticks, TickRow};
 use tapeflow_tests::citus_cluster::{citus_installed, CitusCluster};
 use tapeflow_tests::ground_truth::{data_dir, GroundTruthSet};
 use tapeflow_tests::TestDb;
@@ -298,7 +299,7 @@ async fn citus_cluster_gives_the_single_server_answers() {
         .get(0);
     println!("ticks shards per worker {per_worker:?}; the 3 symbols live on {symbol_nodes} worker(s)");
 
-    // A provider's cancel and correction (tapeflow_db::copy::amend_ticks) through the
+    // A provider's cancel and correction (tapeflow_db::amend::amend_ticks) through the
     // coordinator: the side-by-side answers below include them.
     let first: Vec<(String, chrono::DateTime<chrono::Utc>, f64)> = single
         .query("SELECT trade_id, time, price FROM tapeflow.ticks WHERE symbol = 'BTCUSDT' ORDER BY time, trade_id LIMIT 2", &[])

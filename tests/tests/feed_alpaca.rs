@@ -3,7 +3,8 @@
 //! sides, symbols added and deactivated while running, a forced disconnect whose gap is loaded
 //! from the history with exact counts, a restart that loses nothing, refused keys, the
 //! connection limit, unreadable frames, a database that goes away, a backfill that resumes
-//! where it was interrupted, and cancelled and corrected trades, live and in a gap.
+//! where it was interrupted, and cancelled and corrected trades, live, in a gap, and whose
+//! notices overtake the gap's history page.
 
 use std::time::{Duration, Instant};
 use tapeflow_tests::fake_alpaca_data::{FakeAlpacaData, FakeDataOptions, RestFault};
@@ -476,6 +477,54 @@ async fn cancelled_and_corrected_trades_leave_the_ticks_and_their_rollups_live_a
         "neither the cancelled nor the incorrect gap trade is stored"
     );
     assert_eq!(rolled_up(&c).await, (7, 7.0 + 12.0 + 13.0 + 1.0 + 21.0 + 20.0 + 2.0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn notices_that_overtake_a_gap_page_still_cancel_and_correct_its_trades() {
+    let (db, c) = setup(&["AAPL"]).await;
+    let fake = FakeAlpacaData::start(FakeDataOptions::default()).await;
+    // A request timeout longer than the slow page below, so that it is not asked again.
+    let _feed = run_feed(&db.url, &fake, &[("TAPEFLOW_ALPACA_TIMEOUT_MS", "15000")]);
+    wait_subscribed(&fake, &["AAPL"]).await;
+    let id = |t: &tapeflow_tests::fake_alpaca_data::FakeTrade| format!("{}-{}", t.exchange, t.id);
+    let first = fake.trade("AAPL", 150.0, 10.0, "V", &["@"]);
+    wait_until(&c, "SELECT count(*) = 1 FROM tapeflow.ticks", Duration::from_secs(20), Some(STATUS)).await;
+
+    // A gap, then a slow history: its page is formed when asked and arrives seconds later.
+    fake.refuse_connections(true);
+    fake.drop_streams();
+    fake.wait("the session gone", Duration::from_secs(10), |f| f.sessions().0 == 0).await;
+    let gap: Vec<_> = (0..3).map(|k| fake.trade("AAPL", 151.0 + k as f64, 20.0, "D", &["@"])).collect();
+    fake.set_rest_delay(Duration::from_secs(4));
+    let asked = fake.requests().len();
+    fake.refuse_connections(false);
+    wait_subscribed(&fake, &["AAPL"]).await;
+    fake.wait("the gap's page asked for", Duration::from_secs(20), |f| {
+        f.requests()[asked..].iter().any(|r| r.contains("/trades"))
+    })
+    .await;
+    // Meanwhile the stream cancels one of its trades and corrects another: the notices reach
+    // the feeder before the trades, and are held.
+    fake.cancel(&gap[0]);
+    let fixed = fake.correct(&gap[1], 152.5, 21.0, &["@"]);
+    wait_until(&c, "SELECT count(*) = 2 FROM tapeflow.held_amendments", Duration::from_secs(3), Some(STATUS))
+        .await;
+    assert_eq!(trade_ids(&c).await, [id(&first)], "the page has not arrived yet");
+    fake.set_rest_delay(Duration::ZERO);
+    wait_until(
+        &c,
+        "SELECT bool_and(finished_at IS NOT NULL) FROM tapeflow.backfill_progress WHERE kind = 'gap'",
+        Duration::from_secs(30),
+        Some("SELECT row_to_json(p)::text FROM tapeflow.backfill_progress p"),
+    )
+    .await;
+    assert_eq!(
+        trade_ids(&c).await,
+        [id(&first), id(&fixed), id(&gap[2])],
+        "the page's cancelled trade is gone and its incorrect one replaced"
+    );
+    assert_eq!(count(&c, "SELECT count(*) FROM tapeflow.held_amendments").await, 0);
+    assert_eq!(rolled_up(&c).await, (3, 10.0 + 21.0 + 20.0));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,11 +1,12 @@
 //! The feeders' one writer (feeders/src/sink.rs) against the real database: refused rows are
 //! isolated and kept, replays add nothing, and while the network to PostgreSQL is cut the
 //! records wait in the bounded queue (senders held back when it is full) and are all written,
-//! once, when it comes back.
+//! once, when it comes back; a cancel or correction that comes before its trade is held, across
+//! a restart, and applied when the trade is written.
 
 use chrono::{DateTime, Duration as Span, TimeZone, Utc};
 use std::time::Duration;
-use tapeflow_feeders::provider::{BarRow, QuoteRow, Record, TickRow};
+use tapeflow_feeders::provider::{BarRow, QuoteRow, Record, TickAmend, TickReplacement, TickRow};
 use tapeflow_feeders::sink::{self, SinkConfig};
 use tapeflow_tests::tcp_proxy::{Fault, TcpProxy};
 use tapeflow_tests::TestDb;
@@ -116,6 +117,104 @@ async fn refused_rows_are_isolated_and_kept_and_a_replay_adds_nothing() {
         (r.get(0), r.get(1))
     };
     assert_eq!(vol_ticks, vol_bars);
+}
+
+/// Writes `records` through a sink of its own (a feeder's run) and waits until it is drained.
+async fn run_sink(db: &TestDb, records: Vec<Record>) -> sink::Written {
+    let (s, writer) = sink::spawn(db.url.clone(), config(10_000), CancellationToken::new());
+    s.send_all(records).await.unwrap();
+    drop(s);
+    writer.await.unwrap()
+}
+
+#[tokio::test]
+async fn notices_before_their_trades_are_held_across_a_restart_and_applied_when_the_trades_come() {
+    let (db, c) = setup().await;
+    let notice = |i: i64, replacement: Option<TickReplacement>| {
+        Record::Amend(TickAmend {
+            symbol: "AAA".into(),
+            trade_id: format!("t{i}"),
+            at: t0() + Span::milliseconds(i * 250),
+            replacement,
+        })
+    };
+    let fixed = TickReplacement { trade_id: "t2-fixed".into(), price: 99.5, size: 7.0, conditions: None };
+    // A cancel of t1 and a correction of t2 before either trade, then an unrelated trade.
+    let w = run_sink(&db, vec![notice(1, None), notice(2, Some(fixed.clone())), tick("AAA", 10)]).await;
+    assert_eq!((w.ticks, w.amended), (1, 0), "{w:?}");
+    let held = "SELECT count(*) FROM tapeflow.held_amendments";
+    assert_eq!(count(&c, held).await, 2);
+
+    // The next run (a restart) writes the trades, and their notices are applied as they land:
+    // in the same batch as other trades, and once more in a later one (a replay) that is
+    // removed again.
+    let mut trades: Vec<Record> = (0..6).map(|i| tick("AAA", i)).collect();
+    trades.extend((0..6).map(|i| tick("BBB", i)));
+    let w = run_sink(&db, trades).await;
+    assert_eq!((w.ticks, w.amended), (12, 2), "{w:?}");
+    let ids: Vec<String> = c
+        .query("SELECT trade_id FROM tapeflow.ticks WHERE symbol = 'AAA' ORDER BY time, trade_id", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(ids, ["t0", "t2-fixed", "t3", "t4", "t5", "t10"], "t1 cancelled, t2 corrected");
+    let r = c
+        .query_one(
+            "SELECT price, size, side::text, time FROM tapeflow.ticks WHERE trade_id = 't2-fixed'",
+            &[],
+        )
+        .await
+        .unwrap();
+    let Record::Tick(t2) = tick("AAA", 2) else { unreachable!() };
+    assert_eq!((r.get::<_, f64>(0), r.get::<_, f64>(1)), (99.5, 7.0));
+    assert_eq!(
+        (r.get::<_, String>(2), r.get::<_, DateTime<Utc>>(3)),
+        ("B".to_string(), t2.time),
+        "the original's side and time"
+    );
+    // BBB's trades of the same ids are other trades.
+    assert_eq!(count(&c, "SELECT count(*) FROM tapeflow.ticks WHERE symbol = 'BBB'").await, 6);
+    assert_eq!(count(&c, held).await, 0, "applied notices are no longer held");
+    // Rollups equal the trades left.
+    let r = c
+        .query_one(
+            "SELECT (SELECT sum(size) FROM tapeflow.ticks),
+                    (SELECT sum(tapeflow.volume(candle)) FROM tapeflow.bars_1m)",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.get::<_, f64>(0), r.get::<_, f64>(1));
+
+    // The same notice again, once its trade is gone, is held: should the trade be replayed, it
+    // goes again.
+    let w = run_sink(&db, vec![notice(1, None)]).await;
+    assert_eq!(w.amended, 0);
+    assert_eq!(count(&c, held).await, 1);
+    let w = run_sink(&db, vec![tick("AAA", 1)]).await;
+    assert_eq!((w.ticks, w.amended), (1, 1), "{w:?}");
+    assert_eq!(
+        count(&c, "SELECT count(*) FROM tapeflow.ticks WHERE symbol = 'AAA' AND trade_id = 't1'").await,
+        0
+    );
+
+    // A notice held longer than a week is dropped when a writer connects: t4 replayed stays.
+    let Record::Tick(t4) = tick("AAA", 4) else { unreachable!() };
+    c.execute(
+        "INSERT INTO tapeflow.held_amendments (symbol, trade_id, at, received_at)
+         VALUES ('AAA', 't4', $1, now() - interval '8 days')",
+        &[&t4.time],
+    )
+    .await
+    .unwrap();
+    run_sink(&db, vec![tick("AAA", 4)]).await;
+    assert_eq!(count(&c, held).await, 0);
+    assert_eq!(
+        count(&c, "SELECT count(*) FROM tapeflow.ticks WHERE symbol = 'AAA' AND trade_id = 't4'").await,
+        1
+    );
 }
 
 #[tokio::test]

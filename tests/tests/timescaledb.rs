@@ -5,7 +5,8 @@
 
 use chrono::{TimeZone, Utc};
 use std::time::Duration;
-use tapeflow_db::copy::{TickAmend, TickReplacement, TickRow};
+use tapeflow_db::amend::{TickAmend, TickReplacement};
+use tapeflow_db::copy::TickRow;
 use tapeflow_db::ListenEvent;
 use tapeflow_tests::*;
 use tokio::sync::mpsc::Receiver;
@@ -133,7 +134,7 @@ async fn timescaledb_path_answers_like_plain_path() {
     ts.batch_execute(REFRESH).await.unwrap();
     assert_same_answers(&ts, &pg, "after late trades").await;
 
-    // A provider's cancel and correction (tapeflow_db::copy::amend_ticks), into those
+    // A provider's cancel and correction (tapeflow_db::amend::amend_ticks), into those
     // compressed chunks: the refresh applies them as the plain path's triggers do.
     let at = |s: &str| chrono::DateTime::parse_from_rfc3339(s).unwrap().to_utc();
     let amends = [
@@ -156,7 +157,7 @@ async fn timescaledb_path_answers_like_plain_path() {
         },
     ];
     for c in [&mut ts, &mut pg] {
-        let done = tapeflow_db::copy::amend_ticks(c, &amends).await.unwrap();
+        let done = tapeflow_db::amend::amend_ticks(c, &amends).await.unwrap();
         assert_eq!((done.removed, done.replaced, done.not_found), (2, 1, 0));
     }
     ts.batch_execute(REFRESH).await.unwrap();
