@@ -52,6 +52,19 @@ async fn count(c: &tokio_postgres::Client, sql: &str) -> i64 {
     c.query_one(sql, &[]).await.unwrap().get(0)
 }
 
+/// The minute rollups' volume equals the stored trades'.
+async fn assert_rollups_equal_ticks(c: &tokio_postgres::Client) {
+    let r = c
+        .query_one(
+            "SELECT (SELECT sum(size) FROM tapeflow.ticks),
+                    (SELECT sum(tapeflow.volume(candle)) FROM tapeflow.bars_1m)",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.get::<_, f64>(0), r.get::<_, f64>(1), "ticks' volume, rollups' volume");
+}
+
 #[tokio::test]
 async fn refused_rows_are_isolated_and_kept_and_a_replay_adds_nothing() {
     let (db, c) = setup().await;
@@ -104,19 +117,7 @@ async fn refused_rows_are_isolated_and_kept_and_a_replay_adds_nothing() {
         assert!(record.contains("NOPE") && record.contains("t500"), "{record}");
         assert!(reason.contains("NOPE"), "the reason names the symbol: {reason}");
     }
-    // Minute rollups equal the ticks.
-    let (vol_ticks, vol_bars): (f64, f64) = {
-        let r = c
-            .query_one(
-                "SELECT (SELECT sum(size) FROM tapeflow.ticks),
-                        (SELECT sum(tapeflow.volume(candle)) FROM tapeflow.bars_1m)",
-                &[],
-            )
-            .await
-            .unwrap();
-        (r.get(0), r.get(1))
-    };
-    assert_eq!(vol_ticks, vol_bars);
+    assert_rollups_equal_ticks(&c).await;
 }
 
 /// Writes `records` through a sink of its own (a feeder's run) and waits until it is drained.
@@ -177,16 +178,7 @@ async fn notices_before_their_trades_are_held_across_a_restart_and_applied_when_
     // BBB's trades of the same ids are other trades.
     assert_eq!(count(&c, "SELECT count(*) FROM tapeflow.ticks WHERE symbol = 'BBB'").await, 6);
     assert_eq!(count(&c, held).await, 0, "applied notices are no longer held");
-    // Rollups equal the trades left.
-    let r = c
-        .query_one(
-            "SELECT (SELECT sum(size) FROM tapeflow.ticks),
-                    (SELECT sum(tapeflow.volume(candle)) FROM tapeflow.bars_1m)",
-            &[],
-        )
-        .await
-        .unwrap();
-    assert_eq!(r.get::<_, f64>(0), r.get::<_, f64>(1));
+    assert_rollups_equal_ticks(&c).await;
 
     // The same notice again, once its trade is gone, is held: should the trade be replayed, it
     // goes again.
