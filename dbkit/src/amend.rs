@@ -48,10 +48,8 @@ pub struct Amended {
     pub removed: u64,
     /// Corrected trades stored in their place.
     pub replaced: u64,
-    /// Notices whose trade is not stored (not received yet, or already amended: a replay),
-    /// held in `tapeflow.held_amendments`.
-    pub not_found: u64,
-    /// The symbol and trade id of each notice held.
+    /// The symbol and trade id of each notice whose trade is not stored (not received yet, or
+    /// already amended: a replay), held in `tapeflow.held_amendments`.
     pub held: Vec<(String, String)>,
 }
 
@@ -183,7 +181,6 @@ async fn apply<'a>(
             )
             .await
             .with_context(|| format!("holding the notice for trade {} of {}", a.trade_id, a.symbol))?;
-            done.not_found += 1;
             done.held.push((a.symbol.clone(), a.trade_id.clone()));
             continue;
         };

@@ -441,8 +441,8 @@ impl Db {
         // After the ticks: a notice may amend a trade of this very batch, and notices held
         // before wait for trades it may hold.
         let amended = amend::amend_ticks(client, &amends).await.map_err(WriteError::from)?;
-        if amended.not_found > 0 {
-            tracing::info!(writer, notices = amended.not_found,
+        if !amended.held.is_empty() {
+            tracing::info!(writer, notices = amended.held.len(),
                 "a cancel or correction names a trade that is not stored; held until it is written (or a replay)");
         }
         let applied = amend::apply_held(client, &due).await.map_err(WriteError::from)?;
@@ -454,6 +454,13 @@ impl Db {
             );
         }
         done.amended += amended.removed + applied.removed;
+        // Both have committed: the index follows what is held now.
+        if !due.is_empty() || !amended.held.is_empty() {
+            self.held.remove(&due);
+            self.held.add(amended.held.into_iter().chain(applied.held));
+            metrics::gauge!("tapeflow_feed_held_amendments", "writer" => writer.to_string())
+                .set(self.held.len() as f64);
+        }
         if !marks.is_empty() {
             // Only once the rows sent before them are committed (above). A refused row earlier
             // in the part fails the part first, so no watermark passes a row not stored; a
@@ -469,12 +476,6 @@ impl Db {
                 )
                 .await
                 .map_err(|e| WriteError::from(anyhow::Error::from(e)))?;
-        }
-        if !due.is_empty() || !amended.held.is_empty() {
-            self.held.remove(&due);
-            self.held.add(amended.held.into_iter().chain(applied.held));
-            metrics::gauge!("tapeflow_feed_held_amendments", "writer" => writer.to_string())
-                .set(self.held.len() as f64);
         }
         Ok(())
     }

@@ -158,7 +158,7 @@ async fn timescaledb_path_answers_like_plain_path() {
     ];
     for c in [&mut ts, &mut pg] {
         let done = tapeflow_db::amend::amend_ticks(c, &amends).await.unwrap();
-        assert_eq!((done.removed, done.replaced, done.not_found), (2, 1, 0));
+        assert_eq!((done.removed, done.replaced, done.held.len()), (2, 1, 0));
     }
     ts.batch_execute(REFRESH).await.unwrap();
     assert_same_answers(&ts, &pg, "after a cancel and a correction").await;
