@@ -73,6 +73,31 @@ async fn exit_ok(mut p: Proc) -> bool {
     }
 }
 
+/// The stream cut: connections refused and the session dropped, until `refuse_connections(false)`.
+async fn cut_stream(fake: &FakeAlpacaData) {
+    fake.refuse_connections(true);
+    fake.drop_streams();
+    fake.wait("the session gone", Duration::from_secs(10), |f| f.sessions().0 == 0).await;
+}
+
+/// Waits until at least `n` gap loads are recorded and all of them finished.
+async fn wait_gaps_loaded(c: &tokio_postgres::Client, n: i64, timeout: Duration) {
+    wait_until(
+        c,
+        &format!(
+            "SELECT count(*) >= {n} AND bool_and(finished_at IS NOT NULL) FROM tapeflow.backfill_progress WHERE kind = 'gap'"
+        ),
+        timeout,
+        Some("SELECT row_to_json(p)::text FROM tapeflow.backfill_progress p"),
+    )
+    .await;
+}
+
+/// A fake trade's id as the feeder stores it.
+fn stored_id(t: &tapeflow_tests::fake_alpaca_data::FakeTrade) -> String {
+    format!("{}-{}", t.exchange, t.id)
+}
+
 async fn wait_subscribed(fake: &FakeAlpacaData, symbols: &[&str]) {
     let want: std::collections::BTreeSet<String> = symbols.iter().map(|s| s.to_string()).collect();
     fake.wait(&format!("a session subscribed to {want:?}"), Duration::from_secs(30), |f| {
@@ -196,9 +221,7 @@ async fn a_forced_disconnect_and_a_restart_lose_no_trade_and_duplicate_none() {
     wait_until(&c, "SELECT count(*) = 16 FROM tapeflow.ticks", Duration::from_secs(20), None).await;
 
     // Cut: the stream drops and reconnects are refused while trades go on.
-    fake.refuse_connections(true);
-    fake.drop_streams();
-    fake.wait("the session gone", Duration::from_secs(10), |f| f.sessions().0 == 0).await;
+    cut_stream(&fake).await;
     let missed_aapl = fake.script("AAPL", 23, 151.0);
     fake.script("TSLA", 9, 701.0);
     // The history answers badly at first: a server error, throttling, an unreadable page.
@@ -240,13 +263,7 @@ async fn a_forced_disconnect_and_a_restart_lose_no_trade_and_duplicate_none() {
         Some(STATUS),
     )
     .await;
-    wait_until(
-        &c,
-        "SELECT count(*) >= 2 AND bool_and(finished_at IS NOT NULL) FROM tapeflow.backfill_progress WHERE kind = 'gap'",
-        Duration::from_secs(20),
-        Some("SELECT row_to_json(p)::text FROM tapeflow.backfill_progress p"),
-    )
-    .await;
+    wait_gaps_loaded(&c, 2, Duration::from_secs(20)).await;
 
     // A restart: trades published while the feeder is down are loaded from the newest stored
     // trade of each symbol on start.
@@ -394,12 +411,11 @@ async fn cancelled_and_corrected_trades_leave_the_ticks_and_their_rollups_live_a
     let fake = FakeAlpacaData::start(FakeDataOptions { max_page: 4, ..FakeDataOptions::default() }).await;
     let _feed = run_feed(&db.url, &fake, &[]);
     wait_subscribed(&fake, &["AAPL"]).await;
-    let id = |t: &tapeflow_tests::fake_alpaca_data::FakeTrade| format!("{}-{}", t.exchange, t.id);
     let live: Vec<_> =
         (0..4).map(|k| fake.trade("AAPL", 150.0 + k as f64, 10.0 + k as f64, "V", &["@"])).collect();
     wait_until(&c, "SELECT count(*) = 4 FROM tapeflow.ticks", Duration::from_secs(20), Some(STATUS)).await;
     let side: String = c
-        .query_one("SELECT side::text FROM tapeflow.ticks WHERE trade_id = $1", &[&id(&live[1])])
+        .query_one("SELECT side::text FROM tapeflow.ticks WHERE trade_id = $1", &[&stored_id(&live[1])])
         .await
         .unwrap()
         .get(0);
@@ -409,16 +425,16 @@ async fn cancelled_and_corrected_trades_leave_the_ticks_and_their_rollups_live_a
     let fixed = fake.correct(&live[1], 149.5, 7.0, &["@", "I"]);
     wait_until(
         &c,
-        &format!("SELECT count(*) = 1 FROM tapeflow.ticks WHERE trade_id = '{}'", id(&fixed)),
+        &format!("SELECT count(*) = 1 FROM tapeflow.ticks WHERE trade_id = '{}'", stored_id(&fixed)),
         Duration::from_secs(20),
         Some(STATUS),
     )
     .await;
-    assert_eq!(trade_ids(&c).await, [id(&fixed), id(&live[2]), id(&live[3])]);
+    assert_eq!(trade_ids(&c).await, [stored_id(&fixed), stored_id(&live[2]), stored_id(&live[3])]);
     let r = c
         .query_one(
             "SELECT price, size, conditions, time, side::text, side_source, exchange FROM tapeflow.ticks WHERE trade_id = $1",
-            &[&id(&fixed)],
+            &[&stored_id(&fixed)],
         )
         .await
         .unwrap();
@@ -435,7 +451,7 @@ async fn cancelled_and_corrected_trades_leave_the_ticks_and_their_rollups_live_a
     let marker = fake.trade("AAPL", 151.0, 1.0, "V", &[]);
     wait_until(
         &c,
-        &format!("SELECT count(*) = 1 FROM tapeflow.ticks WHERE trade_id = '{}'", id(&marker)),
+        &format!("SELECT count(*) = 1 FROM tapeflow.ticks WHERE trade_id = '{}'", stored_id(&marker)),
         Duration::from_secs(20),
         Some(STATUS),
     )
@@ -443,9 +459,7 @@ async fn cancelled_and_corrected_trades_leave_the_ticks_and_their_rollups_live_a
     assert_eq!(trade_ids(&c).await.len(), 4);
 
     // In a gap: the history marks what did not stand, and the backfill leaves it out.
-    fake.refuse_connections(true);
-    fake.drop_streams();
-    fake.wait("the session gone", Duration::from_secs(10), |f| f.sessions().0 == 0).await;
+    cut_stream(&fake).await;
     let gap: Vec<_> = (0..3).map(|k| fake.trade("AAPL", 152.0 + k as f64, 20.0, "D", &["@"])).collect();
     fake.cancel(&gap[0]);
     let gap_fixed = fake.correct(&gap[1], 152.5, 21.0, &["@"]);
@@ -456,24 +470,26 @@ async fn cancelled_and_corrected_trades_leave_the_ticks_and_their_rollups_live_a
         &c,
         &format!(
             "SELECT count(*) = 2 FROM tapeflow.ticks WHERE trade_id IN ('{}', '{}')",
-            id(&after),
-            id(&gap[2])
+            stored_id(&after),
+            stored_id(&gap[2])
         ),
         Duration::from_secs(30),
         Some(STATUS),
     )
     .await;
-    wait_until(
-        &c,
-        "SELECT bool_and(finished_at IS NOT NULL) FROM tapeflow.backfill_progress WHERE kind = 'gap'",
-        Duration::from_secs(20),
-        Some("SELECT row_to_json(p)::text FROM tapeflow.backfill_progress p"),
-    )
-    .await;
+    wait_gaps_loaded(&c, 1, Duration::from_secs(20)).await;
     let ids = trade_ids(&c).await;
     assert_eq!(
         ids,
-        [id(&fixed), id(&live[2]), id(&live[3]), id(&marker), id(&gap_fixed), id(&gap[2]), id(&after)],
+        [
+            stored_id(&fixed),
+            stored_id(&live[2]),
+            stored_id(&live[3]),
+            stored_id(&marker),
+            stored_id(&gap_fixed),
+            stored_id(&gap[2]),
+            stored_id(&after)
+        ],
         "neither the cancelled nor the incorrect gap trade is stored"
     );
     assert_eq!(rolled_up(&c).await, (7, 7.0 + 12.0 + 13.0 + 1.0 + 21.0 + 20.0 + 2.0));
@@ -486,14 +502,11 @@ async fn notices_that_overtake_a_gap_page_still_cancel_and_correct_its_trades() 
     // A request timeout longer than the slow page below, so that it is not asked again.
     let _feed = run_feed(&db.url, &fake, &[("TAPEFLOW_ALPACA_TIMEOUT_MS", "15000")]);
     wait_subscribed(&fake, &["AAPL"]).await;
-    let id = |t: &tapeflow_tests::fake_alpaca_data::FakeTrade| format!("{}-{}", t.exchange, t.id);
     let first = fake.trade("AAPL", 150.0, 10.0, "V", &["@"]);
     wait_until(&c, "SELECT count(*) = 1 FROM tapeflow.ticks", Duration::from_secs(20), Some(STATUS)).await;
 
     // A gap, then a slow history: its page is formed when asked and arrives seconds later.
-    fake.refuse_connections(true);
-    fake.drop_streams();
-    fake.wait("the session gone", Duration::from_secs(10), |f| f.sessions().0 == 0).await;
+    cut_stream(&fake).await;
     let gap: Vec<_> = (0..3).map(|k| fake.trade("AAPL", 151.0 + k as f64, 20.0, "D", &["@"])).collect();
     fake.set_rest_delay(Duration::from_secs(4));
     let asked = fake.requests().len();
@@ -509,18 +522,12 @@ async fn notices_that_overtake_a_gap_page_still_cancel_and_correct_its_trades() 
     let fixed = fake.correct(&gap[1], 152.5, 21.0, &["@"]);
     wait_until(&c, "SELECT count(*) = 2 FROM tapeflow.held_amendments", Duration::from_secs(3), Some(STATUS))
         .await;
-    assert_eq!(trade_ids(&c).await, [id(&first)], "the page has not arrived yet");
+    assert_eq!(trade_ids(&c).await, [stored_id(&first)], "the page has not arrived yet");
     fake.set_rest_delay(Duration::ZERO);
-    wait_until(
-        &c,
-        "SELECT bool_and(finished_at IS NOT NULL) FROM tapeflow.backfill_progress WHERE kind = 'gap'",
-        Duration::from_secs(30),
-        Some("SELECT row_to_json(p)::text FROM tapeflow.backfill_progress p"),
-    )
-    .await;
+    wait_gaps_loaded(&c, 1, Duration::from_secs(30)).await;
     assert_eq!(
         trade_ids(&c).await,
-        [id(&first), id(&fixed), id(&gap[2])],
+        [stored_id(&first), stored_id(&fixed), stored_id(&gap[2])],
         "the page's cancelled trade is gone and its incorrect one replaced"
     );
     assert_eq!(count(&c, "SELECT count(*) FROM tapeflow.held_amendments").await, 0);
